@@ -1,0 +1,296 @@
+//! Command-line surface: clap types only, no I/O and no validation beyond what clap does.
+//!
+//! Every verb of DESIGN.md that is built has a variant here; global flags live in
+//! [`GlobalArgs`] so every verb accepts them in any position.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// `skiff`: deploy apps to your own servers over SSH.
+#[derive(Debug, Parser)]
+#[command(
+    name = "skiff",
+    version,
+    about = "Deploy apps to your own servers over SSH",
+    long_about = "skiff provisions Debian and Ubuntu nodes over SSH, ships an app tree with a \
+                  delta sync, and switches versions through NGINX with no downtime.",
+    after_help = "Exit codes: 0 success, 1 failure, 2 bad usage or configuration, \
+                  3 node unreachable, 130 interrupted."
+)]
+pub struct Cli {
+    /// Flags every verb accepts.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    /// The verb to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags shared by every verb, so scripts can put them anywhere on the line.
+#[derive(Debug, Args, Clone)]
+pub struct GlobalArgs {
+    /// Cluster state file [default: $XDG_CONFIG_HOME/skiff/cluster.toml]
+    #[arg(long, global = true, env = "SKIFF_STATE", value_name = "FILE")]
+    pub state: Option<PathBuf>,
+
+    /// Print machine-readable JSON on stdout
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Print more detail (repeat for even more)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Print only errors
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Answer yes to every question (for scripts; nothing prompts without a TTY anyway)
+    #[arg(short = 'y', long, global = true)]
+    pub yes: bool,
+
+    /// When to use colour
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
+    pub color: ColorChoice,
+}
+
+/// When output is coloured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    /// Colour when stderr is a terminal and `NO_COLOR` is unset
+    Auto,
+    /// Always colour
+    Always,
+    /// Never colour
+    Never,
+}
+
+/// The verbs.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Scaffold an app: app.toml, static/ and the runtime's entry point
+    ///
+    /// Example: skiff init blog --runtime python
+    Init(InitArgs),
+
+    /// Run an app on this machine the way a node serves it
+    ///
+    /// Example: skiff serve blog --port 8000
+    Serve(ServeArgs),
+
+    /// Make a node known: a server you have (ssh), a Vagrant VM, or a throwaway local node
+    ///
+    /// Example: skiff create-node web1 --provider ssh --host 203.0.113.7
+    CreateNode(CreateNodeArgs),
+
+    /// Provision a node as a skiff web host (idempotent)
+    ///
+    /// Example: skiff setup-node web1
+    SetupNode(SetupNodeArgs),
+
+    /// List the cluster's nodes
+    ListNodes,
+
+    /// Choose the node used when a command names none
+    ///
+    /// Example: skiff default-node web1
+    DefaultNode(NodeNameArgs),
+
+    /// Forget a node (and destroy it, for local and vagrant nodes)
+    ///
+    /// Example: skiff destroy-node web1 --yes
+    DestroyNode(NodeNameArgs),
+
+    /// Deploy a new version of an app
+    ///
+    /// Example: skiff update blog --host blog.example.com
+    Update(UpdateArgs),
+
+    /// Point HOST back at its previous version
+    ///
+    /// Example: skiff rollback blog.example.com
+    Rollback(HostArgs),
+
+    /// Point HOST at any kept version
+    ///
+    /// Example: skiff activate blog.example.com 3
+    Activate(ActivateArgs),
+
+    /// List the kept versions of HOST
+    ///
+    /// Example: skiff versions blog.example.com --json
+    Versions(HostArgs),
+
+    /// Drop old releases of HOST
+    ///
+    /// Example: skiff clean blog.example.com --keep 3
+    Clean(CleanArgs),
+
+    /// Print a shell completion script
+    ///
+    /// Example: skiff completions bash > /etc/bash_completion.d/skiff
+    Completions(CompletionsArgs),
+
+    /// Print the man page (roff) on stdout
+    ///
+    /// Example: skiff man | man -l -
+    Man,
+}
+
+/// Runtimes an app can have; mirrors `runtime` in app.toml.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RuntimeArg {
+    /// A WSGI app under mod_wsgi
+    Python,
+    /// PHP under mod_php
+    Php,
+    /// A Rack app under Passenger
+    Ruby,
+    /// Files only, served by NGINX
+    Static,
+}
+
+/// `skiff init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Folder to scaffold (created when missing)
+    pub dir: PathBuf,
+    /// The app's runtime (asked on a terminal when omitted; required otherwise)
+    #[arg(long, value_enum)]
+    pub runtime: Option<RuntimeArg>,
+    /// App name [default: the folder's name]
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Overwrite files that already exist
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `skiff serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The app's folder
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// Port to listen on
+    #[arg(long, short, default_value_t = 8000)]
+    pub port: u16,
+    /// Address to listen on
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+    /// Do not restart the runtime when files change
+    #[arg(long)]
+    pub no_reload: bool,
+}
+
+/// How a node comes to exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProviderArg {
+    /// A server you already have, reached over SSH
+    Ssh,
+    /// The Ubuntu VM described in vagrant/Vagrantfile
+    Vagrant,
+    /// A throwaway Debian node in a Linux network namespace (root only)
+    Local,
+}
+
+/// `skiff create-node`.
+#[derive(Debug, Args)]
+pub struct CreateNodeArgs {
+    /// Name for the node ([a-z][a-z0-9-]*)
+    pub name: String,
+    /// How the node comes to exist
+    #[arg(long, value_enum, default_value_t = ProviderArg::Ssh)]
+    pub provider: ProviderArg,
+    /// Address or DNS name (ssh provider)
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Login user
+    #[arg(long)]
+    pub user: Option<String>,
+    /// SSH port
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Private key to log in with (overrides ~/.ssh/config and the agent)
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+    /// Accept an operating system skiff does not support
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `skiff setup-node`.
+#[derive(Debug, Args)]
+pub struct SetupNodeArgs {
+    /// Node to set up [default: the default node]
+    pub name: Option<String>,
+    /// Print the plan (packages, files with diffs, services) and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// HTTP proxy for apt on the node, e.g. http://10.0.0.1:3142
+    #[arg(long, value_name = "URL")]
+    pub apt_proxy: Option<String>,
+}
+
+/// A verb that takes one node name.
+#[derive(Debug, Args)]
+pub struct NodeNameArgs {
+    /// Node name
+    pub name: String,
+}
+
+/// `skiff update`.
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// The app's folder
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// Host name to deploy (repeatable) [default: app.toml's hostnames]
+    #[arg(long = "host", value_name = "HOST")]
+    pub hosts: Vec<String>,
+    /// Node to deploy to (repeatable) [default: the default node]
+    #[arg(long = "node", value_name = "NODE")]
+    pub nodes: Vec<String>,
+    /// Print the /etc/hosts lines for the app's hosts instead of deploying
+    #[arg(long)]
+    pub etc_hosts: bool,
+    /// With --etc-hosts: add the lines to /etc/hosts (through sudo, after asking)
+    #[arg(long, requires = "etc_hosts")]
+    pub write: bool,
+}
+
+/// A verb that takes one host name.
+#[derive(Debug, Args)]
+pub struct HostArgs {
+    /// The app's main host name
+    pub host: String,
+}
+
+/// `skiff activate`.
+#[derive(Debug, Args)]
+pub struct ActivateArgs {
+    /// The app's main host name
+    pub host: String,
+    /// Version number to make current
+    pub version: u32,
+}
+
+/// `skiff clean`.
+#[derive(Debug, Args)]
+pub struct CleanArgs {
+    /// The app's main host name
+    pub host: String,
+    /// How many releases to keep (current and prev are always kept)
+    #[arg(long, default_value_t = 5)]
+    pub keep: u32,
+}
+
+/// `skiff completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// Shell to generate for
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}

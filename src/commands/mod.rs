@@ -1,0 +1,55 @@
+//! One file per verb. Each parses nothing (clap did), calls one library function and
+//! renders its result through the [`Printer`].
+
+use crate::cli::{Cli, Command};
+use crate::cluster::{self, StateFile};
+use crate::error::{Error, Result};
+use crate::printer::Printer;
+
+mod completions;
+mod default_node;
+mod list_nodes;
+
+/// Runs the verb chosen on the command line.
+pub fn dispatch(cli: &Cli, printer: &Printer) -> Result<()> {
+    match &cli.command {
+        Command::ListNodes => list_nodes::run(&state_file(cli)?, printer),
+        Command::DefaultNode(args) => default_node::run(&state_file(cli)?, &args.name, printer),
+        Command::Completions(args) => completions::completions(args.shell),
+        Command::Man => completions::man(),
+        other => Err(Error::NotSupported {
+            what: format!("`skiff {}`", verb_name(other)),
+            hint: Some("this verb is planned; see README.md for what works today".into()),
+        }),
+    }
+}
+
+/// The state file chosen by `--state`, `SKIFF_STATE` or the XDG default.
+pub fn state_file(cli: &Cli) -> Result<StateFile> {
+    Ok(StateFile::new(cluster::default_state_path(
+        cli.global.state.as_deref(),
+    )?))
+}
+
+/// A callback for [`StateFile::lock`] that says why we are waiting.
+pub fn waiting_notice(printer: &Printer) -> impl FnMut(&std::path::Path) + '_ {
+    move |path| {
+        printer.status(
+            "Waiting",
+            format!("for another skiff to release `{}`", path.display()),
+        )
+    }
+}
+
+fn verb_name(command: &Command) -> String {
+    let debug = format!("{command:?}");
+    let name = debug.split(['(', ' ', '{']).next().unwrap_or("");
+    let mut out = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('-');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
+}

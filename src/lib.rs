@@ -1,0 +1,41 @@
+//! skiff: an agentless deployer for people who run their own servers.
+//!
+//! Module map (each module has one job; commands are thin wrappers around them):
+//! - [`cli`]: clap types, no I/O.
+//! - [`commands`]: one file per verb; parses nothing, calls one library function,
+//!   renders its result through the [`printer`].
+//! - [`printer`]: the sole writer of output (stdout = data, stderr = status).
+//! - [`error`]: the one error type, its hints and exit codes.
+//! - [`names`]: the grammars for app names, node names, hostnames, env names, paths.
+//! - [`cluster`]: the laptop's `cluster.toml`: nodes, default node, apps and versions.
+//! - [`app_config`]: the typed `app.toml`.
+//! - [`scaffold`]: what `skiff init` writes.
+//! - [`assets`]: `templates/` and `server-files/` embedded in the binary.
+
+pub mod app_config;
+pub mod cli;
+pub mod cluster;
+pub mod commands;
+pub mod error;
+pub mod names;
+pub mod printer;
+pub mod scaffold;
+pub mod toml_span;
+
+pub use error::{Error, Result};
+
+/// Parses argv, runs the verb and returns the process exit code.
+///
+/// Kept apart from `main` so the exit code logic (and error rendering) lives in one place.
+pub fn run() -> i32 {
+    use clap::Parser;
+    let cli = cli::Cli::parse();
+    let printer = printer::Printer::new(&cli.global);
+    match commands::dispatch(&cli, &printer) {
+        Ok(()) => 0,
+        Err(err) => {
+            printer.error(&err);
+            err.exit_code()
+        }
+    }
+}

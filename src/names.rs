@@ -1,0 +1,220 @@
+//! The grammars for every name that can reach a template, a path or a command.
+//!
+//! Validating here, once, is what lets the rest of skiff put names into NGINX configs,
+//! file paths and argv without escaping worries. Each function returns the problem as a
+//! sentence (naming the bad value) for the caller to wrap with the file and key.
+
+use std::path::{Component, Path};
+
+/// Longest app or node name; keeps mod_wsgi group names (`<app>-a`) and unix users short.
+pub const MAX_NAME_LEN: usize = 32;
+
+/// App and node names: `[a-z][a-z0-9-]*`, no trailing or doubled `-`, at most 32 chars.
+pub fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("the name is empty".into());
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(format!("`{name}` is longer than {MAX_NAME_LEN} characters"));
+    }
+    let first = name.as_bytes()[0];
+    if !first.is_ascii_lowercase() {
+        return Err(format!("`{name}` must start with a lower-case letter a-z"));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+    {
+        return Err(format!(
+            "`{name}` contains `{bad}`; use only a-z, 0-9 and `-`"
+        ));
+    }
+    if name.ends_with('-') || name.contains("--") {
+        return Err(format!("`{name}` must not end with `-` or contain `--`"));
+    }
+    Ok(())
+}
+
+/// Host names: RFC 1123 labels, lower case, total length <= 253, at least two labels,
+/// a wildcard only as a whole leading `*.` label, never an IP address.
+pub fn check_hostname(host: &str) -> Result<(), String> {
+    if host.is_empty() {
+        return Err("the host name is empty".into());
+    }
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        return Err(format!(
+            "`{host}` is an IP address; skiff routes by host name"
+        ));
+    }
+    if host.len() > 253 {
+        return Err(format!("`{host}` is longer than 253 characters"));
+    }
+    if host.chars().any(|c| c.is_ascii_uppercase()) {
+        return Err(format!(
+            "`{host}` has upper-case letters; write it in lower case: `{}`",
+            host.to_ascii_lowercase()
+        ));
+    }
+    let rest = host.strip_prefix("*.").unwrap_or(host);
+    let labels: Vec<&str> = rest.split('.').collect();
+    if labels.len() < 2 && !host.starts_with("*.") {
+        return Err(format!(
+            "`{host}` has a single label; use a full name like `{host}.example.com` (or `{host}.test` for local use)"
+        ));
+    }
+    for label in &labels {
+        if label.is_empty() {
+            return Err(format!(
+                "`{host}` has an empty label (`..` or a leading/trailing `.`)"
+            ));
+        }
+        if *label == "*" || label.contains('*') {
+            return Err(format!(
+                "`{host}` has a wildcard that is not a whole leading `*.` label"
+            ));
+        }
+        if label.len() > 63 {
+            return Err(format!("`{host}` has a label longer than 63 characters"));
+        }
+        if let Some(bad) = label
+            .chars()
+            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+        {
+            return Err(format!(
+                "`{host}` contains `{bad}`; host names use only a-z, 0-9, `-` and `.`"
+            ));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return Err(format!("`{host}` has a label that starts or ends with `-`"));
+        }
+    }
+    if labels
+        .last()
+        .is_some_and(|l| l.chars().all(|c| c.is_ascii_digit()))
+    {
+        return Err(format!("`{host}` ends in an all-numeric label"));
+    }
+    Ok(())
+}
+
+/// Environment variable names: `[A-Za-z_][A-Za-z0-9_]*`, not reserved for skiff.
+pub fn check_env_name(name: &str) -> Result<(), String> {
+    let mut chars = name.chars();
+    match chars.next() {
+        None => return Err("the variable name is empty".into()),
+        Some(c) if !(c.is_ascii_alphabetic() || c == '_') => {
+            return Err(format!("`{name}` must start with a letter or `_`"));
+        }
+        _ => {}
+    }
+    if let Some(bad) = chars.find(|c| !(c.is_ascii_alphanumeric() || *c == '_')) {
+        return Err(format!(
+            "`{name}` contains `{bad}`; use only A-Z, a-z, 0-9 and `_`"
+        ));
+    }
+    if name.starts_with("SKIFF_") {
+        return Err(format!(
+            "`{name}` starts with `SKIFF_`, which skiff reserves for its own variables"
+        ));
+    }
+    Ok(())
+}
+
+/// Paths inside the app tree: relative, no `..`, no empty path.
+pub fn check_relative_path(path: &str) -> Result<(), String> {
+    if path.is_empty() {
+        return Err("the path is empty".into());
+    }
+    if path.contains('\0') {
+        return Err("the path contains a NUL byte".into());
+    }
+    let p = Path::new(path);
+    for component in p.components() {
+        match component {
+            Component::RootDir | Component::Prefix(_) => {
+                return Err(format!(
+                    "`{path}` is absolute; give a path relative to the app folder"
+                ));
+            }
+            Component::ParentDir => {
+                return Err(format!("`{path}` leaves the app folder through `..`"));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        for ok in ["blog", "a", "my-app2", "x1"] {
+            assert!(check_name(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "Blog",
+            "1app",
+            "my_app",
+            "app-",
+            "a--b",
+            "a.b",
+            &"a".repeat(33),
+        ] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn hostnames() {
+        for ok in [
+            "blog.example.com",
+            "*.example.com",
+            "a-b.test",
+            "x.y.z.io",
+            "3.blog.test",
+        ] {
+            assert!(check_hostname(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "Blog.example.com",
+            "10.0.0.1",
+            "::1",
+            "blog",
+            "a..b",
+            "-a.com",
+            "a-.com",
+            "foo.*.com",
+            "*foo.com",
+            "a_b.com",
+            "a.123",
+            ".a.com",
+            "a.com.",
+            "é.com",
+        ] {
+            assert!(check_hostname(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn env_names() {
+        assert!(check_env_name("LOG_LEVEL").is_ok());
+        assert!(check_env_name("_x1").is_ok());
+        for bad in ["", "1A", "A-B", "SKIFF_VERSION", "A B"] {
+            assert!(check_env_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn paths() {
+        assert!(check_relative_path("public").is_ok());
+        assert!(check_relative_path("a/b.txt").is_ok());
+        for bad in ["", "/etc", "../x", "a/../../b"] {
+            assert!(check_relative_path(bad).is_err(), "{bad}");
+        }
+    }
+}
