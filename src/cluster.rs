@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -463,30 +463,43 @@ impl StateFile {
                 path: lock_path.clone(),
                 source,
             })?;
-        let start = Instant::now();
-        let mut told = false;
-        loop {
-            match file.try_lock() {
-                Ok(()) => return Ok(StateLock { _file: file }),
-                Err(std::fs::TryLockError::WouldBlock) => {}
-                Err(std::fs::TryLockError::Error(source)) => {
-                    return Err(Error::Write {
-                        path: lock_path,
-                        source,
-                    });
-                }
-            }
-            if !told {
-                on_wait(&lock_path);
-                told = true;
-            }
-            if start.elapsed() >= self.lock_timeout {
-                return Err(Error::LockTimeout {
+        match file.try_lock() {
+            Ok(()) => return Ok(StateLock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => {}
+            Err(std::fs::TryLockError::Error(source)) => {
+                return Err(Error::Write {
                     path: lock_path,
-                    secs: self.lock_timeout.as_secs(),
+                    source,
                 });
             }
-            std::thread::sleep(Duration::from_millis(20));
+        }
+        on_wait(&lock_path);
+        // Wait in the kernel rather than polling: the kernel wakes a blocked waiter the
+        // moment the lock is released, where a poll every few ms loses nearly every race
+        // against a holder that re-locks at once (seen: 1 wait in 200 contended updates).
+        // The blocking call runs on a helper thread so we can give up after the timeout;
+        // it owns a clone of the same open file, so the lock it takes is ours.
+        let waiter = file.try_clone().map_err(|source| Error::Write {
+            path: lock_path.clone(),
+            source,
+        })?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let result = waiter.lock();
+            // After a timeout nobody listens; dropping `waiter` then closes the last
+            // handle of the file and releases the lock at once.
+            let _ = tx.send(result);
+        });
+        match rx.recv_timeout(self.lock_timeout) {
+            Ok(Ok(())) => Ok(StateLock { _file: file }),
+            Ok(Err(source)) => Err(Error::Write {
+                path: lock_path,
+                source,
+            }),
+            Err(_) => Err(Error::LockTimeout {
+                path: lock_path,
+                secs: self.lock_timeout.as_secs(),
+            }),
         }
     }
 

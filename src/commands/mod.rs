@@ -8,11 +8,13 @@ use crate::printer::Printer;
 
 mod completions;
 mod default_node;
+mod init;
 mod list_nodes;
 
 /// Runs the verb chosen on the command line.
 pub fn dispatch(cli: &Cli, printer: &Printer) -> Result<()> {
     match &cli.command {
+        Command::Init(args) => init::run(args, printer),
         Command::ListNodes => list_nodes::run(&state_file(cli)?, printer),
         Command::DefaultNode(args) => default_node::run(&state_file(cli)?, &args.name, printer),
         Command::Completions(args) => completions::completions(args.shell),
