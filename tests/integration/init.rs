@@ -305,29 +305,75 @@ fn init_asks_for_the_runtime_on_a_terminal() {
     }
     let env = Env::new();
     let dir = env.path("tty-app");
-    // `script` gives skiff a pseudo-terminal; after the menu is drawn, arrow down
-    // once (python -> php) and press Enter. Bounded by `timeout`.
+    let quoted = |p: &Path| {
+        let text = p.display().to_string();
+        assert!(!text.contains('\''), "{text}");
+        format!("'{text}'")
+    };
+    // `script` gives skiff a pseudo-terminal. Once the menu is drawn, arrow down once
+    // (python -> php) and press Enter.
     let command = format!(
         "{} --state {} init {}",
-        env!("CARGO_BIN_EXE_skiff"),
-        env.state().display(),
-        dir.display()
+        quoted(Path::new(env!("CARGO_BIN_EXE_skiff"))),
+        quoted(&env.state()),
+        quoted(&dir)
     );
-    let shell =
-        "(sleep 1; printf '\\033[B\\r'; sleep 1) | timeout 20 script -qfec \"$1\" /dev/null";
-    let out = StdCommand::new("sh")
-        .args(["-c", shell, "sh", &command])
+    let mut child = StdCommand::new("script")
+        .args(["-qfec", &command, "/dev/null"])
         .env("NO_COLOR", "1")
         .env("TERM", "xterm")
         .env_remove("SKIFF_STATE")
-        .output()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
-    let shown = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{shown}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::Read;
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&buf[..n]);
+            let _ = tx.send(String::from_utf8_lossy(&seen).into_owned());
+        }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut shown = String::new();
+    while !shown.contains("static  files only") {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(text) => shown = text,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("no runtime menu within 20 s:\n{shown}");
+            }
+        }
+    }
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"\x1b[B\r").unwrap();
+    }
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("skiff init did not finish after the answer:\n{shown}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    while let Ok(text) = rx.recv_timeout(Duration::from_millis(200)) {
+        shown = text;
+    }
+    assert!(status.success(), "{shown}");
     assert!(shown.contains("Runtime of the new app"), "{shown}");
     let config = AppConfig::load(&dir).unwrap();
     assert_eq!(config.runtime, Runtime::Php);
