@@ -10,6 +10,8 @@
 //! - [`cluster`]: the laptop's `cluster.toml`: nodes, default node, apps and versions.
 //! - [`app_config`]: the typed `app.toml`.
 //! - [`scaffold`]: what `skiff init` writes.
+//! - [`providers`]: how nodes come to exist and go away (ssh, local, vagrant).
+//! - [`transport`]: quoting and the SSH session to nodes (one multiplexed master each).
 //! - [`assets`]: `templates/` and `server-files/` embedded in the binary.
 
 pub mod app_config;
@@ -19,8 +21,10 @@ pub mod commands;
 pub mod error;
 pub mod names;
 pub mod printer;
+pub mod providers;
 pub mod scaffold;
 pub mod toml_span;
+pub mod transport;
 
 pub use error::{Error, Result};
 

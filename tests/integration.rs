@@ -1,8 +1,14 @@
-//! The one integration test binary: the real `skiff` binary, run with a temp HOME and
-//! `--state` in a temp folder.
+//! The one integration test binary: real `skiff` runs against real throwaway nodes.
 //!
-//! Each area has a file in `integration/`, declared here with `#[path]` (this file is the
-//! crate root, so a plain `mod x;` would look for `tests/x.rs`).
+//! Shared helpers live in `support/`; each area has a file in `integration/`, declared
+//! here with `#[path]` (this file is the crate root, so plain `mod x;` would look in
+//! `tests/x.rs`).
+
+#[path = "support/mod.rs"]
+mod support;
+
+#[path = "integration/nodes.rs"]
+mod nodes;
 
 #[path = "integration/init.rs"]
 mod init;
