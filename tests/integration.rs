@@ -9,3 +9,9 @@ mod support;
 
 #[path = "integration/nodes.rs"]
 mod nodes;
+
+#[path = "integration/init.rs"]
+mod init;
+
+#[path = "integration/state.rs"]
+mod state;
