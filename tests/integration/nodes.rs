@@ -578,6 +578,22 @@ fn create_node_checks_its_arguments() {
         .stderr(predicates::str::contains(
             "not used with `--provider local`",
         ));
+    // no ssh program: said plainly, exit 3, nothing recorded
+    env.skiff()
+        .env("PATH", env.root().join("empty-path"))
+        .args([
+            "create-node",
+            "web1",
+            "--host",
+            "10.250.0.254",
+            "--user",
+            "root",
+        ])
+        .assert()
+        .code(3)
+        .stderr(predicates::str::contains("the `ssh` program was not found"))
+        .stderr(predicates::str::contains("openssh-client"));
+    assert!(env.cluster().nodes.is_empty());
     env.skiff()
         .args(["destroy-node", "ghost", "--yes"])
         .assert()
