@@ -57,7 +57,7 @@ pub fn check_hostname(host: &str) -> Result<(), String> {
     }
     let rest = host.strip_prefix("*.").unwrap_or(host);
     let labels: Vec<&str> = rest.split('.').collect();
-    if labels.len() < 2 && !host.starts_with("*.") {
+    if labels.len() < 2 {
         return Err(format!(
             "`{host}` has a single label; use a full name like `{host}.example.com` (or `{host}.test` for local use)"
         ));
@@ -245,6 +245,7 @@ mod tests {
             ".a.com",
             "a.com.",
             "é.com",
+            "*.com",
         ] {
             assert!(check_hostname(bad).is_err(), "{bad}");
         }
