@@ -312,7 +312,14 @@ async fn create_vagrant(
             req.name
         ),
     );
-    let found = vagrant::up(&dir).await?;
+    let found = match vagrant::up(&dir).await {
+        Ok(found) => found,
+        Err(err) => {
+            // A half-made VM (or just its folder) must not stay behind.
+            let _ = vagrant::destroy(&dir).await;
+            return Err(err);
+        }
+    };
     let mut data = BTreeMap::new();
     data.insert("dir".to_string(), dir.display().to_string());
     let node = Node {

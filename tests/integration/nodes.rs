@@ -578,9 +578,144 @@ fn create_node_checks_its_arguments() {
         .stderr(predicates::str::contains(
             "not used with `--provider local`",
         ));
+    // no ssh program: said plainly, exit 3, nothing recorded
+    env.skiff()
+        .env("PATH", env.root().join("empty-path"))
+        .args([
+            "create-node",
+            "web1",
+            "--host",
+            "10.250.0.254",
+            "--user",
+            "root",
+        ])
+        .assert()
+        .code(3)
+        .stderr(predicates::str::contains("the `ssh` program was not found"))
+        .stderr(predicates::str::contains("openssh-client"));
+    assert!(env.cluster().nodes.is_empty());
     env.skiff()
         .args(["destroy-node", "ghost", "--yes"])
         .assert()
         .code(2)
         .stderr(predicates::str::contains("unknown node `ghost`"));
+}
+
+#[test]
+fn a_dropped_session_stops_its_master() {
+    let env = TestEnv::new();
+    if !nodes_available() {
+        return;
+    }
+    let node = TestNode::launch(&env);
+    transport::block_on(async {
+        let s = Session::connect(&node.target(), &env.state_dir())
+            .await
+            .unwrap();
+        s.run_ok(&["true"]).await.unwrap();
+        assert_eq!(env.ssh_masters().len(), 1, "one master per session");
+        drop(s); // an error path that never reached close()
+    })
+    .unwrap();
+    // the shutdown request is sent on drop; the master exits right after
+    let mut left = env.ssh_masters();
+    for _ in 0..50 {
+        if left.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        left = env.ssh_masters();
+    }
+    assert!(left.is_empty(), "ssh masters left running: {left:?}");
+}
+
+/// `vagrant validate` on the Vagrantfile skiff ships (the VM itself cannot run here:
+/// no hypervisor). Vagrant needs a writable home and no provider with
+/// `--ignore-provider`.
+#[test]
+fn vagrantfile_validates() {
+    let Ok(vagrant) = which::which("vagrant") else {
+        let msg = "vagrant is not installed (apt-get install vagrant; see .ci/prepare-nodes.sh)";
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{msg}");
+        }
+        eprintln!("SKIPPED: {msg}");
+        return;
+    };
+    let env = TestEnv::new();
+    let dir = env.root().join("vm");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("Vagrantfile"),
+        skiff::providers::vagrant::VAGRANTFILE,
+    )
+    .unwrap();
+    let shipped =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/vagrant/Vagrantfile"))
+            .unwrap();
+    assert_eq!(shipped, skiff::providers::vagrant::VAGRANTFILE);
+    let out = StdCommand::new(vagrant)
+        .args(["validate", "--ignore-provider"])
+        .current_dir(&dir)
+        .env("HOME", &env.home)
+        .env("VAGRANT_HOME", env.root().join("vagrant.d"))
+        .env("VAGRANT_CHECKPOINT_DISABLE", "1")
+        .env("VAGRANT_NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "vagrant validate failed:\n{text}");
+    assert!(text.contains("validated successfully"), "{text}");
+
+    // and it does catch a broken file (so the check above can fail)
+    std::fs::write(
+        dir.join("Vagrantfile"),
+        "Vagrant.configure(\"2\") { |c| c.vm.bxo = 1 }\n",
+    )
+    .unwrap();
+    let out = StdCommand::new("vagrant")
+        .args(["validate", "--ignore-provider"])
+        .current_dir(&dir)
+        .env("HOME", &env.home)
+        .env("VAGRANT_HOME", env.root().join("vagrant.d"))
+        .env("VAGRANT_CHECKPOINT_DISABLE", "1")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
+
+/// Without a hypervisor `vagrant up` fails; skiff must say so and leave nothing.
+#[test]
+fn a_failed_vagrant_up_leaves_nothing() {
+    if which::which("vagrant").is_err() {
+        eprintln!("SKIPPED: vagrant is not installed");
+        return;
+    }
+    let env = TestEnv::new();
+    let probe = StdCommand::new("sh")
+        .args(["-c", "command -v VBoxManage || command -v virsh"])
+        .output()
+        .unwrap();
+    if probe.status.success() {
+        eprintln!("SKIPPED: a hypervisor is installed; this test wants `vagrant up` to fail");
+        return;
+    }
+    let out = env
+        .skiff()
+        .args(["create-node", "vm", "--provider", "vagrant"])
+        .env("VAGRANT_CHECKPOINT_DISABLE", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("`vagrant up`") && stderr.contains("provider"),
+        "{stderr}"
+    );
+    assert!(env.cluster().nodes.is_empty());
+    assert!(!env.state_dir().join("vagrant/vm").exists());
 }
