@@ -10,12 +10,14 @@
 //! - [`cluster`]: the laptop's `cluster.toml`: nodes, default node, apps and versions.
 //! - [`app_config`]: the typed `app.toml`.
 //! - [`scaffold`]: what `skiff init` writes.
+//! - [`dev_server`]: `skiff serve`, the app on the laptop (static first, then the runtime).
 //! - [`assets`]: `templates/` and `server-files/` embedded in the binary.
 
 pub mod app_config;
 pub mod cli;
 pub mod cluster;
 pub mod commands;
+pub mod dev_server;
 pub mod error;
 pub mod names;
 pub mod printer;

@@ -9,12 +9,14 @@ use crate::printer::Printer;
 mod completions;
 mod default_node;
 mod list_nodes;
+mod serve;
 
 /// Runs the verb chosen on the command line.
 pub fn dispatch(cli: &Cli, printer: &Printer) -> Result<()> {
     match &cli.command {
         Command::ListNodes => list_nodes::run(&state_file(cli)?, printer),
         Command::DefaultNode(args) => default_node::run(&state_file(cli)?, &args.name, printer),
+        Command::Serve(args) => serve::run(args, printer),
         Command::Completions(args) => completions::completions(args.shell),
         Command::Man => completions::man(),
         other => Err(Error::NotSupported {
