@@ -98,14 +98,11 @@ def app_traceback():
         and not f.filename.startswith("<frozen importlib")
         and not f.filename.endswith(os.path.join("importlib", "__init__.py"))
     ]
-    text = "".join(traceback.format_exception_only(exc_type, exc))
-    if frames:
-        text = (
-            "Traceback (most recent call last):\n"
-            + "".join(traceback.format_list(frames))
-            + text
-        )
-    return text
+    return (
+        "Traceback (most recent call last):\n"
+        + "".join(traceback.format_list(frames))
+        + "".join(traceback.format_exception_only(exc_type, exc))
+    )
 
 
 def main():
