@@ -12,12 +12,14 @@
 //! - [`scaffold`]: what `skiff init` writes.
 //! - [`providers`]: how nodes come to exist and go away (ssh, local, vagrant).
 //! - [`transport`]: quoting and the SSH session to nodes (one multiplexed master each).
+//! - [`dev_server`]: `skiff serve`, the app on the laptop (static first, then the runtime).
 //! - [`assets`]: `templates/` and `server-files/` embedded in the binary.
 
 pub mod app_config;
 pub mod cli;
 pub mod cluster;
 pub mod commands;
+pub mod dev_server;
 pub mod error;
 pub mod names;
 pub mod node_state;

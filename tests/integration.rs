@@ -15,3 +15,6 @@ mod init;
 
 #[path = "integration/state.rs"]
 mod state;
+
+#[path = "integration/serve.rs"]
+mod serve;

@@ -12,6 +12,7 @@ mod default_node;
 mod destroy_node;
 mod init;
 mod list_nodes;
+mod serve;
 
 /// Runs the verb chosen on the command line.
 pub fn dispatch(cli: &Cli, printer: &Printer) -> Result<()> {
@@ -21,6 +22,7 @@ pub fn dispatch(cli: &Cli, printer: &Printer) -> Result<()> {
         Command::DestroyNode(args) => destroy_node::run(&state_file(cli)?, &args.name, printer),
         Command::ListNodes => list_nodes::run(&state_file(cli)?, printer),
         Command::DefaultNode(args) => default_node::run(&state_file(cli)?, &args.name, printer),
+        Command::Serve(args) => serve::run(args, printer),
         Command::Completions(args) => completions::completions(args.shell),
         Command::Man => completions::man(),
         other => Err(Error::NotSupported {
