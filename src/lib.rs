@@ -10,6 +10,7 @@
 //! - [`cluster`]: the laptop's `cluster.toml`: nodes, default node, apps and versions.
 //! - [`app_config`]: the typed `app.toml`.
 //! - [`scaffold`]: what `skiff init` writes.
+//! - [`sync`]: the delta sync of an app tree into a new release on a node.
 //! - [`assets`]: `templates/` and `server-files/` embedded in the binary.
 
 pub mod app_config;
@@ -20,6 +21,7 @@ pub mod error;
 pub mod names;
 pub mod printer;
 pub mod scaffold;
+pub mod sync;
 pub mod toml_span;
 
 pub use error::{Error, Result};
