@@ -199,10 +199,10 @@ impl Manifest {
                 },
                 _ => return Err(bad(line_no, "bad kind, mode or content")),
             };
-            if let Some((prev, _)) = entries.last_key_value() {
-                if prev >= &path {
-                    return Err(bad(line_no, "paths are not sorted"));
-                }
+            if let Some((prev, _)) = entries.last_key_value()
+                && prev >= &path
+            {
+                return Err(bad(line_no, "paths are not sorted"));
             }
             entries.insert(path, Entry { kind, size });
         }

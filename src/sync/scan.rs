@@ -190,13 +190,13 @@ fn builtin_matcher(root: &Path) -> Result<Gitignore> {
             .map_err(|e| Error::failed(format!("built-in exclude `{line}`: {e}")))?;
     }
     let top = root.join(IGNORE_FILE);
-    if top.is_file() {
-        if let Some(err) = b.add(&top) {
-            return Err(Error::Failed {
-                message: format!("cannot use `{}`: {err}", top.display()),
-                hint: Some("fix the line; the syntax is that of .gitignore".into()),
-            });
-        }
+    if top.is_file()
+        && let Some(err) = b.add(&top)
+    {
+        return Err(Error::Failed {
+            message: format!("cannot use `{}`: {err}", top.display()),
+            hint: Some("fix the line; the syntax is that of .gitignore".into()),
+        });
     }
     b.build().map_err(|err| Error::Failed {
         message: format!("cannot use `{}`: {err}", top.display()),
