@@ -10,6 +10,8 @@
 //! - [`cluster`]: the laptop's `cluster.toml`: nodes, default node, apps and versions.
 //! - [`app_config`]: the typed `app.toml`.
 //! - [`scaffold`]: what `skiff init` writes.
+//! - [`providers`]: how nodes come to exist and go away (ssh, local, vagrant).
+//! - [`transport`]: quoting and the SSH session to nodes (one multiplexed master each).
 //! - [`sync`]: the delta sync of an app tree into a new release on a node.
 //! - [`assets`]: `templates/` and `server-files/` embedded in the binary.
 
@@ -20,9 +22,11 @@ pub mod commands;
 pub mod error;
 pub mod names;
 pub mod printer;
+pub mod providers;
 pub mod scaffold;
 pub mod sync;
 pub mod toml_span;
+pub mod transport;
 
 pub use error::{Error, Result};
 

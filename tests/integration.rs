@@ -1,0 +1,11 @@
+//! The one integration test binary: real `skiff` runs against real throwaway nodes.
+//!
+//! Shared helpers live in `support/`; each area has a file in `integration/`, declared
+//! here with `#[path]` (this file is the crate root, so plain `mod x;` would look in
+//! `tests/x.rs`).
+
+#[path = "support/mod.rs"]
+mod support;
+
+#[path = "integration/nodes.rs"]
+mod nodes;
