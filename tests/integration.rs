@@ -9,3 +9,6 @@ mod support;
 
 #[path = "integration/nodes.rs"]
 mod nodes;
+
+#[path = "integration/sync.rs"]
+mod sync;

@@ -292,7 +292,7 @@ pub async fn push(
     let mut requests = Vec::new();
     let mut published = None;
     if base.is_none() || (cached.is_some() && first_plan.delta.is_empty()) {
-        let (control, data) = run.upload_parts(&first_plan, Vec::new(), &base_state)?;
+        let (control, data) = run.upload_parts(&first_plan, Vec::new(), &base_state, false)?;
         let extra = [new_digest.as_str()];
         let (frames, _) = run
             .stream("go", &expected_base_digest, &extra, control, data)
@@ -360,7 +360,7 @@ pub async fn push(
 
             // Upload and publish.
             let t = Instant::now();
-            let (control, data) = run.upload_parts(&plan, items.clone(), &base_state)?;
+            let (control, data) = run.upload_parts(&plan, items.clone(), &base_state, false)?;
             let extra: [&str; 0] = [];
             let (frames, _) = run
                 .stream("upload", &new_digest, &extra, control, data)
@@ -377,14 +377,17 @@ pub async fn push(
                             .ok_or_else(|| run.unexpected(Some("partial")))?;
                         fallbacks.push(Fallback {
                             path: item.path.clone(),
-                            reason: "the patched file did not match its sha256 on the node".into(),
+                            reason: "rdiff patch failed on the node, or its result did not \
+                                     match the file's sha256"
+                                .into(),
                         });
                         plan.delta.retain(|p| p != &item.path);
                         again.whole.push(item.path.clone());
                         again.remove.push(item.path.clone());
                     }
                     plan.whole.extend(again.whole.iter().cloned());
-                    let (control, data) = run.upload_parts(&again, Vec::new(), &base_state)?;
+                    let (control, data) =
+                        run.upload_parts(&again, Vec::new(), &base_state, frames.manifest_failed)?;
                     let (frames, _) = run
                         .stream("upload", &new_digest, &extra, control, data)
                         .await?;
@@ -497,6 +500,7 @@ impl Run<'_> {
         plan: &Plan,
         deltas: Vec<DeltaItem>,
         base: &BaseState,
+        whole_manifest: bool,
     ) -> Result<(Vec<u8>, Option<DataJob>)> {
         let mut control = Control {
             remove: plan.remove.clone(),
@@ -508,7 +512,7 @@ impl Run<'_> {
             deltas,
             manifest: ManifestPayload::Whole(self.new_text.clone().into_bytes()),
         };
-        if let Some(base_text) = &base.text {
+        if let Some(base_text) = base.text.as_ref().filter(|_| !whole_manifest) {
             let sig = delta::signature(base_text.as_bytes(), MANIFEST_BLOCK);
             if let Ok(d) = delta::diff(sig, MANIFEST_BLOCK, self.new_text.as_bytes()) {
                 control.manifest = ManifestPayload::Delta(d);

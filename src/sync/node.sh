@@ -9,6 +9,8 @@
 #   go      R N B D L DATA ND         prepare, then (if the base is what skiff expected)
 #                                     upload from stdin in the same round trip; ND is
 #                                     the sha256 of the new manifest
+#   sigs    R N B D [BLOCK PATH]...   signatures only (after a prepare that found the
+#                                     cached base manifest stale)
 #   upload  R N B D L DATA            apply the stream on stdin to R/.tmp-N, then publish
 #
 # R: releases folder (absolute). N: new release number. B: base release number or "".
@@ -18,7 +20,8 @@
 #
 # Output (stdout) is framed: `TAG LENGTH\n` then LENGTH bytes, repeated. Tags: M (base
 # manifest, gzip), X (base paths missing from or different on this node, one escaped path a
-# line), S<i> (signature of the i-th requested file), F (indices of failed deltas), R
+# line), S<i> (signature of the i-th requested file), F (indices of failed deltas, and `m`
+# if the manifest delta did not give the expected manifest), R
 # (result: ready | stale | done | partial). Errors go to stderr with a non-zero exit:
 # 3 release N exists, 4 base missing, 5 staging gone, 6 manifest mismatch.
 #
@@ -142,22 +145,24 @@ upload() {
       fi
     done <"$C/deltas"
   fi
+  # The manifest (a delta that does not verify is reported like a failed file delta).
+  rm -f -- "$T/manifest"
+  if [ -f "$C/manifest" ]; then
+    mv -f -- "$C/manifest" "$T/manifest"
+    got=$(sha256sum <"$T/manifest")
+    if [ "${got%% *}" != "$D" ]; then
+      die 6 "the new manifest for release $N has sha256 ${got%% *}, expected $D"
+    fi
+  elif ! rdiff patch "$B.manifest" "$C/manifest.delta" "$T/manifest" 2>"$W/m.err" ||
+    ! got=$(sha256sum <"$T/manifest") || [ "${got%% *}" != "$D" ]; then
+    printf 'm ' >>"$W/failed"
+  fi
   if [ -s "$W/failed" ]; then
     emit F "$W/failed"
     say R partial
     return 0
   fi
-  # The manifest, then publish: the release appears whole or not at all.
-  rm -f -- "$T/manifest"
-  if [ -f "$C/manifest" ]; then
-    mv -f -- "$C/manifest" "$T/manifest"
-  else
-    rdiff patch "$B.manifest" "$C/manifest.delta" "$T/manifest"
-  fi
-  got=$(sha256sum <"$T/manifest")
-  if [ "${got%% *}" != "$D" ]; then
-    die 6 "the new manifest for release $N has sha256 ${got%% *}, expected $D"
-  fi
+  # Publish: the release appears whole or not at all.
   sync -f "$T/tree" 2>/dev/null || sync
   mv -f -- "$T/manifest" "$N.manifest"
   mv -T -- "$T/tree" "$N"
@@ -185,6 +190,11 @@ case $MODE in
     fi
     D=$ND
     upload
+    ;;
+  sigs)
+    cd -- "$R"
+    signatures "$@"
+    say R ready
     ;;
   upload)
     L=$1 DATA=$2

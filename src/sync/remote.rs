@@ -43,6 +43,8 @@ pub struct Frames {
     pub signatures: BTreeMap<usize, Vec<u8>>,
     /// Indices of deltas that failed to apply or verify.
     pub failed: Vec<usize>,
+    /// Whether the manifest delta failed to give the expected manifest.
+    pub manifest_failed: bool,
     /// The result word: `ready`, `stale`, `done` or `partial`.
     pub result: Option<String>,
 }
@@ -87,6 +89,10 @@ pub fn parse(out: &[u8]) -> Result<Frames, String> {
             "F" => {
                 let text = std::str::from_utf8(body).map_err(|_| "bad failure list")?;
                 for i in text.split_whitespace() {
+                    if i == "m" {
+                        frames.manifest_failed = true;
+                        continue;
+                    }
                     frames
                         .failed
                         .push(i.parse().map_err(|_| format!("bad index `{i}`"))?);
@@ -122,12 +128,13 @@ mod tests {
         out.extend_from_slice(&gz);
         out.extend_from_slice(b"X 10\na b\nc%0Ad\n");
         out.extend_from_slice(b"S3 4\n\x00\x01\n\x02");
-        out.extend_from_slice(b"F 4\n1 2 R 5\nready");
+        out.extend_from_slice(b"F 6\n1 2 m R 5\nready");
         let f = parse(&out).unwrap();
         assert_eq!(f.manifest.as_deref(), Some("skiff-manifest 1\n"));
         assert_eq!(f.missing, vec!["a b".to_string(), "c\nd".to_string()]);
         assert_eq!(f.signatures[&3], vec![0, 1, b'\n', 2]);
         assert_eq!(f.failed, vec![1, 2]);
+        assert!(f.manifest_failed);
         assert_eq!(f.result.as_deref(), Some("ready"));
         assert!(parse(b"R 9\nshort").is_err());
         assert!(parse(b"Q 0\n").is_err());
