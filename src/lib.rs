@@ -13,6 +13,7 @@
 //! - [`providers`]: how nodes come to exist and go away (ssh, local, vagrant).
 //! - [`transport`]: quoting and the SSH session to nodes (one multiplexed master each).
 //! - [`dev_server`]: `skiff serve`, the app on the laptop (static first, then the runtime).
+//! - [`sync`]: the delta sync of an app tree into a new release on a node.
 //! - [`assets`]: `templates/` and `server-files/` embedded in the binary.
 
 pub mod app_config;
@@ -27,6 +28,7 @@ pub mod printer;
 pub mod providers;
 pub mod routing;
 pub mod scaffold;
+pub mod sync;
 pub mod toml_span;
 pub mod transport;
 

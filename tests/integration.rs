@@ -18,3 +18,5 @@ mod state;
 
 #[path = "integration/serve.rs"]
 mod serve;
+#[path = "integration/sync.rs"]
+mod sync;
