@@ -48,6 +48,9 @@ fn main() {
         measured
     })
     .expect("runtime");
+    if let Ok(control) = ssh::control_dir(&state.dir()) {
+        let _ = std::fs::remove_dir(control); // empty once the session closed
+    }
     let r = match result {
         Ok(r) => r,
         Err(e) => {

@@ -719,3 +719,63 @@ fn a_failed_vagrant_up_leaves_nothing() {
     assert!(env.cluster().nodes.is_empty());
     assert!(!env.state_dir().join("vagrant/vm").exists());
 }
+
+/// A record that outlived its node (a copied or forgotten cluster.toml) must never
+/// destroy a newer node that got the same number; a node whose PID 1 died is reaped
+/// by the next create.
+#[test]
+fn stale_records_and_dead_nodes_are_harmless() {
+    let a = TestEnv::new();
+    if !nodes_available() {
+        return;
+    }
+    let node = TestNode::launch_named(&a, "old");
+    let number = node.number;
+    let stale = TestEnv::new();
+    std::fs::create_dir_all(stale.state_dir()).unwrap();
+    std::fs::copy(&a.state, &stale.state).unwrap();
+    node.destroy();
+
+    let b = TestEnv::new();
+    let newer = TestNode::launch(&b);
+    stale
+        .skiff()
+        .args(["destroy-node", "old", "--yes"])
+        .assert()
+        .success();
+    assert!(stale.cluster().nodes.is_empty());
+    newer.exec("true"); // still up, whatever number it got
+    if newer.number == number {
+        eprintln!("the newer node reused number {number} and survived the stale destroy");
+    }
+
+    // kill a node's PID 1 (as its TTL would): the next create reaps it
+    let dying = TestNode::launch(&b);
+    let home = skiff::providers::local::home();
+    let init: i32 = std::fs::read_to_string(home.join(format!("nodes/{}/init.pid", dying.number)))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(init),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    for _ in 0..50 {
+        if !pid_alive(init as u32) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let dying_id = b.cluster().node(&dying.name).unwrap().provider_data["id"].clone();
+    let _third = TestNode::launch(&b);
+    // reaped: its folder is gone, or (tests run in parallel) the number already serves
+    // a newer node with another owner token
+    let id_file = home.join(format!("nodes/{}/id", dying.number));
+    let id = std::fs::read_to_string(&id_file).unwrap_or_default();
+    assert_ne!(id.trim(), dying_id, "dead node {} not reaped", dying.number);
+    // its record is still destroyable (nothing left to do but forget it)
+    dying.destroy();
+    newer.exec("true");
+}
