@@ -66,7 +66,10 @@ fn sink(printer: &Printer) -> EventSink {
                 runtime,
                 reload,
             } => {
-                printer.status("Serving", format!("{app} ({runtime}) at {url}"));
+                printer.status(
+                    "Serving",
+                    format!("{app} ({runtime}) at {url} (Ctrl-C stops)"),
+                );
                 if !reload {
                     printer.status("Note", "reload is off: restart serve after editing code");
                 }

@@ -199,6 +199,23 @@ pub async fn serve(
 
     let (backend_tx, backend_rx) = watch::channel(Backend::Starting);
     let (msg_tx, msg_rx) = mpsc::unbounded_channel();
+    // Watch before the process starts: a failure here must leave nothing running.
+    let _watch = if options.reload {
+        let (change_tx, mut change_rx) = mpsc::unbounded_channel();
+        let watch = watcher::start(&dir, change_tx)?;
+        let msg_tx = msg_tx.clone();
+        tokio::spawn(async move {
+            while let Some(batch) = change_rx.recv().await {
+                if msg_tx.send(Msg::Changed(batch)).is_err() {
+                    break;
+                }
+            }
+        });
+        Some(watch)
+    } else {
+        None
+    };
+
     let supervisor = Supervisor::new(
         &dir,
         &runner,
@@ -215,22 +232,6 @@ pub async fn serve(
         reload: options.reload,
     });
     let supervisor = tokio::spawn(supervisor.run(first));
-
-    let _watch = if options.reload {
-        let (change_tx, mut change_rx) = mpsc::unbounded_channel();
-        let watch = watcher::start(&dir, change_tx)?;
-        let msg_tx = msg_tx.clone();
-        tokio::spawn(async move {
-            while let Some(batch) = change_rx.recv().await {
-                if msg_tx.send(Msg::Changed(batch)).is_err() {
-                    break;
-                }
-            }
-        });
-        Some(watch)
-    } else {
-        None
-    };
 
     let front = Arc::new(Front {
         static_root: dir.join(static_files::STATIC_DIR),
