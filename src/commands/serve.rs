@@ -89,6 +89,7 @@ fn sink(printer: &Printer) -> EventSink {
                 printer.detail(format!("process {pid} exited with {status}"));
             }
             Event::Stopped { pid } => printer.detail(format!("stopped process {pid}")),
+            Event::Ignored { message, .. } => printer.warn(message),
             Event::Problem { message, hint } => match hint {
                 Some(hint) => printer.warn(format!("{message}\n  hint: {hint}")),
                 None => printer.warn(message),

@@ -687,7 +687,13 @@ fn serve_ruby_bad_config_ru_shows_error_then_recovers() {
 #[test]
 fn serve_static_app() {
     let (_tmp, dir) = fixture("serve-static");
+    // A worker is not run on the laptop, and serve says so instead of ignoring it.
+    let mut toml = std::fs::read_to_string(dir.join("app.toml")).unwrap();
+    toml.push_str("\n[processes]\nworker = \"sleep 1000\"\n");
+    std::fs::write(dir.join("app.toml"), toml).unwrap();
     let mut served = Served::start(&dir, true);
+    let ignored = served.wait_event("ignored");
+    assert_eq!(ignored["key"], "processes", "{ignored}");
     let home = served.get("/");
     assert_eq!(home.status, 200);
     assert_eq!(home.body, "<h1>static home</h1>\n");
