@@ -201,26 +201,45 @@ pub struct CronEntry {
 }
 
 impl AppConfig {
-    /// Reads and validates `DIR/app.toml`.
+    /// Reads and validates `DIR/app.toml`, including the checks that need the app's
+    /// files: every configured path exists, has the right kind (file or folder) and,
+    /// after following symlinks, stays inside the app folder.
     pub fn load(dir: &Path) -> Result<AppConfig> {
         let file = dir.join(FILE_NAME);
         let text = std::fs::read_to_string(&file).map_err(|source| Error::Read {
             path: file.clone(),
             source,
         })?;
-        Self::parse(&file, &text)
+        let config = Self::parse(&file, &text)?;
+        config.check_files(dir, &Checker::new(&file, &text))?;
+        Ok(config)
     }
 
     /// Parses and validates app.toml text; `file` is used in messages.
+    ///
+    /// Only lexical checks happen here (no file system access): paths are relative and
+    /// cannot leave the app folder by `..`; [`AppConfig::load`] adds the checks on disk.
     pub fn parse(file: &Path, text: &str) -> Result<AppConfig> {
-        let config: AppConfig = toml_span::parse(file, text)?;
-        config.validate(file, text)?;
+        let config: AppConfig = toml_span::parse(file, text).map_err(with_example)?;
+        config.validate(&Checker::new(file, text))?;
         Ok(config)
     }
 
     /// The main host name (first of `hostnames`), if any.
     pub fn main_host(&self) -> Option<&str> {
         self.hostnames.first().map(String::as_str)
+    }
+
+    /// The PHP document root, defaulting to the app folder itself when `[php]` is absent.
+    pub fn php_docroot(&self) -> &str {
+        self.php.as_ref().map_or(".", |p| p.docroot.as_str())
+    }
+
+    /// The Rack file, defaulting to `config.ru` when `[ruby]` is absent.
+    pub fn ruby_rackup(&self) -> &str {
+        self.ruby
+            .as_ref()
+            .map_or("config.ru", |r| r.rackup.as_str())
     }
 
     /// Features configured in this file that skiff does not build yet, as (key, hint),
@@ -254,35 +273,177 @@ impl AppConfig {
     }
 
     /// Checks what serde cannot. Every error names the file, key, value and fix.
-    fn validate(&self, file: &Path, text: &str) -> Result<()> {
-        let bad = |key: &str, problem: String, fix: &str| {
-            Error::config(ConfigProblem {
-                file: file.to_path_buf(),
-                key: key.to_string(),
-                problem,
-                fix: Some(fix.to_string()),
-                location: toml_span::find_key(text, key),
-            })
-        };
-        names::check_name(&self.name)
-            .map_err(|e| bad("name", e, "use a name like `blog` or `my-app`"))?;
-        for (i, host) in self.hostnames.iter().enumerate() {
-            names::check_hostname(host).map_err(|e| {
-                bad(
-                    &format!("hostnames[{i}]"),
+    fn validate(&self, c: &Checker) -> Result<()> {
+        names::check_name(&self.name).map_err(|e| {
+            c.bad(
+                "name",
+                e,
+                "use a name like `name = \"blog\"` or `\"my-app\"`",
+            )
+        })?;
+        self.validate_hostnames(c)?;
+        self.validate_runtime(c)?;
+        if self.version == Some(0) {
+            return Err(c.bad(
+                "version",
+                "version 0 is not allowed; versions start at 1".into(),
+                "remove `version` to use the next number, or give 1 or more",
+            ));
+        }
+        if let Some(keep) = self.keep
+            && !(1..=MAX_KEEP).contains(&keep)
+        {
+            return Err(c.bad(
+                "keep",
+                format!("keep = {keep} is outside 1..={MAX_KEEP}"),
+                "keep between 1 and 100 releases, e.g. `keep = 5` (current and prev are always kept)",
+            ));
+        }
+        for (name, value) in &self.env {
+            let key = format!("env.{}", toml_span::quote_key(name));
+            names::check_env_name(name)
+                .map_err(|e| c.bad(&key, e, "rename the variable, e.g. `LOG_LEVEL`"))?;
+            if let Some(bad) = value.chars().find(|ch| ch.is_control() && *ch != '\t') {
+                return Err(c.bad(
+                    &key,
+                    format!(
+                        "the value of `{name}` contains the control character {:?}",
+                        bad
+                    ),
+                    "keep values on one line; put multi-line values and secrets on the node with `skiff config set`",
+                ));
+            }
+        }
+        check_url_path(&self.health.path).map_err(|e| {
+            c.bad(
+                "health.path",
+                e,
+                "write a path like `path = \"/\"` or `\"/healthz\"`",
+            )
+        })?;
+        check_duration(&self.health.timeout, MIN_HEALTH_TIMEOUT, MAX_HEALTH_TIMEOUT).map_err(
+            |e| {
+                c.bad(
+                    "health.timeout",
                     e,
-                    "use a lower-case DNS name like `blog.example.com`",
+                    "write a duration like `timeout = \"30s\"` or `\"2m\"`",
+                )
+            },
+        )?;
+        for (i, cmd) in self.build.commands.iter().enumerate() {
+            let key = format!("build.commands[{i}]");
+            if cmd.trim().is_empty() {
+                return Err(c.bad(
+                    &key,
+                    "the command is empty".into(),
+                    "remove the empty entry",
+                ));
+            }
+            if cmd.contains('\0') {
+                return Err(c.bad(
+                    &key,
+                    format!("the command {cmd:?} contains a NUL character"),
+                    "remove it",
+                ));
+            }
+        }
+        for name in self.services.keys() {
+            names::check_name(name).map_err(|e| {
+                c.bad(
+                    &format!("services.{}", toml_span::quote_key(name)),
+                    e,
+                    "name services like `db` or `uploads`, e.g. `db = \"postgresql\"`",
                 )
             })?;
+        }
+        for (i, entry) in self.cron.iter().enumerate() {
+            check_cron(&entry.schedule).map_err(|e| {
+                c.bad(
+                    &format!("cron[{i}].schedule"),
+                    e,
+                    "write five fields (minute hour day month weekday), e.g. `schedule = \"*/10 * * * *\"`",
+                )
+            })?;
+            check_url_path(&entry.path).map_err(|e| {
+                c.bad(
+                    &format!("cron[{i}].path"),
+                    e,
+                    "write a path like `path = \"/tasks/cleanup\"`",
+                )
+            })?;
+        }
+        for (name, cmd) in &self.processes {
+            let key = format!("processes.{}", toml_span::quote_key(name));
+            names::check_name(name)
+                .map_err(|e| c.bad(&key, e, "name workers like `worker = \"python worker.py\"`"))?;
+            if cmd.trim().is_empty() {
+                return Err(c.bad(
+                    &key,
+                    format!("the command of process `{name}` is empty"),
+                    "give the worker's command, e.g. `worker = \"python worker.py\"`",
+                ));
+            }
+            if let Some(bad) = cmd.chars().find(|ch| ch.is_control() && *ch != '\t') {
+                return Err(c.bad(
+                    &key,
+                    format!(
+                        "the command of process `{name}` contains the control character {bad:?}"
+                    ),
+                    "write the command on one line",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_hostnames(&self, c: &Checker) -> Result<()> {
+        for (i, host) in self.hostnames.iter().enumerate() {
+            let key = format!("hostnames[{i}]");
+            names::check_hostname(host).map_err(|e| {
+                c.bad(
+                    &key,
+                    e,
+                    "use a lower-case DNS name like `blog.example.com`, or `*.example.com` for every subdomain",
+                )
+            })?;
+            if i == 0 && host.starts_with("*.") {
+                return Err(c.bad(
+                    &key,
+                    format!(
+                        "the first host name is the main one (`N.HOST`, `prev.HOST`) and cannot be the wildcard `{host}`"
+                    ),
+                    "put a plain name first, e.g. `hostnames = [\"example.com\", \"*.example.com\"]`",
+                ));
+            }
             if self.hostnames[..i].contains(host) {
-                return Err(bad(
-                    &format!("hostnames[{i}]"),
+                return Err(c.bad(
+                    &key,
                     format!("`{host}` is listed twice"),
                     "remove the duplicate",
                 ));
             }
         }
-        // The runtime's section must match the runtime.
+        // `prev.HOST` and `N.HOST` are skiff's version hosts; an app host spelled like
+        // one of them would be routed two ways.
+        for (i, host) in self.hostnames.iter().enumerate() {
+            let Some((first, rest)) = host.split_once('.') else {
+                continue;
+            };
+            let version_label = first == "prev" || first.bytes().all(|b| b.is_ascii_digit());
+            if version_label && self.hostnames.iter().any(|h| h == rest) {
+                return Err(c.bad(
+                    &format!("hostnames[{i}]"),
+                    format!(
+                        "`{host}` is the name of a version host of `{rest}` (`prev.HOST`, `N.HOST`)"
+                    ),
+                    "remove it: skiff routes version hosts itself",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_runtime(&self, c: &Checker) -> Result<()> {
         let sections = [
             ("python", self.python.is_some(), Runtime::Python),
             ("php", self.php.is_some(), Runtime::Php),
@@ -290,157 +451,263 @@ impl AppConfig {
         ];
         for (key, present, runtime) in sections {
             if present && self.runtime != runtime {
-                return Err(bad(
+                return Err(c.bad(
                     key,
                     format!("`[{key}]` is set but `runtime` is \"{}\"", self.runtime),
-                    &format!("remove `[{key}]` or set `runtime = \"{key}\"`"),
+                    &format!("remove `[{key}]`, or set `runtime = \"{key}\"`"),
                 ));
             }
         }
         if self.runtime == Runtime::Python && self.python.is_none() {
-            return Err(bad(
+            let mut err = c.bad(
                 "python",
-                "`runtime = \"python\"` needs a `[python]` section".into(),
+                "`runtime = \"python\"` needs a `[python]` section with the WSGI entry".into(),
                 "add `[python]` with `wsgi = \"app:application\"`",
-            ));
+            );
+            // Nothing to point at but the line that asks for Python.
+            if let Error::Config(p) = &mut err {
+                p.location = toml_span::find_key(c.text, "runtime");
+            }
+            return Err(err);
         }
         if let Some(py) = &self.python {
             check_wsgi(&py.wsgi).map_err(|e| {
-                bad(
+                c.bad(
                     "python.wsgi",
                     e,
-                    "write `module:callable`, e.g. `app:application`",
+                    "write `module:callable`, e.g. `wsgi = \"app:application\"`",
                 )
             })?;
-            for (key, value) in [
-                ("python.requirements", &py.requirements),
-                ("python.wheels", &py.wheels),
-            ] {
-                if let Some(v) = value {
-                    names::check_relative_path(v)
-                        .map_err(|e| bad(key, e, "give a path inside the app folder"))?;
-                }
+            if let Some(v) = &py.requirements {
+                check_app_path(v).map_err(|e| {
+                    c.bad(
+                        "python.requirements",
+                        e,
+                        "give a file inside the app folder, e.g. `requirements = \"requirements.txt\"`",
+                    )
+                })?;
+            }
+            if let Some(v) = &py.wheels {
+                check_app_path(v).map_err(|e| {
+                    c.bad(
+                        "python.wheels",
+                        e,
+                        "give a folder inside the app folder, e.g. `wheels = \"wheels\"`",
+                    )
+                })?;
             }
             if let Some(n) = py.processes
-                && !(1..=32).contains(&n)
+                && !(1..=MAX_PROCESSES).contains(&n)
             {
-                return Err(bad(
+                return Err(c.bad(
                     "python.processes",
-                    format!("{n} is outside 1..=32"),
-                    "use a number of processes between 1 and 32",
+                    format!("{n} processes is outside 1..={MAX_PROCESSES}"),
+                    "use a number between 1 and 32, e.g. `processes = 2`",
                 ));
             }
         }
         if let Some(php) = &self.php {
-            names::check_relative_path(&php.docroot).map_err(|e| {
-                bad(
+            check_app_path(&php.docroot).map_err(|e| {
+                c.bad(
                     "php.docroot",
                     e,
-                    "give a folder inside the app, e.g. `public`",
+                    "give a folder inside the app, e.g. `docroot = \"public\"`",
                 )
             })?;
         }
         if let Some(ruby) = &self.ruby {
-            names::check_relative_path(&ruby.rackup).map_err(|e| {
-                bad(
+            check_app_path(&ruby.rackup).map_err(|e| {
+                c.bad(
                     "ruby.rackup",
                     e,
-                    "give a file inside the app, e.g. `config.ru`",
+                    "give a file inside the app, e.g. `rackup = \"config.ru\"`",
                 )
             })?;
         }
-        if self.version == Some(0) {
-            return Err(bad(
-                "version",
-                "version 0 is not allowed; versions start at 1".into(),
-                "remove `version` to use the next number, or give 1 or more",
-            ));
-        }
-        if self.keep == Some(0) {
-            return Err(bad(
-                "keep",
-                "keep = 0 would delete the live release".into(),
-                "keep at least 1 (current and prev are always kept)",
-            ));
-        }
-        for (name, value) in &self.env {
-            let key = format!("env.{name}");
-            names::check_env_name(name)
-                .map_err(|e| bad(&key, e, "rename the variable, e.g. `LOG_LEVEL`"))?;
-            if value.contains('\0') {
-                return Err(bad(
-                    &key,
-                    "the value contains a NUL byte".into(),
-                    "remove it",
-                ));
+        Ok(())
+    }
+
+    /// The on-disk checks of [`AppConfig::load`]: configured paths exist, have the right
+    /// kind, and do not lead out of the app folder through a symlink.
+    fn check_files(&self, dir: &Path, c: &Checker) -> Result<()> {
+        let mut wanted: Vec<(&str, &str, Kind)> = Vec::new();
+        if let Some(py) = &self.python {
+            if let Some(r) = &py.requirements {
+                wanted.push(("python.requirements", r, Kind::File));
+            }
+            if let Some(w) = &py.wheels {
+                wanted.push(("python.wheels", w, Kind::Dir));
             }
         }
-        check_url_path(&self.health.path)
-            .map_err(|e| bad("health.path", e, "write a path like `/` or `/healthz`"))?;
-        match humantime::parse_duration(&self.health.timeout) {
-            Ok(d) if d.is_zero() || d > Duration::from_secs(600) => {
-                return Err(bad(
-                    "health.timeout",
-                    format!("`{}` is outside 1s..=10m", self.health.timeout),
-                    "write a duration like \"30s\"",
+        if self.runtime == Runtime::Php {
+            wanted.push(("php.docroot", self.php_docroot(), Kind::Dir));
+        }
+        if self.runtime == Runtime::Ruby {
+            wanted.push(("ruby.rackup", self.ruby_rackup(), Kind::File));
+        }
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let root = dir.canonicalize().map_err(|source| Error::Read {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        for (key, rel, kind) in wanted {
+            let shown = dir.join(rel);
+            let real = match shown.canonicalize() {
+                Ok(real) => real,
+                Err(_) => {
+                    return Err(c.bad(
+                        key,
+                        format!(
+                            "`{rel}` does not exist in the app folder (`{}`)",
+                            shown.display()
+                        ),
+                        &format!(
+                            "create {} `{rel}`, or point `{key}` at one that exists",
+                            kind.noun()
+                        ),
+                    ));
+                }
+            };
+            if !real.starts_with(&root) {
+                return Err(c.bad(
+                    key,
+                    format!(
+                        "`{rel}` leads out of the app folder through a symlink (to `{}`)",
+                        real.display()
+                    ),
+                    "keep the app's files inside its folder: replace the symlink with the file itself",
                 ));
             }
-            Ok(_) => {}
-            Err(e) => {
-                return Err(bad(
-                    "health.timeout",
-                    format!("`{}` is not a duration ({e})", self.health.timeout),
-                    "write a duration like \"30s\" or \"2m\"",
-                ));
-            }
-        }
-        for (i, cmd) in self.build.commands.iter().enumerate() {
-            if cmd.trim().is_empty() {
-                return Err(bad(
-                    &format!("build.commands[{i}]"),
-                    "the command is empty".into(),
-                    "remove the empty entry",
-                ));
-            }
-        }
-        for name in self.services.keys() {
-            names::check_name(name).map_err(|e| {
-                bad(
-                    &format!("services.{name}"),
-                    e,
-                    "name services like `db` or `uploads`",
-                )
-            })?;
-        }
-        for (i, entry) in self.cron.iter().enumerate() {
-            check_cron(&entry.schedule).map_err(|e| {
-                bad(
-                    &format!("cron[{i}].schedule"),
-                    e,
-                    "write five fields, e.g. \"*/10 * * * *\"",
-                )
-            })?;
-            check_url_path(&entry.path).map_err(|e| {
-                bad(
-                    &format!("cron[{i}].path"),
-                    e,
-                    "write a path like `/tasks/cleanup`",
-                )
-            })?;
-        }
-        for (name, cmd) in &self.processes {
-            let key = format!("processes.{name}");
-            names::check_name(name).map_err(|e| bad(&key, e, "name workers like `worker`"))?;
-            if cmd.trim().is_empty() {
-                return Err(bad(
-                    &key,
-                    "the command is empty".into(),
-                    "give the worker's command",
+            let is_right_kind = match kind {
+                Kind::File => real.is_file(),
+                Kind::Dir => real.is_dir(),
+            };
+            if !is_right_kind {
+                return Err(c.bad(
+                    key,
+                    format!("`{rel}` is not {}", kind.noun()),
+                    &format!("point `{key}` at {}", kind.noun()),
                 ));
             }
         }
         Ok(())
     }
+}
+
+/// Longest health timeout: a deploy should not hang longer than this on one check.
+const MAX_HEALTH_TIMEOUT: Duration = Duration::from_secs(600);
+/// Shortest health timeout: anything shorter fails on a cold start.
+const MIN_HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
+/// Most mod_wsgi daemon processes per slot.
+const MAX_PROCESSES: u32 = 32;
+/// Most releases kept on a node.
+const MAX_KEEP: u32 = 100;
+
+/// What a configured path must be on disk.
+#[derive(Clone, Copy)]
+enum Kind {
+    File,
+    Dir,
+}
+
+impl Kind {
+    fn noun(self) -> &'static str {
+        match self {
+            Kind::File => "a file",
+            Kind::Dir => "a folder",
+        }
+    }
+}
+
+/// Builds errors that name the file, the key and its position.
+struct Checker<'a> {
+    file: &'a Path,
+    text: &'a str,
+}
+
+impl<'a> Checker<'a> {
+    fn new(file: &'a Path, text: &'a str) -> Self {
+        Checker { file, text }
+    }
+
+    fn bad(&self, key: &str, problem: String, fix: &str) -> Error {
+        Error::config(ConfigProblem {
+            file: self.file.to_path_buf(),
+            key: key.to_string(),
+            problem,
+            fix: Some(fix.to_string()),
+            location: toml_span::find_key(self.text, key),
+        })
+    }
+}
+
+/// Replaces toml's generic fix for a wrong type or a missing key with an example of the
+/// key written correctly, which says more than "write a string here".
+fn with_example(err: Error) -> Error {
+    let Error::Config(mut p) = err else {
+        return err;
+    };
+    let is_shape_error = ["invalid type", "invalid value", "missing field"]
+        .iter()
+        .any(|s| p.problem.starts_with(s));
+    if is_shape_error && let Some(example) = example_for(&p.key, &p.problem) {
+        let verb = if p.problem.starts_with("missing field") {
+            "add"
+        } else {
+            "write"
+        };
+        let note = if p.key.starts_with("env.") {
+            " (environment values are strings)"
+        } else {
+            ""
+        };
+        p.fix = Some(format!("{verb} `{example}`{note}"));
+    }
+    Error::Config(p)
+}
+
+/// A correct line for `key` (indexes ignored), for fixes.
+fn example_for(key: &str, problem: &str) -> Option<String> {
+    let mut plain = String::new();
+    let mut in_index = false;
+    for ch in key.chars() {
+        match ch {
+            '[' => in_index = true,
+            ']' => in_index = false,
+            c if !in_index => plain.push(c),
+            _ => {}
+        }
+    }
+    let (table, leaf) = plain.split_once('.').unwrap_or((plain.as_str(), ""));
+    // The bad value as toml quotes it: "invalid type: integer `8080`, expected a string".
+    let value = problem.split('`').nth(1).unwrap_or("...");
+    let text = match (table, leaf) {
+        ("name", "") => "name = \"blog\"".into(),
+        ("runtime", "") => "runtime = \"python\"".into(),
+        ("hostnames", "") => "hostnames = [\"blog.example.com\"]".into(),
+        ("version", "") => "version = 3".into(),
+        ("keep", "") => "keep = 5".into(),
+        ("python", "") => "[python] wsgi = \"app:application\"".into(),
+        ("python", "wsgi") => "wsgi = \"app:application\"".into(),
+        ("python", "requirements") => "requirements = \"requirements.txt\"".into(),
+        ("python", "wheels") => "wheels = \"wheels\"".into(),
+        ("python", "processes") => "processes = 2".into(),
+        ("php", "docroot") => "docroot = \"public\"".into(),
+        ("ruby", "rackup") => "rackup = \"config.ru\"".into(),
+        ("env", "") => "[env] LOG_LEVEL = \"info\"".into(),
+        ("env", name) => format!("{name} = \"{value}\""),
+        ("health", "path") => "path = \"/healthz\"".into(),
+        ("health", "timeout") => "timeout = \"30s\"".into(),
+        ("build", "commands") => "commands = [\"make assets\"]".into(),
+        ("services", _) => "db = \"postgresql\"".into(),
+        ("cron", "schedule") => "schedule = \"*/10 * * * *\"".into(),
+        ("cron", "path") => "path = \"/tasks/cleanup\"".into(),
+        ("processes", _) => "worker = \"python worker.py\"".into(),
+        _ => return None,
+    };
+    Some(text)
 }
 
 /// `module:callable` with Python identifiers (dotted module allowed).
@@ -455,43 +722,124 @@ fn check_wsgi(spec: &str) -> std::result::Result<(), String> {
             && c.all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
     };
     if module.is_empty() || !module.split('.').all(ident) {
-        return Err(format!("`{module}` is not a Python module name"));
+        return Err(format!(
+            "`{module}` in `{spec}` is not a Python module name"
+        ));
     }
     if !ident(callable) {
-        return Err(format!("`{callable}` is not a Python name"));
+        return Err(format!("`{callable}` in `{spec}` is not a Python name"));
     }
     Ok(())
 }
 
-/// An absolute URL path without spaces, control characters, `..` or a query.
+/// A path inside the app folder that is safe to put into a web server config and an
+/// argv: relative, no `..`, only `A-Z a-z 0-9 . _ - + @ /`, no part starting with `-`.
+fn check_app_path(path: &str) -> std::result::Result<(), String> {
+    names::check_relative_path(path)?;
+    if let Some(bad) = path
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "._-+@/".contains(*c)))
+    {
+        return Err(format!(
+            "`{path}` contains {bad:?}; paths here use only A-Z, a-z, 0-9, `.`, `_`, `-`, `+`, `@` and `/`"
+        ));
+    }
+    if path.split('/').any(|part| part.starts_with('-')) {
+        return Err(format!("`{path}` has a part that starts with `-`"));
+    }
+    Ok(())
+}
+
+/// An absolute URL path (optionally with a query) of plain characters: nothing that
+/// needs quoting in a config, a crontab or a shell.
 fn check_url_path(path: &str) -> std::result::Result<(), String> {
     if !path.starts_with('/') {
         return Err(format!("`{path}` does not start with `/`"));
     }
-    if path
-        .chars()
-        .any(|c| c.is_control() || c.is_whitespace() || c == '"' || c == '\\')
-    {
+    if path.len() > 1024 {
         return Err(format!(
-            "`{path}` contains spaces, quotes or control characters"
+            "the path is {} characters long; at most 1024",
+            path.len()
         ));
     }
-    if path.split('/').any(|seg| seg == "..") {
+    if let Some(bad) = path
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "/-._~?=&+,:@%".contains(*c)))
+    {
+        return Err(format!(
+            "`{path}` contains {bad:?}; URL paths here use only letters, digits and `/-._~?=&+,:@%`"
+        ));
+    }
+    let before_query = path.split('?').next().unwrap_or(path);
+    if before_query.split('/').any(|seg| seg == "..") {
         return Err(format!("`{path}` contains `..`"));
     }
     Ok(())
 }
 
-/// A standard five-field cron expression.
+/// A duration written like "30s" or "2m", within `min..=max`.
+fn check_duration(text: &str, min: Duration, max: Duration) -> std::result::Result<(), String> {
+    let shown = |d: Duration| humantime::format_duration(d).to_string();
+    match humantime::parse_duration(text) {
+        Ok(d) if d < min || d > max => Err(format!(
+            "`{text}` is outside {}..={}",
+            shown(min),
+            shown(max)
+        )),
+        Ok(_) => Ok(()),
+        Err(e) => Err(format!("`{text}` is not a duration ({e})")),
+    }
+}
+
+/// A standard five-field cron expression, as Debian's and Ubuntu's cron read it: numbers,
+/// `*`, `,`, `-`, `/`, and single month or weekday names; none of croner's extensions
+/// (`L`, `W`, `#`, `?`, seconds, years, `@daily`).
 fn check_cron(schedule: &str) -> std::result::Result<(), String> {
-    let fields = schedule.split_whitespace().count();
-    if fields != 5 {
+    if schedule.trim_start().starts_with('@') {
         return Err(format!(
-            "`{schedule}` has {fields} fields; cron schedules have 5 (minute hour day month weekday)"
+            "`{schedule}` is a nickname; write the five fields instead (`@daily` is `0 0 * * *`, `@hourly` is `0 * * * *`)"
         ));
     }
-    schedule
-        .parse::<croner::Cron>()
+    let fields: Vec<&str> = schedule.split_whitespace().collect();
+    if fields.len() != 5 {
+        return Err(format!(
+            "`{schedule}` has {} fields; cron schedules have 5 (minute hour day month weekday)",
+            fields.len()
+        ));
+    }
+    const MONTHS: [&str; 12] = [
+        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+    ];
+    const DAYS: [&str; 7] = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"];
+    for (i, field) in fields.iter().enumerate() {
+        if field.chars().any(|c| c.is_ascii_alphabetic()) {
+            let lower = field.to_ascii_lowercase();
+            let names: &[&str] = match i {
+                3 => &MONTHS,
+                4 => &DAYS,
+                _ => &[],
+            };
+            if !names.contains(&lower.as_str()) {
+                return Err(format!(
+                    "`{field}` in `{schedule}` is not a number, range or step; names are allowed only alone in the month (jan..dec) and weekday (sun..sat) fields; write ranges and lists with numbers, e.g. `1-5`"
+                ));
+            }
+            continue;
+        }
+        if let Some(bad) = field
+            .chars()
+            .find(|c| !(c.is_ascii_digit() || "*,-/".contains(*c)))
+        {
+            return Err(format!(
+                "`{field}` in `{schedule}` contains {bad:?}; use numbers, `*`, `,`, `-` and `/`"
+            ));
+        }
+    }
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Disallowed)
+        .year(croner::parser::Year::Disallowed)
+        .build()
+        .parse(schedule)
         .map(|_| ())
         .map_err(|e| format!("`{schedule}` is not a valid schedule ({e})"))
 }
@@ -499,4 +847,785 @@ fn check_cron(schedule: &str) -> std::result::Result<(), String> {
 /// The app folder's path as given, made absolute for messages and manifests.
 pub fn absolute_dir(dir: &Path) -> PathBuf {
     std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = "name = \"blog\"\nruntime = \"python\"\nhostnames = [\"blog.example.com\"]\n[python]\nwsgi = \"app:application\"\n";
+
+    /// The error as the printer shows it: message, pointer, hint.
+    fn render(err: &Error) -> String {
+        let mut out = err.to_string();
+        if let Some((file, loc)) = err.location() {
+            out.push_str(&format!(
+                "\n --> {}:{}:{}",
+                file.display(),
+                loc.line,
+                loc.column
+            ));
+        }
+        if let Some(hint) = err.hint() {
+            out.push_str(&format!("\nhint: {hint}"));
+        }
+        out
+    }
+
+    fn problem(err: &Error) -> &ConfigProblem {
+        match err {
+            Error::Config(p) => p,
+            other => panic!("expected a config problem, got {other:?}"),
+        }
+    }
+
+    /// (what, app.toml text, key, problem text, line of the pointer or 0 for "any").
+    fn invalid_cases() -> Vec<(&'static str, String, &'static str, &'static str, usize)> {
+        let base = |extra: &str| format!("{BASE}{extra}");
+        let top = |lines: &str| format!("{lines}\n[python]\nwsgi = \"app:application\"\n");
+        vec![
+            (
+                "unknown top-level key",
+                base("colour = \"red\"\n"),
+                "python.colour",
+                "unknown field `colour`",
+                6,
+            ),
+            (
+                "unknown top-level key before tables",
+                format!("colour = \"red\"\n{BASE}"),
+                "colour",
+                "unknown field `colour`",
+                1,
+            ),
+            (
+                "typo in [python]",
+                "name = \"blog\"\nruntime = \"python\"\n[python]\nwgsi = \"app:application\"\n"
+                    .into(),
+                "python.wgsi",
+                "unknown field `wgsi`",
+                4,
+            ),
+            (
+                "missing name",
+                "runtime = \"static\"\n".into(),
+                "name",
+                "missing field `name`",
+                0,
+            ),
+            (
+                "missing runtime",
+                "name = \"blog\"\n".into(),
+                "runtime",
+                "missing field `runtime`",
+                0,
+            ),
+            (
+                "upper-case name",
+                top("name = \"Blog\"\nruntime = \"python\""),
+                "name",
+                "`Blog`",
+                1,
+            ),
+            (
+                "underscore in name",
+                top("name = \"my_app\"\nruntime = \"python\""),
+                "name",
+                "`_`",
+                1,
+            ),
+            (
+                "name too long",
+                top(&format!(
+                    "name = \"{}\"\nruntime = \"python\"",
+                    "a".repeat(40)
+                )),
+                "name",
+                "longer than 32",
+                1,
+            ),
+            (
+                "name is a number",
+                top("name = 7\nruntime = \"python\""),
+                "name",
+                "integer `7`",
+                1,
+            ),
+            (
+                "unknown runtime",
+                top("name = \"blog\"\nruntime = \"pyhton\""),
+                "runtime",
+                "unknown variant `pyhton`",
+                2,
+            ),
+            (
+                "upper-case hostname",
+                top("name = \"blog\"\nruntime = \"python\"\nhostnames = [\"Blog.example.com\"]"),
+                "hostnames[0]",
+                "`Blog.example.com` has upper-case",
+                3,
+            ),
+            (
+                "IP address as hostname",
+                top(
+                    "name = \"blog\"\nruntime = \"python\"\nhostnames = [\"blog.test\", \"10.0.0.1\"]",
+                ),
+                "hostnames[1]",
+                "`10.0.0.1` is an IP address",
+                3,
+            ),
+            (
+                "IPv6 address as hostname",
+                top("name = \"blog\"\nruntime = \"python\"\nhostnames = [\"blog.test\", \"::1\"]"),
+                "hostnames[1]",
+                "`::1` is an IP address",
+                3,
+            ),
+            (
+                "wildcard inside a hostname",
+                top(
+                    "name = \"blog\"\nruntime = \"python\"\nhostnames = [\"blog.test\", \"a.*.test\"]",
+                ),
+                "hostnames[1]",
+                "`a.*.test` has a wildcard",
+                3,
+            ),
+            (
+                "partial wildcard label",
+                top(
+                    "name = \"blog\"\nruntime = \"python\"\nhostnames = [\"blog.test\", \"*blog.test\"]",
+                ),
+                "hostnames[1]",
+                "`*blog.test` has a wildcard",
+                3,
+            ),
+            (
+                "wildcard as the main host",
+                top("name = \"blog\"\nruntime = \"python\"\nhostnames = [\"*.blog.test\"]"),
+                "hostnames[0]",
+                "cannot be the wildcard `*.blog.test`",
+                3,
+            ),
+            (
+                "single-label hostname",
+                top("name = \"blog\"\nruntime = \"python\"\nhostnames = [\"localhost\"]"),
+                "hostnames[0]",
+                "`localhost` has a single label",
+                3,
+            ),
+            (
+                "underscore in hostname",
+                top("name = \"blog\"\nruntime = \"python\"\nhostnames = [\"my_blog.test\"]"),
+                "hostnames[0]",
+                "contains `_`",
+                3,
+            ),
+            (
+                "label starting with -",
+                top("name = \"blog\"\nruntime = \"python\"\nhostnames = [\"-blog.test\"]"),
+                "hostnames[0]",
+                "`-blog.test` has a label that starts or ends with `-`",
+                3,
+            ),
+            (
+                "trailing dot",
+                top("name = \"blog\"\nruntime = \"python\"\nhostnames = [\"blog.test.\"]"),
+                "hostnames[0]",
+                "`blog.test.` has an empty label",
+                3,
+            ),
+            (
+                "hostname listed twice",
+                top(
+                    "name = \"blog\"\nruntime = \"python\"\nhostnames = [\"blog.test\",\n  \"blog.test\"]",
+                ),
+                "hostnames[1]",
+                "`blog.test` is listed twice",
+                4,
+            ),
+            (
+                "hostname that is a version host",
+                top(
+                    "name = \"blog\"\nruntime = \"python\"\nhostnames = [\"blog.test\", \"prev.blog.test\"]",
+                ),
+                "hostnames[1]",
+                "`prev.blog.test` is the name of a version host",
+                3,
+            ),
+            (
+                "hostnames not an array",
+                top("name = \"blog\"\nruntime = \"python\"\nhostnames = \"blog.test\""),
+                "hostnames",
+                "expected a sequence",
+                3,
+            ),
+            (
+                "python without [python]",
+                "name = \"blog\"\nruntime = \"python\"\n".into(),
+                "python",
+                "needs a `[python]` section",
+                2,
+            ),
+            (
+                "[php] on a python app",
+                base("[php]\ndocroot = \"public\"\n"),
+                "php",
+                "`[php]` is set but `runtime` is \"python\"",
+                6,
+            ),
+            (
+                "[ruby] on a static app",
+                "name = \"blog\"\nruntime = \"static\"\n[ruby]\n".into(),
+                "ruby",
+                "`[ruby]` is set but `runtime` is \"static\"",
+                3,
+            ),
+            (
+                "wsgi without colon",
+                top("name = \"blog\"\nruntime = \"python\"").replace("app:application", "app"),
+                "python.wsgi",
+                "`app` has no `:`",
+                4,
+            ),
+            (
+                "wsgi callable not a name",
+                top("name = \"blog\"\nruntime = \"python\"").replace("app:application", "app:1x"),
+                "python.wsgi",
+                "`1x` in `app:1x` is not a Python name",
+                4,
+            ),
+            (
+                "wsgi module with a dash",
+                top("name = \"blog\"\nruntime = \"python\"")
+                    .replace("app:application", "my-app:application"),
+                "python.wsgi",
+                "`my-app` in `my-app:application` is not a Python module name",
+                4,
+            ),
+            (
+                "absolute requirements",
+                base("requirements = \"/etc/passwd\"\n"),
+                "python.requirements",
+                "`/etc/passwd` is absolute",
+                6,
+            ),
+            (
+                "requirements outside the app",
+                base("requirements = \"../req.txt\"\n"),
+                "python.requirements",
+                "`../req.txt` leaves the app folder",
+                6,
+            ),
+            (
+                "space in wheels path",
+                base("wheels = \"my wheels\"\n"),
+                "python.wheels",
+                "`my wheels` contains ' '",
+                6,
+            ),
+            (
+                "quote in wheels path",
+                base("wheels = \"w\\\"x\"\n"),
+                "python.wheels",
+                "contains '\"'",
+                6,
+            ),
+            (
+                "path part starting with -",
+                base("requirements = \"-r.txt\"\n"),
+                "python.requirements",
+                "`-r.txt` has a part that starts with `-`",
+                6,
+            ),
+            (
+                "empty requirements",
+                base("requirements = \"\"\n"),
+                "python.requirements",
+                "the path is empty",
+                6,
+            ),
+            (
+                "zero processes",
+                base("processes = 0\n"),
+                "python.processes",
+                "0 processes is outside 1..=32",
+                6,
+            ),
+            (
+                "negative processes",
+                base("processes = -2\n"),
+                "python.processes",
+                "integer `-2`",
+                6,
+            ),
+            (
+                "docroot outside the app",
+                "name = \"blog\"\nruntime = \"php\"\n[php]\ndocroot = \"public/../../etc\"\n"
+                    .into(),
+                "php.docroot",
+                "leaves the app folder",
+                4,
+            ),
+            (
+                "absolute rackup",
+                "name = \"blog\"\nruntime = \"ruby\"\n[ruby]\nrackup = \"/srv/config.ru\"\n".into(),
+                "ruby.rackup",
+                "`/srv/config.ru` is absolute",
+                4,
+            ),
+            (
+                "version 0",
+                base("").replace("hostnames", "version = 0\nhostnames"),
+                "version",
+                "version 0 is not allowed",
+                3,
+            ),
+            (
+                "negative version",
+                base("").replace("hostnames", "version = -1\nhostnames"),
+                "version",
+                "integer `-1`",
+                3,
+            ),
+            (
+                "keep 0",
+                base("").replace("hostnames", "keep = 0\nhostnames"),
+                "keep",
+                "keep = 0 is outside",
+                3,
+            ),
+            (
+                "env name with a dash",
+                base("[env]\nLOG-LEVEL = \"info\"\n"),
+                "env.LOG-LEVEL",
+                "`LOG-LEVEL` contains `-`",
+                7,
+            ),
+            (
+                "env name starting with a digit",
+                base("[env]\n1X = \"a\"\n"),
+                "env.1X",
+                "`1X` must start with a letter",
+                7,
+            ),
+            (
+                "reserved env name",
+                base("[env]\nSKIFF_VERSION = \"9\"\n"),
+                "env.SKIFF_VERSION",
+                "`SKIFF_VERSION` starts with `SKIFF_`",
+                7,
+            ),
+            (
+                "env value not a string",
+                base("[env]\nPORT = 8080\n"),
+                "env.PORT",
+                "integer `8080`",
+                7,
+            ),
+            (
+                "env value with a newline",
+                base("[env]\nMOTD = \"a\\nb\"\n"),
+                "env.MOTD",
+                "the value of `MOTD` contains the control character '\\n'",
+                7,
+            ),
+            (
+                "health path without /",
+                base("[health]\npath = \"healthz\"\n"),
+                "health.path",
+                "`healthz` does not start with `/`",
+                7,
+            ),
+            (
+                "health path with a space",
+                base("[health]\npath = \"/health z\"\n"),
+                "health.path",
+                "`/health z` contains ' '",
+                7,
+            ),
+            (
+                "health path with ..",
+                base("[health]\npath = \"/a/../b\"\n"),
+                "health.path",
+                "`/a/../b` contains `..`",
+                7,
+            ),
+            (
+                "duration without unit",
+                base("[health]\ntimeout = \"30\"\n"),
+                "health.timeout",
+                "`30` is not a duration",
+                7,
+            ),
+            (
+                "duration as a number",
+                base("[health]\ntimeout = 30\n"),
+                "health.timeout",
+                "integer `30`",
+                7,
+            ),
+            (
+                "duration too long",
+                base("[health]\ntimeout = \"1h\"\n"),
+                "health.timeout",
+                "`1h` is outside 1s..=10m",
+                7,
+            ),
+            (
+                "duration too short",
+                base("[health]\ntimeout = \"500ms\"\n"),
+                "health.timeout",
+                "`500ms` is outside",
+                7,
+            ),
+            (
+                "duration gibberish",
+                base("[health]\ntimeout = \"soon\"\n"),
+                "health.timeout",
+                "`soon` is not a duration",
+                7,
+            ),
+            (
+                "unknown key in [health]",
+                base("[health]\ntimout = \"30s\"\n"),
+                "health.timout",
+                "unknown field `timout`",
+                7,
+            ),
+            (
+                "empty build command",
+                base("[build]\ncommands = [\"make\", \" \"]\n"),
+                "build.commands[1]",
+                "the command is empty",
+                7,
+            ),
+            (
+                "build commands not a list",
+                base("[build]\ncommands = \"make\"\n"),
+                "build.commands",
+                "expected a sequence",
+                7,
+            ),
+            (
+                "unknown service kind",
+                base("[services]\ndb = \"redis\"\n"),
+                "services.db",
+                "unknown variant `redis`",
+                7,
+            ),
+            (
+                "bad service name",
+                base("[services]\nMy_DB = \"postgresql\"\n"),
+                "services.My_DB",
+                "`My_DB` must start with a lower-case letter",
+                7,
+            ),
+            (
+                "cron with four fields",
+                base("[[cron]]\nschedule = \"*/10 * * *\"\npath = \"/t\"\n"),
+                "cron[0].schedule",
+                "`*/10 * * *` has 4 fields",
+                7,
+            ),
+            (
+                "cron minute out of range",
+                base("[[cron]]\nschedule = \"61 * * * *\"\npath = \"/t\"\n"),
+                "cron[0].schedule",
+                "`61 * * * *` is not a valid schedule",
+                7,
+            ),
+            (
+                "cron extension L",
+                base("[[cron]]\nschedule = \"0 0 L * *\"\npath = \"/t\"\n"),
+                "cron[0].schedule",
+                "`L` in `0 0 L * *` is not a number",
+                7,
+            ),
+            (
+                "cron with seconds",
+                base("[[cron]]\nschedule = \"0 0 0 * * *\"\npath = \"/t\"\n"),
+                "cron[0].schedule",
+                "has 6 fields",
+                7,
+            ),
+            (
+                "cron nickname",
+                base("[[cron]]\nschedule = \"@daily\"\npath = \"/t\"\n"),
+                "cron[0].schedule",
+                "`@daily` is a nickname",
+                7,
+            ),
+            (
+                "second cron entry bad",
+                base(
+                    "[[cron]]\nschedule = \"* * * * *\"\npath = \"/a\"\n[[cron]]\nschedule = \"* * * * mon-fri\"\npath = \"/b\"\n",
+                ),
+                "cron[1].schedule",
+                "`mon-fri` in `* * * * mon-fri`",
+                10,
+            ),
+            (
+                "cron path relative",
+                base("[[cron]]\nschedule = \"* * * * *\"\npath = \"tasks\"\n"),
+                "cron[0].path",
+                "`tasks` does not start with `/`",
+                8,
+            ),
+            (
+                "cron path with percent-free shell chars",
+                base("[[cron]]\nschedule = \"* * * * *\"\npath = \"/t;rm\"\n"),
+                "cron[0].path",
+                "`/t;rm` contains ';'",
+                8,
+            ),
+            (
+                "cron without path",
+                base("[[cron]]\nschedule = \"* * * * *\"\n"),
+                "cron[0].path",
+                "missing field `path`",
+                6,
+            ),
+            (
+                "empty process command",
+                base("[processes]\nworker = \"\"\n"),
+                "processes.worker",
+                "the command of process `worker` is empty",
+                7,
+            ),
+            (
+                "bad process name",
+                base("[processes]\nWorker = \"x\"\n"),
+                "processes.Worker",
+                "`Worker` must start with a lower-case letter",
+                7,
+            ),
+            (
+                "process command with a newline",
+                base("[processes]\nworker = \"a\\nb\"\n"),
+                "processes.worker",
+                "control character '\\n'",
+                7,
+            ),
+            (
+                "duplicate key",
+                base("").replace(
+                    "runtime = \"python\"\n",
+                    "runtime = \"python\"\nname = \"other\"\n",
+                ),
+                "name",
+                "duplicate key `name`",
+                3,
+            ),
+            (
+                "section given twice",
+                base("[python]\nwsgi = \"x:y\"\n"),
+                "python",
+                "duplicate key",
+                6,
+            ),
+        ]
+    }
+
+    #[test]
+    fn invalid_app_toml_names_key_and_problem() {
+        let cases = invalid_cases();
+        if std::env::var_os("SKIFF_SHOW_ERRORS").is_some() {
+            for (what, text, ..) in &cases {
+                if let Err(e) = AppConfig::parse(Path::new("app.toml"), text) {
+                    eprintln!("## {what}\n{}\n", render(&e));
+                }
+            }
+        }
+        assert!(cases.len() >= 25);
+        let mut failures = Vec::new();
+        for (what, text, key, needle, line) in &cases {
+            let err = match AppConfig::parse(Path::new("app.toml"), text) {
+                Ok(_) => {
+                    failures.push(format!("{what}: accepted\n{text}"));
+                    continue;
+                }
+                Err(e) => e,
+            };
+            let shown = render(&err);
+            let p = problem(&err);
+            let mut wrong = Vec::new();
+            if p.key != *key {
+                wrong.push(format!("key `{}` instead of `{key}`", p.key));
+            }
+            if !shown.contains(&format!("`{key}`")) {
+                wrong.push("the message does not name the key".into());
+            }
+            if !p.problem.contains(needle) {
+                wrong.push(format!("problem lacks {needle:?}"));
+            }
+            if !shown.contains("app.toml") {
+                wrong.push("the message does not name the file".into());
+            }
+            if p.fix.as_deref().is_none_or(str::is_empty) {
+                wrong.push("no fix".into());
+            }
+            match (p.location, line) {
+                (None, 0) => {}
+                (Some(l), 0) => assert!(l.line >= 1),
+                (Some(l), n) if l.line == *n => {}
+                (l, n) => wrong.push(format!("location {l:?} instead of line {n}")),
+            }
+            if !wrong.is_empty() {
+                failures.push(format!("{what}: {}\n{shown}", wrong.join("; ")));
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    }
+
+    #[test]
+    fn syntax_error_names_position() {
+        let err = AppConfig::parse(
+            Path::new("app.toml"),
+            "name = \"blog\nruntime = \"static\"\n",
+        )
+        .unwrap_err();
+        let p = problem(&err);
+        assert_eq!(p.location.map(|l| l.line), Some(1));
+        assert!(render(&err).contains("app.toml"));
+        assert!(p.fix.is_some());
+    }
+
+    #[test]
+    fn type_errors_show_an_example() {
+        let err = AppConfig::parse(
+            Path::new("app.toml"),
+            &format!("{BASE}[health]\ntimeout = 30\n"),
+        )
+        .unwrap_err();
+        assert_eq!(err.hint().as_deref(), Some("write `timeout = \"30s\"`"));
+        let err = AppConfig::parse(
+            Path::new("app.toml"),
+            &format!("{BASE}[env]\nPORT = 8080\n"),
+        )
+        .unwrap_err();
+        assert!(err.hint().unwrap().contains("PORT = \"8080\""));
+        let err = AppConfig::parse(
+            Path::new("app.toml"),
+            "name = \"blog\"\nruntime = \"python\"\n[python]\nwgsi = \"a:b\"\n",
+        )
+        .unwrap_err();
+        assert!(err.hint().unwrap().contains("did you mean `wsgi`"));
+    }
+
+    #[test]
+    fn valid_app_toml() {
+        let ok = [
+            "name = \"site\"\nruntime = \"static\"\n",
+            BASE,
+            "name = \"shop\"\nruntime = \"php\"\nhostnames = [\"shop.example.com\", \"*.shop.example.com\"]\n[php]\ndocroot = \"public\"\n",
+            "name = \"rack\"\nruntime = \"ruby\"\n",
+            "name = \"r2\"\nruntime = \"ruby\"\n[ruby]\nrackup = \"app/config.ru\"\n",
+            "name = \"dotted\"\nruntime = \"static\"\nhealth.timeout = \"2m\"\n",
+        ];
+        for text in ok {
+            if let Err(e) = AppConfig::parse(Path::new("app.toml"), text) {
+                panic!("{text}\n{}", render(&e));
+            }
+        }
+        let full = r#"
+name = "blog"
+runtime = "python"
+hostnames = ["blog.example.com", "www.blog.example.com", "*.blog.example.com"]
+version = 7
+keep = 3
+[python]
+wsgi = "blog.wsgi:application"
+requirements = "requirements.txt"
+wheels = "vendor/wheels"
+processes = 4
+[env]
+LOG_LEVEL = "info"
+_X1 = "tab\there"
+[health]
+path = "/healthz?full=1"
+timeout = "1m 30s"
+[build]
+commands = ["python -m compileall .", "make assets"]
+[services]
+db = "postgresql"
+uploads = "files"
+[[cron]]
+schedule = "*/10 * * * *"
+path = "/tasks/cleanup"
+[[cron]]
+schedule = "0 3 1,15 jan sun"
+path = "/tasks/report"
+[processes]
+worker = "python worker.py"
+"#;
+        let config = AppConfig::parse(Path::new("app.toml"), full).unwrap();
+        assert_eq!(config.main_host(), Some("blog.example.com"));
+        assert_eq!(config.health.timeout(), Duration::from_secs(90));
+        assert_eq!(config.python.as_ref().unwrap().processes, Some(4));
+        assert_eq!(config.cron.len(), 2);
+        assert_eq!(config.unsupported().len(), 3);
+        let minimal =
+            AppConfig::parse(Path::new("app.toml"), "name = \"x\"\nruntime = \"php\"\n").unwrap();
+        assert_eq!(minimal.php_docroot(), ".");
+        assert_eq!(minimal.health.path, "/");
+    }
+
+    #[test]
+    fn load_checks_files_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let app = dir.path().join("app");
+        std::fs::create_dir(&app).unwrap();
+        let write = |text: &str| std::fs::write(app.join(FILE_NAME), text).unwrap();
+
+        write(&format!("{BASE}requirements = \"requirements.txt\"\n"));
+        let err = AppConfig::load(&app).unwrap_err();
+        assert_eq!(problem(&err).key, "python.requirements");
+        assert!(
+            problem(&err)
+                .problem
+                .contains("`requirements.txt` does not exist")
+        );
+        assert_eq!(problem(&err).location.unwrap().line, 6);
+
+        std::fs::create_dir(app.join("requirements.txt")).unwrap();
+        let err = AppConfig::load(&app).unwrap_err();
+        assert!(
+            problem(&err).problem.contains("is not a file"),
+            "{}",
+            render(&err)
+        );
+        std::fs::remove_dir(app.join("requirements.txt")).unwrap();
+        std::fs::write(app.join("requirements.txt"), "").unwrap();
+        AppConfig::load(&app).unwrap();
+
+        // A symlink that leads out of the app folder.
+        std::fs::write(dir.path().join("outside.ru"), "run ->(e){}").unwrap();
+        std::os::unix::fs::symlink("../outside.ru", app.join("config.ru")).unwrap();
+        write("name = \"rack\"\nruntime = \"ruby\"\n");
+        let err = AppConfig::load(&app).unwrap_err();
+        assert_eq!(problem(&err).key, "ruby.rackup");
+        assert!(
+            problem(&err)
+                .problem
+                .contains("leads out of the app folder"),
+            "{}",
+            render(&err)
+        );
+
+        // A symlink inside the tree is fine.
+        std::fs::remove_file(app.join("config.ru")).unwrap();
+        std::fs::write(app.join("real.ru"), "").unwrap();
+        std::os::unix::fs::symlink("real.ru", app.join("config.ru")).unwrap();
+        AppConfig::load(&app).unwrap();
+
+        // The PHP docroot must be a folder.
+        write("name = \"shop\"\nruntime = \"php\"\n[php]\ndocroot = \"public\"\n");
+        let err = AppConfig::load(&app).unwrap_err();
+        assert_eq!(problem(&err).key, "php.docroot");
+        std::fs::create_dir(app.join("public")).unwrap();
+        AppConfig::load(&app).unwrap();
+
+        let missing = AppConfig::load(&dir.path().join("nope")).unwrap_err();
+        assert!(missing.to_string().contains("app.toml"));
+    }
 }

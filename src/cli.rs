@@ -219,6 +219,9 @@ pub struct CreateNodeArgs {
     /// Accept an operating system skiff does not support
     #[arg(long)]
     pub force: bool,
+    /// Re-pin the host key of an existing node after a deliberate key change
+    #[arg(long)]
+    pub repin: bool,
 }
 
 /// `skiff setup-node`.

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -152,15 +152,16 @@ pub struct Version {
 }
 
 impl Cluster {
-    /// Checks what serde cannot: names, hosts, references and the schema version.
+    /// Checks what serde cannot: names, addresses, references and the schema version.
+    /// Every error names the key (e.g. `nodes.web1.address`), the bad value and the fix.
     fn validate(&self, file: &Path, text: &str) -> Result<()> {
-        let problem = |key: String, problem: String, fix: Option<String>| {
+        let problem = |key: String, problem: String, fix: &str| {
             Error::config(ConfigProblem {
                 location: toml_span::find_key(text, &key),
                 file: file.to_path_buf(),
                 key,
                 problem,
-                fix,
+                fix: Some(fix.to_string()),
             })
         };
         if self.schema > SCHEMA_VERSION {
@@ -170,37 +171,34 @@ impl Cluster {
                     "schema {} is newer than this skiff understands ({SCHEMA_VERSION})",
                     self.schema
                 ),
-                Some("upgrade skiff".into()),
+                "upgrade skiff",
             ));
         }
         if self.schema == 0 {
             return Err(problem(
                 "schema".into(),
                 "schema 0 does not exist".into(),
-                Some(format!("write `schema = {SCHEMA_VERSION}`")),
+                &format!("write `schema = {SCHEMA_VERSION}`"),
             ));
         }
         for (name, node) in &self.nodes {
+            let key = format!("nodes.{}", toml_span::quote_key(name));
             if let Err(e) = names::check_name(name) {
                 return Err(problem(
-                    format!("nodes.{name}"),
+                    key,
                     format!("bad node name: {e}"),
-                    Some("rename the `[nodes.NAME]` table".into()),
+                    "rename the `[nodes.NAME]` table to a name like `web1`",
                 ));
             }
-            if node.address.is_empty()
-                || node
-                    .address
-                    .chars()
-                    .any(|c| !(c.is_ascii_alphanumeric() || ".-:[]".contains(c)))
-            {
+            if let Err(e) = names::check_node_address(&node.address) {
                 return Err(problem(
-                    format!("nodes.{name}.address"),
-                    format!("`{}` is not a host name or IP address", node.address),
-                    Some("write an address like `203.0.113.7` or `web1.example.com`".into()),
+                    format!("{key}.address"),
+                    e,
+                    "write an address like `203.0.113.7` or `web1.example.com`",
                 ));
             }
             if node.user.is_empty()
+                || node.user.len() > 32
                 || node.user.starts_with('-')
                 || node
                     .user
@@ -208,16 +206,25 @@ impl Cluster {
                     .any(|c| !(c.is_ascii_alphanumeric() || "._-".contains(c)))
             {
                 return Err(problem(
-                    format!("nodes.{name}.user"),
+                    format!("{key}.user"),
                     format!("`{}` is not a valid login name", node.user),
-                    Some("write a unix user name like `root` or `deploy`".into()),
+                    "write a unix user name like `root` or `deploy`",
                 ));
             }
             if node.port == 0 {
                 return Err(problem(
-                    format!("nodes.{name}.port"),
+                    format!("{key}.port"),
                     "port 0 is not a port".into(),
-                    Some("write the SSH port, usually `port = 22`".into()),
+                    "write the SSH port, usually `port = 22`",
+                ));
+            }
+            if let Some(identity) = &node.identity
+                && identity.as_os_str().is_empty()
+            {
+                return Err(problem(
+                    format!("{key}.identity"),
+                    "the identity file path is empty".into(),
+                    "remove the line, or give the private key's path",
                 ));
             }
         }
@@ -227,41 +234,66 @@ impl Cluster {
             return Err(problem(
                 "default_node".into(),
                 format!("`{default}` is not one of the nodes"),
-                Some("set it to a name under `[nodes]` or remove the line".into()),
+                "set it to a name under `[nodes]` or remove the line",
             ));
         }
         for (host, app) in &self.apps {
+            let key = format!("apps.{}", toml_span::quote_key(host));
             if let Err(e) = names::check_hostname(host) {
                 return Err(problem(
-                    format!("apps.\"{host}\""),
+                    key,
                     format!("bad host name: {e}"),
-                    None,
+                    "apps are keyed by their main host name, e.g. `[apps.\"blog.example.com\"]`",
                 ));
             }
             if let Err(e) = names::check_name(&app.name) {
                 return Err(problem(
-                    format!("apps.\"{host}\".name"),
+                    format!("{key}.name"),
                     format!("bad app name: {e}"),
-                    None,
+                    "write the app's name from its app.toml, e.g. `name = \"blog\"`",
                 ));
             }
-            for node in &app.nodes {
+            for (i, node) in app.nodes.iter().enumerate() {
                 if !self.nodes.contains_key(node) {
                     return Err(problem(
-                        format!("apps.\"{host}\".nodes"),
+                        format!("{key}.nodes[{i}]"),
                         format!("node `{node}` is not one of the nodes"),
-                        Some("remove it from the list or add the node".into()),
+                        "remove it from the list or add the node",
+                    ));
+                }
+                if app.nodes[..i].contains(node) {
+                    return Err(problem(
+                        format!("{key}.nodes[{i}]"),
+                        format!("node `{node}` is listed twice"),
+                        "remove the duplicate",
                     ));
                 }
             }
-            for (key, v) in [("current", app.current), ("prev", app.prev)] {
+            for (i, v) in app.versions.iter().enumerate() {
+                let vkey = format!("{key}.versions[{i}].number");
+                if v.number == 0 {
+                    return Err(problem(
+                        vkey,
+                        "version 0 does not exist; versions start at 1".into(),
+                        "fix the number or remove the entry",
+                    ));
+                }
+                if app.versions[..i].iter().any(|w| w.number == v.number) {
+                    return Err(problem(
+                        vkey,
+                        format!("version {} is listed twice", v.number),
+                        "remove the duplicate entry",
+                    ));
+                }
+            }
+            for (field, v) in [("current", app.current), ("prev", app.prev)] {
                 if let Some(n) = v
                     && !app.versions.iter().any(|ver| ver.number == n)
                 {
                     return Err(problem(
-                        format!("apps.\"{host}\".{key}"),
+                        format!("{key}.{field}"),
                         format!("version {n} is not among the app's versions"),
-                        Some("fix the number or run `skiff versions HOST`".into()),
+                        "fix the number or run `skiff versions HOST`",
                     ));
                 }
             }
@@ -271,7 +303,13 @@ impl Cluster {
 
     /// Parses and validates cluster.toml text; `file` is only used in messages.
     pub fn parse(file: &Path, text: &str) -> Result<Cluster> {
-        let cluster: Cluster = toml_span::parse(file, text)?;
+        let cluster: Cluster = toml_span::parse(file, text).map_err(|err| match err {
+            Error::Config(mut p) if p.key == "schema" => {
+                p.fix = Some(format!("write `schema = {SCHEMA_VERSION}`"));
+                Error::Config(p)
+            }
+            other => other,
+        })?;
         cluster.validate(file, text)?;
         Ok(cluster)
     }
@@ -399,30 +437,43 @@ impl StateFile {
                 path: lock_path.clone(),
                 source,
             })?;
-        let start = Instant::now();
-        let mut told = false;
-        loop {
-            match file.try_lock() {
-                Ok(()) => return Ok(StateLock { _file: file }),
-                Err(std::fs::TryLockError::WouldBlock) => {}
-                Err(std::fs::TryLockError::Error(source)) => {
-                    return Err(Error::Write {
-                        path: lock_path,
-                        source,
-                    });
-                }
-            }
-            if !told {
-                on_wait(&lock_path);
-                told = true;
-            }
-            if start.elapsed() >= self.lock_timeout {
-                return Err(Error::LockTimeout {
+        match file.try_lock() {
+            Ok(()) => return Ok(StateLock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => {}
+            Err(std::fs::TryLockError::Error(source)) => {
+                return Err(Error::Write {
                     path: lock_path,
-                    secs: self.lock_timeout.as_secs(),
+                    source,
                 });
             }
-            std::thread::sleep(Duration::from_millis(20));
+        }
+        on_wait(&lock_path);
+        // Wait in the kernel rather than polling: the kernel wakes a blocked waiter the
+        // moment the lock is released, where a poll every few ms loses nearly every race
+        // against a holder that re-locks at once (seen: 1 wait in 200 contended updates).
+        // The blocking call runs on a helper thread so we can give up after the timeout;
+        // it owns a clone of the same open file, so the lock it takes is ours.
+        let waiter = file.try_clone().map_err(|source| Error::Write {
+            path: lock_path.clone(),
+            source,
+        })?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let result = waiter.lock();
+            // After a timeout nobody listens; dropping `waiter` then closes the last
+            // handle of the file and releases the lock at once.
+            let _ = tx.send(result);
+        });
+        match rx.recv_timeout(self.lock_timeout) {
+            Ok(Ok(())) => Ok(StateLock { _file: file }),
+            Ok(Err(source)) => Err(Error::Write {
+                path: lock_path,
+                source,
+            }),
+            Err(_) => Err(Error::LockTimeout {
+                path: lock_path,
+                secs: self.lock_timeout.as_secs(),
+            }),
         }
     }
 
@@ -443,6 +494,7 @@ impl StateFile {
     /// Writes `cluster` atomically; the caller must hold the lock.
     pub fn save_locked(&self, cluster: &Cluster) -> Result<()> {
         let text = render(cluster);
+        remove_stale_temps(&self.path);
         write_atomic(&self.path, text.as_bytes(), None::<fn()>)
     }
 }
@@ -451,6 +503,46 @@ impl StateFile {
 pub fn render(cluster: &Cluster) -> String {
     let body = toml::to_string_pretty(cluster).expect("the cluster model always serializes");
     format!("# skiff cluster state: written by skiff, safe to read; edit with care\n{body}")
+}
+
+/// Random characters in a temp file's name.
+const TEMP_RANDOM_LEN: usize = 6;
+
+/// `.NAME.`: the prefix of [`write_atomic`]'s temp files for `path`, so leftovers of a
+/// writer that died before its rename can be told apart from other files' temps.
+fn temp_prefix(path: &Path) -> String {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    format!(".{name}.")
+}
+
+/// Removes temp files left by a writer of `path` that was killed between its temp write
+/// and its rename. Only safe under the state lock (no live writer can own one then);
+/// best effort, as a leftover harms nothing but tidiness.
+fn remove_stale_temps(path: &Path) {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let prefix = temp_prefix(path);
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        // tempfile names are PREFIX + 6 random alphanumerics + SUFFIX.
+        let is_ours = name.strip_prefix(&prefix).is_some_and(|rest| {
+            rest.strip_suffix(".tmp").is_some_and(|r| {
+                r.len() == TEMP_RANDOM_LEN && r.chars().all(|c| c.is_ascii_alphanumeric())
+            })
+        });
+        if is_ours {
+            let _ = fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// Atomic replace: temp file in the same folder, fsync, rename, fsync the folder.
@@ -468,8 +560,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8], before_rename: Option<impl FnOnce
         path: path.to_path_buf(),
         source,
     };
+    let prefix = temp_prefix(path);
     let mut tmp = tempfile::Builder::new()
-        .prefix(".cluster.toml.")
+        .prefix(&prefix)
+        .rand_bytes(TEMP_RANDOM_LEN)
         .suffix(".tmp")
         .tempfile_in(dir)
         .map_err(write_err)?;
@@ -513,5 +607,306 @@ mod tests {
         let text = render(&c);
         let back = Cluster::parse(Path::new("c.toml"), &text).unwrap();
         assert_eq!(back, c);
+    }
+
+    const NODE: &str = "schema = 1\n[nodes.web1]\naddress = \"10.250.0.5\"\nuser = \"root\"\nprovider = \"local\"\n";
+
+    /// (what, cluster.toml text, key, problem text, line of the pointer or 0 for "any").
+    fn invalid_cases() -> Vec<(&'static str, String, &'static str, &'static str, usize)> {
+        let with = |extra: &str| format!("{NODE}{extra}");
+        let app = |body: &str| {
+            with(&format!(
+                "[apps.\"blog.test\"]\nname = \"blog\"\nnodes = [\"web1\"]\n{body}"
+            ))
+        };
+        let version = "[[apps.\"blog.test\".versions]]\nnumber = 1\ntime = \"2026-01-01T00:00:00Z\"\ndigest = \"ab\"\n";
+        vec![
+            (
+                "unknown top-level key",
+                format!("colour = 1\n{NODE}"),
+                "colour",
+                "unknown field `colour`",
+                1,
+            ),
+            (
+                "typo in a node",
+                NODE.replace("address", "adress"),
+                "nodes.web1.adress",
+                "unknown field `adress`",
+                3,
+            ),
+            (
+                "missing schema",
+                "[nodes]\n".into(),
+                "schema",
+                "missing field `schema`",
+                0,
+            ),
+            (
+                "schema from the future",
+                NODE.replace("schema = 1", "schema = 9"),
+                "schema",
+                "schema 9 is newer",
+                1,
+            ),
+            (
+                "schema 0",
+                NODE.replace("schema = 1", "schema = 0"),
+                "schema",
+                "schema 0 does not exist",
+                1,
+            ),
+            (
+                "schema as a string",
+                NODE.replace("schema = 1", "schema = \"1\""),
+                "schema",
+                "string \"1\"",
+                1,
+            ),
+            (
+                "bad node name",
+                NODE.replace("web1", "Web_1"),
+                "nodes.Web_1",
+                "bad node name: `Web_1`",
+                2,
+            ),
+            (
+                "node name with a dot",
+                NODE.replace("[nodes.web1]", "[nodes.\"web.1\"]"),
+                "nodes.\"web.1\"",
+                "`web.1` contains `.`",
+                2,
+            ),
+            (
+                "address that is an ssh option",
+                NODE.replace("10.250.0.5", "-oProxyCommand=x"),
+                "nodes.web1.address",
+                "`-oProxyCommand=x` must start with a letter or digit",
+                3,
+            ),
+            (
+                "address with a space",
+                NODE.replace("10.250.0.5", "web 1"),
+                "nodes.web1.address",
+                "`web 1` contains ` `",
+                3,
+            ),
+            (
+                "empty address",
+                NODE.replace("10.250.0.5", ""),
+                "nodes.web1.address",
+                "the address is empty",
+                3,
+            ),
+            (
+                "missing address",
+                NODE.replace("address = \"10.250.0.5\"\n", ""),
+                "nodes.web1.address",
+                "missing field `address`",
+                2,
+            ),
+            (
+                "user with a space",
+                NODE.replace("\"root\"", "\"ro ot\""),
+                "nodes.web1.user",
+                "`ro ot` is not a valid login name",
+                4,
+            ),
+            (
+                "port 0",
+                with("port = 0\n"),
+                "nodes.web1.port",
+                "port 0 is not a port",
+                6,
+            ),
+            (
+                "port too large",
+                with("port = 70000\n"),
+                "nodes.web1.port",
+                "integer `70000`",
+                6,
+            ),
+            (
+                "unknown provider",
+                NODE.replace("\"local\"", "\"docker\""),
+                "nodes.web1.provider",
+                "unknown variant `docker`",
+                5,
+            ),
+            (
+                "empty identity",
+                with("identity = \"\"\n"),
+                "nodes.web1.identity",
+                "the identity file path is empty",
+                6,
+            ),
+            (
+                "setup stamp without digest",
+                with("[nodes.web1.setup]\ntime = \"t\"\nskiff_version = \"0.1.0\"\n"),
+                "nodes.web1.setup.digest",
+                "missing field `digest`",
+                6,
+            ),
+            (
+                "default node that does not exist",
+                NODE.replace("schema = 1\n", "schema = 1\ndefault_node = \"web2\"\n"),
+                "default_node",
+                "`web2` is not one of the nodes",
+                2,
+            ),
+            (
+                "bad app host",
+                with("[apps.\"Blog.Test\"]\nname = \"blog\"\n"),
+                "apps.\"Blog.Test\"",
+                "bad host name: `Blog.Test` has upper-case",
+                6,
+            ),
+            (
+                "app host that is an IP",
+                with("[apps.\"10.0.0.1\"]\nname = \"blog\"\n"),
+                "apps.\"10.0.0.1\"",
+                "is an IP address",
+                6,
+            ),
+            (
+                "bad app name",
+                app("").replace("name = \"blog\"", "name = \"Blog\""),
+                "apps.\"blog.test\".name",
+                "bad app name: `Blog`",
+                7,
+            ),
+            (
+                "app on an unknown node",
+                app("").replace("[\"web1\"]", "[\"web1\", \"web9\"]"),
+                "apps.\"blog.test\".nodes[1]",
+                "node `web9` is not one of the nodes",
+                8,
+            ),
+            (
+                "app node listed twice",
+                app("").replace("[\"web1\"]", "[\"web1\", \"web1\"]"),
+                "apps.\"blog.test\".nodes[1]",
+                "node `web1` is listed twice",
+                8,
+            ),
+            (
+                "current not among versions",
+                app(&format!("current = 2\n{version}")),
+                "apps.\"blog.test\".current",
+                "version 2 is not among the app's versions",
+                9,
+            ),
+            (
+                "prev not among versions",
+                app(&format!("current = 1\nprev = 5\n{version}")),
+                "apps.\"blog.test\".prev",
+                "version 5 is not among the app's versions",
+                10,
+            ),
+            (
+                "version listed twice",
+                app(&format!("{version}{version}")),
+                "apps.\"blog.test\".versions[1].number",
+                "version 1 is listed twice",
+                14,
+            ),
+            (
+                "version 0",
+                app(&version.replace("number = 1", "number = 0")),
+                "apps.\"blog.test\".versions[0].number",
+                "version 0 does not exist",
+                10,
+            ),
+            (
+                "version without digest",
+                app(&version.replace("digest = \"ab\"\n", "")),
+                "apps.\"blog.test\".versions[0].digest",
+                "missing field `digest`",
+                9,
+            ),
+            (
+                "unknown key in an app",
+                app("colour = 1\n"),
+                "apps.\"blog.test\".colour",
+                "unknown field `colour`",
+                9,
+            ),
+        ]
+    }
+
+    #[test]
+    fn invalid_cluster_toml_names_key_and_problem() {
+        let cases = invalid_cases();
+        assert!(cases.len() >= 10);
+        let mut failures = Vec::new();
+        for (what, text, key, needle, line) in &cases {
+            let err = match Cluster::parse(Path::new("cluster.toml"), text) {
+                Ok(_) => {
+                    failures.push(format!("{what}: accepted\n{text}"));
+                    continue;
+                }
+                Err(e) => e,
+            };
+            let mut shown = err.to_string();
+            if let Some((f, l)) = err.location() {
+                shown.push_str(&format!("\n --> {}:{}:{}", f.display(), l.line, l.column));
+            }
+            if let Some(h) = err.hint() {
+                shown.push_str(&format!("\nhint: {h}"));
+            }
+            if std::env::var_os("SKIFF_SHOW_ERRORS").is_some() {
+                eprintln!("## {what}\n{shown}\n");
+            }
+            let Error::Config(p) = &err else {
+                failures.push(format!("{what}: not a config problem: {err:?}"));
+                continue;
+            };
+            let mut wrong = Vec::new();
+            if p.key != *key {
+                wrong.push(format!("key `{}` instead of `{key}`", p.key));
+            }
+            if !shown.contains(&format!("`{key}`")) {
+                wrong.push("the message does not name the key".into());
+            }
+            if !p.problem.contains(needle) {
+                wrong.push(format!("problem lacks {needle:?}"));
+            }
+            if !shown.contains("cluster.toml") {
+                wrong.push("the message does not name the file".into());
+            }
+            if p.fix.as_deref().is_none_or(str::is_empty) {
+                wrong.push("no fix".into());
+            }
+            match (p.location, line) {
+                (_, 0) => {}
+                (Some(l), n) if l.line == *n => {}
+                (l, n) => wrong.push(format!("location {l:?} instead of line {n}")),
+            }
+            if !wrong.is_empty() {
+                failures.push(format!("{what}: {}\n{shown}", wrong.join("; ")));
+            }
+        }
+        assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    }
+
+    #[test]
+    fn syntax_error_names_line() {
+        let err =
+            Cluster::parse(Path::new("cluster.toml"), "schema = 1\n[nodes.web1\n").unwrap_err();
+        assert_eq!(err.location().map(|(_, l)| l.line), Some(2));
+    }
+
+    #[test]
+    fn stale_temps_are_removed_on_save() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateFile::new(dir.path().join("cluster.toml"));
+        let stale = dir.path().join(".cluster.toml.abc123.tmp");
+        let other = dir.path().join(".cluster.toml.bak.abc123.tmp");
+        fs::write(&stale, "half").unwrap();
+        fs::write(&other, "someone else's").unwrap();
+        state.update(&mut |_| {}, |_| Ok(())).unwrap();
+        assert!(!stale.exists());
+        assert!(other.exists());
+        assert_eq!(state.load().unwrap(), Cluster::default());
     }
 }

@@ -10,7 +10,10 @@
 //! - [`cluster`]: the laptop's `cluster.toml`: nodes, default node, apps and versions.
 //! - [`app_config`]: the typed `app.toml`.
 //! - [`scaffold`]: what `skiff init` writes.
+//! - [`providers`]: how nodes come to exist and go away (ssh, local, vagrant).
+//! - [`transport`]: quoting and the SSH session to nodes (one multiplexed master each).
 //! - [`dev_server`]: `skiff serve`, the app on the laptop (static first, then the runtime).
+//! - [`sync`]: the delta sync of an app tree into a new release on a node.
 //! - [`assets`]: `templates/` and `server-files/` embedded in the binary.
 
 pub mod app_config;
@@ -20,9 +23,14 @@ pub mod commands;
 pub mod dev_server;
 pub mod error;
 pub mod names;
+pub mod node_state;
 pub mod printer;
+pub mod providers;
+pub mod routing;
 pub mod scaffold;
+pub mod sync;
 pub mod toml_span;
+pub mod transport;
 
 pub use error::{Error, Result};
 

@@ -57,7 +57,7 @@ pub fn check_hostname(host: &str) -> Result<(), String> {
     }
     let rest = host.strip_prefix("*.").unwrap_or(host);
     let labels: Vec<&str> = rest.split('.').collect();
-    if labels.len() < 2 && !host.starts_with("*.") {
+    if labels.len() < 2 {
         return Err(format!(
             "`{host}` has a single label; use a full name like `{host}.example.com` (or `{host}.test` for local use)"
         ));
@@ -145,6 +145,56 @@ pub fn check_relative_path(path: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Node addresses as given to `create-node --host`: an IPv4/IPv6 address, a DNS name or
+/// an alias from `~/.ssh/config`. They end up as an `ssh` argument, so a leading `-`
+/// (an option) and anything outside `[A-Za-z0-9.:_-]` are refused.
+pub fn check_node_address(address: &str) -> Result<(), String> {
+    if address.is_empty() {
+        return Err("the address is empty".into());
+    }
+    if address.parse::<std::net::IpAddr>().is_ok() {
+        return Ok(());
+    }
+    if address.len() > 253 {
+        return Err(format!("`{address}` is longer than 253 characters"));
+    }
+    if address.starts_with('-') || address.starts_with('.') {
+        return Err(format!("`{address}` must start with a letter or digit"));
+    }
+    if let Some(bad) = address
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')))
+    {
+        return Err(format!(
+            "`{address}` contains `{bad}`; use an IP address or a host name (a-z, 0-9, `.`, `-`)"
+        ));
+    }
+    Ok(())
+}
+
+/// Login user names for nodes: `[A-Za-z0-9_][A-Za-z0-9._-]*`, at most 32 characters
+/// (they reach `ssh -l` and the node's passwd database).
+pub fn check_login_user(user: &str) -> Result<(), String> {
+    if user.is_empty() {
+        return Err("the user name is empty".into());
+    }
+    if user.len() > 32 {
+        return Err(format!("`{user}` is longer than 32 characters"));
+    }
+    if user.starts_with('-') || user.starts_with('.') {
+        return Err(format!("`{user}` must start with a letter, digit or `_`"));
+    }
+    if let Some(bad) = user
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')))
+    {
+        return Err(format!(
+            "`{user}` contains `{bad}`; use a-z, 0-9, `.`, `_` and `-`"
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,6 +245,7 @@ mod tests {
             ".a.com",
             "a.com.",
             "é.com",
+            "*.com",
         ] {
             assert!(check_hostname(bad).is_err(), "{bad}");
         }
@@ -215,6 +266,41 @@ mod tests {
         assert!(check_relative_path("a/b.txt").is_ok());
         for bad in ["", "/etc", "../x", "a/../../b"] {
             assert!(check_relative_path(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn node_addresses() {
+        for ok in [
+            "10.250.0.5",
+            "::1",
+            "fe80::1",
+            "web1",
+            "web1.example.com",
+            "my_alias",
+        ] {
+            assert!(check_node_address(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "-oProxyCommand=x",
+            "a b",
+            "user@host",
+            "h;rm",
+            ".x",
+            "a/b",
+        ] {
+            assert!(check_node_address(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn login_users() {
+        for ok in ["root", "deploy", "ubuntu", "a.b", "_svc", "vagrant"] {
+            assert!(check_login_user(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "-l", "a b", "a@b", "$(id)"] {
+            assert!(check_login_user(bad).is_err(), "{bad}");
         }
     }
 }

@@ -13,7 +13,11 @@ pub fn parse<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, Error> {
     toml::from_str(text).map_err(|err| Error::config(problem_from_toml(file, text, &err)))
 }
 
-/// Builds a [`ConfigProblem`] from a toml error: message, key path and position.
+/// Builds a [`ConfigProblem`] from a toml error: message, key path, position and a fix.
+///
+/// toml's messages are good but leave gaps this fills: "duplicate key" and "missing
+/// field" do not say which key, an unknown field inside a table is reported against the
+/// table, and errors inside `[[array]]` tables carry no index.
 pub fn problem_from_toml(file: &Path, text: &str, err: &toml::de::Error) -> ConfigProblem {
     // toml keeps the key path private but prints it as "in `a.b`" when it has no input.
     let mut bare = err.clone();
@@ -25,25 +29,59 @@ pub fn problem_from_toml(file: &Path, text: &str, err: &toml::de::Error) -> Conf
         .find_map(|l| l.strip_prefix("in `").and_then(|r| r.strip_suffix('`')))
         .unwrap_or("")
         .to_string();
-    let location = err.span().map(|s| location_of(text, s.start));
-    let message = err.message().trim().to_string();
-    if key.is_empty()
-        && let Some(field) = message
-            .strip_prefix("unknown field `")
-            .and_then(|r| r.split('`').next())
-    {
-        key = field.to_string();
+    let offset = err.span().map(|s| s.start);
+    if let Some(offset) = offset {
+        key = index_array_tables(text, &key, offset);
     }
-    let fix = if message.starts_with("unknown field") {
-        Some(match message.split_once(", expected") {
-            Some((_, expected)) => format!("remove it or use one of the known keys:{expected}"),
-            None => "remove it".to_string(),
-        })
-    } else if message.starts_with("missing field") {
-        Some("add the missing key".to_string())
-    } else {
-        None
+    let location = offset.map(|o| location_of(text, o));
+    let mut message = err.message().trim().to_string();
+    let join = |key: &str, leaf: &str| {
+        if key.is_empty() {
+            leaf.to_string()
+        } else {
+            format!("{key}.{leaf}")
+        }
     };
+    let fix;
+    if let Some(field) = backticked_after(&message, "unknown field `") {
+        let known = message
+            .split_once(", expected ")
+            .map(|(_, e)| e.trim_start_matches("one of ").to_string());
+        let names: Vec<String> = known
+            .as_deref()
+            .unwrap_or("")
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_string)
+            .collect();
+        fix = Some(match (closest(&field, &names), known) {
+            (Some(best), _) => format!("did you mean `{best}`? otherwise remove `{field}`"),
+            (None, Some(known)) => format!("remove `{field}`; the known keys here are {known}"),
+            (None, None) => format!("remove `{field}`"),
+        });
+        key = join(&key, &field);
+    } else if let Some(field) = backticked_after(&message, "missing field `") {
+        fix = Some(format!("add `{field} = ...`"));
+        key = join(&key, &field);
+    } else if message.starts_with("duplicate key") {
+        let dup = offset.map(|o| key_text_at(text, o)).unwrap_or_default();
+        if !dup.is_empty() {
+            message = format!("duplicate key `{dup}`");
+            key = join(&key, &dup);
+        }
+        fix = Some("keep only one of the two entries".to_string());
+    } else if let Some((_, expected)) = message.split_once("expected one of ")
+        && message.starts_with("unknown variant")
+    {
+        fix = Some(format!("use one of {expected}"));
+    } else if message.starts_with("invalid type") || message.starts_with("invalid value") {
+        fix = message
+            .rsplit_once(", expected ")
+            .map(|(_, expected)| format!("write {} here", plain_expected(expected)));
+    } else {
+        fix = Some("fix the TOML syntax at the position shown".to_string());
+    }
     ConfigProblem {
         file: file.to_path_buf(),
         key,
@@ -51,6 +89,71 @@ pub fn problem_from_toml(file: &Path, text: &str, err: &toml::de::Error) -> Conf
         fix,
         location,
     }
+}
+
+/// serde's names for expected types, in words a person editing TOML knows.
+fn plain_expected(expected: &str) -> String {
+    match expected {
+        "u8" | "u16" | "u32" | "u64" | "usize" => {
+            let max = match expected {
+                "u8" => u8::MAX as u64,
+                "u16" => u16::MAX as u64,
+                "u32" => u32::MAX as u64,
+                _ => u64::MAX,
+            };
+            format!("a whole number from 0 to {max}")
+        }
+        "i8" | "i16" | "i32" | "i64" | "isize" => "a whole number".into(),
+        "a sequence" => "an array, e.g. [\"a\", \"b\"]".into(),
+        "a map" | "struct" => "a table".into(),
+        "a boolean" => "true or false".into(),
+        other if other.starts_with("struct ") => "a table".into(),
+        other => other.to_string(),
+    }
+}
+
+/// The text between `prefix` and the next backtick, when `message` starts with `prefix`.
+fn backticked_after(message: &str, prefix: &str) -> Option<String> {
+    message
+        .strip_prefix(prefix)
+        .and_then(|r| r.split('`').next())
+        .map(str::to_string)
+}
+
+/// The bare or quoted key written at byte `offset` (for "duplicate key").
+fn key_text_at(text: &str, offset: usize) -> String {
+    let rest = text.get(offset..).unwrap_or("");
+    if let Some(quoted) = rest.strip_prefix('"') {
+        return quoted.split('"').next().unwrap_or("").to_string();
+    }
+    rest.chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+        .collect()
+}
+
+/// The candidate closest to `word` by edit distance, if close enough to be a typo.
+pub fn closest(word: &str, candidates: &[String]) -> Option<String> {
+    candidates
+        .iter()
+        .map(|c| (edit_distance(word, c), c))
+        .filter(|(d, c)| *d <= 2.max(c.len() / 3) && *d < c.len())
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c.clone())
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
 }
 
 /// The 1-based line and column of byte `offset` in `text`.
@@ -63,60 +166,148 @@ pub fn location_of(text: &str, offset: usize) -> Location {
     Location { line, column }
 }
 
-/// Best-effort position of a dotted key (`health.timeout`, `cron[1].schedule`, `env.X`)
-/// in `text`, for problems found after parsing. Scans table headers and `key =` lines;
-/// returns `None` when the key cannot be found (the message still names it).
+/// A table key as written in a dotted key path: bare when TOML allows, else quoted
+/// (`apps."blog.example.com"`), so [`find_key`] can find it again.
+pub fn quote_key(name: &str) -> String {
+    if !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        name.to_string()
+    } else {
+        format!("\"{}\"", name.replace('\\', "\\\\").replace('"', "\\\""))
+    }
+}
+
+/// One step of a dotted key path: a table key, optionally indexed into an array.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Segment {
+    name: String,
+    index: Option<usize>,
+}
+
+/// Splits `a."b.c"[2].d` into segments; quotes protect dots (host names as keys).
+fn split_key(dotted: &str) -> Vec<Segment> {
+    let mut out = Vec::new();
+    let mut chars = dotted.chars().peekable();
+    while chars.peek().is_some() {
+        let mut name = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            for c in chars.by_ref() {
+                if c == '"' {
+                    break;
+                }
+                name.push(c);
+            }
+        }
+        while let Some(&c) = chars.peek() {
+            if c == '.' || c == '[' {
+                break;
+            }
+            name.push(c);
+            chars.next();
+        }
+        let mut index = None;
+        if chars.peek() == Some(&'[') {
+            chars.next();
+            let digits: String = chars.by_ref().take_while(|c| *c != ']').collect();
+            index = digits.parse().ok();
+        }
+        if chars.peek() == Some(&'.') {
+            chars.next();
+        }
+        out.push(Segment { name, index });
+    }
+    out
+}
+
+/// Rewrites toml's key path in skiff's form: table keys quoted where needed (toml
+/// prints `apps.blog.example.com.name`, ambiguous) and `[i]` added to arrays of tables,
+/// picking the entry that holds byte `offset` (toml reports `cron` where `cron[1]` is
+/// meant). Parts not found in the document are kept as given.
+fn index_array_tables(text: &str, key: &str, offset: usize) -> String {
+    if key.is_empty() {
+        return String::new();
+    }
+    let (doc, _) = toml::de::DeTable::parse_recoverable(text);
+    let mut table = Some(doc.get_ref());
+    let parts: Vec<String> = split_key(key).into_iter().map(|s| s.name).collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < parts.len() {
+        // The shortest run of parts that names a key in this table (toml does not quote).
+        let found = table.and_then(|t| {
+            (i + 1..=parts.len()).find_map(|j| {
+                let name = parts[i..j].join(".");
+                t.iter()
+                    .find(|(k, _)| k.get_ref() == &name)
+                    .map(|(_, v)| (j, name, v))
+            })
+        });
+        let Some((j, name, value)) = found else {
+            out.push(quote_key(&parts[i]));
+            table = None;
+            i += 1;
+            continue;
+        };
+        i = j;
+        let mut shown = quote_key(&name);
+        table = None;
+        match value.get_ref() {
+            toml::de::DeValue::Array(items) => {
+                let pick = items
+                    .iter()
+                    .enumerate()
+                    .rfind(|(_, item)| item.span().start <= offset && item.get_ref().is_table());
+                if let Some((n, item)) = pick {
+                    shown.push_str(&format!("[{n}]"));
+                    table = item.get_ref().as_table();
+                }
+            }
+            toml::de::DeValue::Table(t) => table = Some(t),
+            _ => {}
+        }
+        out.push(shown);
+    }
+    out.join(".")
+}
+
+/// Position of a dotted key (`health.timeout`, `cron[1].schedule`, `hostnames[2]`,
+/// `apps."blog.example.com".current`) in `text`, for problems found after parsing.
+///
+/// Points at the value (a table's header, an array's element); when the key is not in
+/// the file (a default), at the nearest enclosing table that is; `None` when nothing is.
 pub fn find_key(text: &str, dotted: &str) -> Option<Location> {
-    // Split "cron[1].schedule" into table "cron", index 1, leaf "schedule".
-    let (table, leaf) = match dotted.rsplit_once('.') {
-        Some((t, l)) => (t.to_string(), l.to_string()),
-        None => (String::new(), dotted.to_string()),
-    };
-    let (table_name, index) = match table.split_once('[') {
-        Some((name, rest)) => (
-            name.to_string(),
-            rest.trim_end_matches(']').parse::<usize>().ok(),
-        ),
-        None => (table.clone(), None),
-    };
-    let leaf = leaf.split('[').next().unwrap_or(&leaf).to_string();
-    let mut current = String::new();
-    let mut seen_index: Option<usize> = None;
-    let mut offset = 0;
-    for line in text.split_inclusive('\n') {
-        let trimmed = line.trim_start();
-        let indent = line.len() - trimmed.len();
-        if let Some(h) = trimmed.strip_prefix("[[") {
-            current = h.split("]]").next().unwrap_or("").trim().to_string();
-            if current == table_name {
-                seen_index = Some(seen_index.map_or(0, |i| i + 1));
-            }
-        } else if let Some(h) = trimmed.strip_prefix('[') {
-            current = h.split(']').next().unwrap_or("").trim().to_string();
-        } else if let Some((k, _)) = trimmed.split_once('=') {
-            let k = k.trim().trim_matches('"');
-            let in_table = current == table_name && (index.is_none() || index == seen_index);
-            if in_table && k == leaf {
-                return Some(location_of(text, offset + indent));
-            }
-            if current.is_empty() && table_name.is_empty() && k == leaf {
-                return Some(location_of(text, offset + indent));
-            }
-            // dotted keys at top level: `health.timeout = ...`
-            if current.is_empty() && k == dotted {
-                return Some(location_of(text, offset + indent));
+    let (doc, _) = toml::de::DeTable::parse_recoverable(text);
+    let mut table = doc.get_ref();
+    let mut best = None;
+    for seg in split_key(dotted) {
+        let Some(value) = table
+            .iter()
+            .find(|(k, _)| k.get_ref() == &seg.name)
+            .map(|(_, v)| v)
+        else {
+            break;
+        };
+        let mut value = value;
+        best = Some(value.span().start);
+        if let Some(i) = seg.index {
+            match value.get_ref().as_array().and_then(|a| a.get(i)) {
+                Some(item) => {
+                    value = item;
+                    best = Some(item.span().start);
+                }
+                None => break,
             }
         }
-        offset += line.len();
-    }
-    // Fall back to the table header itself.
-    if !table_name.is_empty() {
-        let header = format!("[{table_name}]");
-        if let Some(pos) = text.find(&header) {
-            return Some(location_of(text, pos));
+        match value.get_ref().as_table() {
+            Some(t) => table = t,
+            None => break,
         }
     }
-    None
+    best.map(|o| location_of(text, o))
 }
 
 #[cfg(test)]
@@ -128,14 +319,54 @@ mod tests {
         let t = "a = 1\n[health]\npath = \"/\"\ntimeout = 30\n";
         assert_eq!(
             find_key(t, "health.timeout"),
-            Some(Location { line: 4, column: 1 })
+            Some(Location {
+                line: 4,
+                column: 11
+            })
         );
-        assert_eq!(find_key(t, "a"), Some(Location { line: 1, column: 1 }));
+        assert_eq!(find_key(t, "a"), Some(Location { line: 1, column: 5 }));
+        // A default that is not written: the enclosing table.
+        assert_eq!(
+            find_key(t, "health.other"),
+            Some(Location { line: 2, column: 1 })
+        );
+        assert_eq!(find_key(t, "python"), None);
         let c = "[[cron]]\nschedule = \"x\"\n[[cron]]\nschedule = \"y\"\n";
         assert_eq!(
             find_key(c, "cron[1].schedule"),
-            Some(Location { line: 4, column: 1 })
+            Some(Location {
+                line: 4,
+                column: 12
+            })
         );
+        let h = "hostnames = [\"a.test\",\n  \"b.test\"]\n[apps.\"b.test\"]\nname = \"x\"\n";
+        assert_eq!(
+            find_key(h, "hostnames[1]"),
+            Some(Location { line: 2, column: 3 })
+        );
+        assert_eq!(
+            find_key(h, "apps.\"b.test\".name"),
+            Some(Location { line: 4, column: 8 })
+        );
+        assert_eq!(
+            find_key(h, "apps.\"b.test\""),
+            Some(Location { line: 3, column: 1 })
+        );
+    }
+
+    #[test]
+    fn split_keys() {
+        let s = split_key("apps.\"a.b\".versions[2].number");
+        let names: Vec<_> = s.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["apps", "a.b", "versions", "number"]);
+        assert_eq!(s[2].index, Some(2));
+    }
+
+    #[test]
+    fn typo_suggestions() {
+        let known = ["path".to_string(), "timeout".to_string()];
+        assert_eq!(closest("timout", &known).as_deref(), Some("timeout"));
+        assert_eq!(closest("zzzzzz", &known), None);
     }
 
     #[test]

@@ -1,5 +1,22 @@
-//! The one integration test binary: each area's tests live in `tests/integration/`.
-//! They run the real `skiff` binary against real processes; nothing is mocked.
+//! The one integration test binary: real `skiff` runs against real throwaway nodes.
+//!
+//! Shared helpers live in `support/`; each area has a file in `integration/`, declared
+//! here with `#[path]` (this file is the crate root, so plain `mod x;` would look in
+//! `tests/x.rs`).
+
+#[path = "support/mod.rs"]
+mod support;
+
+#[path = "integration/nodes.rs"]
+mod nodes;
+
+#[path = "integration/init.rs"]
+mod init;
+
+#[path = "integration/state.rs"]
+mod state;
 
 #[path = "integration/serve.rs"]
 mod serve;
+#[path = "integration/sync.rs"]
+mod sync;

@@ -7,13 +7,19 @@ use crate::error::{Error, Result};
 use crate::printer::Printer;
 
 mod completions;
+mod create_node;
 mod default_node;
+mod destroy_node;
+mod init;
 mod list_nodes;
 mod serve;
 
 /// Runs the verb chosen on the command line.
 pub fn dispatch(cli: &Cli, printer: &Printer) -> Result<()> {
     match &cli.command {
+        Command::Init(args) => init::run(args, printer),
+        Command::CreateNode(args) => create_node::run(&state_file(cli)?, args, printer),
+        Command::DestroyNode(args) => destroy_node::run(&state_file(cli)?, &args.name, printer),
         Command::ListNodes => list_nodes::run(&state_file(cli)?, printer),
         Command::DefaultNode(args) => default_node::run(&state_file(cli)?, &args.name, printer),
         Command::Serve(args) => serve::run(args, printer),

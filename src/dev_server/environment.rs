@@ -154,7 +154,7 @@ mod tests {
     fn env_order_is_env_then_dotenv_then_skiff() {
         let config = AppConfig::parse(
             Path::new("app.toml"),
-            "name = \"blog\"\nruntime = \"static\"\nhostnames = [\"*.example.com\", \"blog.example.com\"]\n\
+            "name = \"blog\"\nruntime = \"static\"\nhostnames = [\"blog.example.com\", \"*.example.com\"]\n\
              [env]\nLOG_LEVEL = \"info\"\nTOKEN = \"public\"\n",
         )
         .unwrap();

@@ -1,0 +1,288 @@
+#!/bin/bash
+# local-node.sh - throwaway Debian nodes for `skiff create-node --provider local`.
+# Embedded in the skiff binary (src/providers/local.rs) and run with bash as root.
+# Adapted from shared/recipes/testnode.sh (verified on Debian 12, no systemd, no Docker).
+#
+#   local-node.sh up-auto FIRST   allocate the lowest free node number >= FIRST, bring it up,
+#                                 print the number on stdout
+#   local-node.sh up N            bring node N (2..254) up at 10.250.0.N
+#   local-node.sh down N          destroy node N: processes, mounts, netns, veth, files
+#   local-node.sh ensure-rootfs   debootstrap the Debian rootfs if it is missing (~1 min)
+#   local-node.sh key             create the login key if missing, print its path
+#   local-node.sh list            node numbers of this state dir, one a line
+#
+# One node = network namespace "nodeN" + veth pair tnNh (host end, port of bridge tnbr0,
+# which holds 10.250.0.1/24) <-> eth0 (node end, 10.250.0.N/24) + a root filesystem
+# (overlayfs over the read-only cached rootfs, upper layer on a per-node tmpfs) + private
+# pid/mount/uts/ipc namespaces with a bash PID 1 that starts sshd with the node's OWN host
+# keys (generated per node, so pinning is real). Nodes have no default route and no DNS:
+# they reach only 10.250.0.0/24. apt in a node goes through apt-cacher-ng on 10.250.0.1:3142,
+# which may fetch only from deb.debian.org.
+#
+# Shared pieces (the bridge, an apt proxy already listening, other nodeN namespaces made by
+# other tools) are tolerated and never torn down while any nodeN namespace exists; an apt
+# proxy is only stopped by whoever started it (pid file in this state dir).
+#
+# Environment:
+#   SKIFF_LOCAL_HOME    state dir (default /var/lib/skiff-local): key, nodes/, acng/
+#   SKIFF_LOCAL_ROOTFS  Debian rootfs (default /var/cache/skiff/rootfs-bookworm; only read)
+#   SKIFF_LOCAL_TTL     seconds before a forgotten node's PID 1 exits by itself
+#                       (default: never; tests set it)
+#   SKIFF_LOCAL_POLICY  allow | deny: may apt start services in the node (default allow,
+#                       like a systemd server)
+#   SKIFF_LOCAL_TMPFS   size of the per-node tmpfs holding the node's files (default 4g)
+#
+# Never run "apt-cacher-ng --help": it has no --help and starts a daemon on 0.0.0.0:3142.
+set -eEuo pipefail
+umask 022
+
+H=${SKIFF_LOCAL_HOME:-/var/lib/skiff-local}
+SRC=${SKIFF_LOCAL_ROOTFS:-/var/cache/skiff/rootfs-bookworm}
+TTL=${SKIFF_LOCAL_TTL:-}
+POLICY=${SKIFF_LOCAL_POLICY:-allow}
+TMPFS=${SKIFF_LOCAL_TMPFS:-4g}
+KEY=$H/id_ed25519
+ACNG=$H/acng
+BR=tnbr0
+HOSTIP=10.250.0.1
+SELF=$(readlink -f "$0")
+PACKAGES=openssh-server,python3,rdiff,sudo,ca-certificates,curl,iproute2,procps
+
+log()   { echo "local-node: $*" >&2; }
+die()   { log "$*"; exit 1; }
+checkn(){ [[ ${1:-} =~ ^[0-9]+$ ]] && (( $1 >= 2 && $1 <= 254 )) || die "node number must be 2..254 (got '${1:-}')"; }
+ndir()  { echo "$H/nodes/$1"; }
+alive() { [[ -n ${1:-} && -r /proc/$1/status ]] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null; }
+# bounded wait: waitfor TENTHS CMD... polls CMD every 0.1 s, at most TENTHS times
+waitfor() { local n=$1 i; shift; for ((i = 0; i < n; i++)); do "$@" && return 0; sleep 0.1; done; return 1; }
+lock()  { mkdir -p "$H"; chmod 700 "$H"; exec 9>"$H/.lock"; flock -w 300 9 || die "could not lock $H/.lock"; }
+netns_exists() { ip netns list | awk '{print $1}' | grep -qx "$1"; }
+any_node_netns() { ip netns list | awk '{print $1}' | grep -qE '^node[0-9]+$'; }
+
+# ---------------------------------------------------------------- shared host pieces
+cmd_ensure_rootfs() {
+  [[ -x $SRC/usr/sbin/sshd ]] && return 0
+  command -v debootstrap >/dev/null || die "no rootfs at $SRC and no debootstrap to make one (apt-get install debootstrap)"
+  local mirror
+  mirror=$(awk '/^URIs:/ && $2 ~ /\/debian\/?$/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+  mirror=${mirror:-http://deb.debian.org/debian}
+  log "creating the Debian 12 rootfs at $SRC with debootstrap from $mirror (about 1 minute, once)"
+  rm -rf "$SRC.tmp"; mkdir -p "$(dirname "$SRC")"
+  debootstrap --variant=minbase --include="$PACKAGES" bookworm "$SRC.tmp" "$mirror" >"$SRC.log" 2>&1 \
+    || { tail -n 20 "$SRC.log" >&2; rm -rf "$SRC.tmp"; die "debootstrap failed; full log in $SRC.log"; }
+  rm -f "$SRC.tmp"/etc/ssh/ssh_host_*     # every node makes its own
+  mv "$SRC.tmp" "$SRC"
+}
+
+cmd_key() { mkdir -p "$H"; chmod 700 "$H"; [[ -f $KEY ]] || ssh-keygen -q -t ed25519 -N '' -C skiff-local -f "$KEY"; echo "$KEY"; }
+
+ensure_bridge() {
+  ip link show "$BR" &>/dev/null && return
+  # Fixed MAC: a bridge otherwise takes the lowest port MAC, which changes as nodes come
+  # and go, leaving stale ARP entries for 10.250.0.1 in the nodes that stay up.
+  ip link add "$BR" address 02:54:0a:fa:00:01 type bridge
+  sysctl -qw "net.ipv6.conf.$BR.disable_ipv6=1"
+  ip addr add "$HOSTIP/24" dev "$BR"
+  ip link set "$BR" up
+}
+
+acng_pid() {    # pid of the apt-cacher-ng *this state dir* started, fails if not running
+  local p; p=$(cat "$ACNG/acng.pid" 2>/dev/null) || return 1
+  alive "$p" && [[ $(readlink "/proc/$p/exe") == /usr/sbin/apt-cacher-ng ]] && echo "$p"
+}
+acng_listening() { ss -Hltn "sport = :3142" | grep -q "$HOSTIP:3142"; }
+
+ensure_acng() {
+  acng_pid >/dev/null && return
+  acng_listening && return 0      # someone else's proxy on the shared bridge: use it
+  [[ -x /usr/sbin/apt-cacher-ng ]] || { log "no apt-cacher-ng on the host: apt in nodes will not work"; return 0; }
+  mkdir -p "$ACNG/conf" "$ACNG/cache" "$ACNG/log"
+  # Own config: ForceManaged = only the two remaps below are served (other hosts get 403
+  # without any connection), and their only backend is deb.debian.org.
+  cat >"$ACNG/conf/acng.conf" <<EOF
+CacheDir: $ACNG/cache
+LogDir: $ACNG/log
+SupportDir: /usr/lib/apt-cacher-ng
+SocketPath: $ACNG/socket
+PidFile: $ACNG/acng.pid.daemon
+BindAddress: $HOSTIP
+Port: 3142
+ForceManaged: 1
+Remap-debrep: deb.debian.org/debian ; http://deb.debian.org/debian/
+Remap-secdeb: deb.debian.org/debian-security ; http://deb.debian.org/debian-security/
+PassThroughPattern: ^$
+ForwardBtsSoap: 0
+RedirMax: 0
+ConnectProto: v4
+ExThreshold: 4
+ReportPage: acng-report.html
+EOF
+  # 9>&- : do not leak the lock fd into a long-lived daemon
+  setsid /usr/sbin/apt-cacher-ng -c "$ACNG/conf" ForeGround=1 </dev/null >>"$ACNG/acng.out" 2>&1 9>&- &
+  echo $! >"$ACNG/acng.pid"
+  waitfor 50 acng_listening || die "apt-cacher-ng did not start; see $ACNG/acng.out"
+}
+
+stop_acng() {
+  local p; p=$(acng_pid) || { rm -f "$ACNG/acng.pid" "$ACNG/socket"; return 0; }
+  kill -TERM "$p"; waitfor 30 eval '! alive '"$p" || kill -KILL "$p" 2>/dev/null || true
+  rm -f "$ACNG/acng.pid" "$ACNG/socket"
+}
+
+# ---------------------------------------------------------------- per-node pieces
+customize() {   # files written into the node's root (they land in the overlay's upper/)
+  local n=$1 R=$2
+  echo "node$n" >"$R/etc/hostname"
+  cat >"$R/etc/hosts" <<EOF
+127.0.0.1	localhost
+127.0.1.1	node$n
+$HOSTIP	skiff-host
+::1	localhost ip6-localhost ip6-loopback
+EOF
+  # No DNS in nodes: loopback gives a fast "connection refused" instead of timeouts.
+  printf '# skiff local node: no DNS\nnameserver 127.0.0.1\noptions timeout:1 attempts:1\n' >"$R/etc/resolv.conf"
+  rm -f "$R/etc/apt/sources.list.d/debian.sources"
+  cat >"$R/etc/apt/sources.list" <<EOF
+deb http://deb.debian.org/debian bookworm main
+deb http://deb.debian.org/debian bookworm-updates main
+deb http://deb.debian.org/debian-security bookworm-security main
+EOF
+  echo "Acquire::http::Proxy \"http://$HOSTIP:3142\";" >"$R/etc/apt/apt.conf.d/01skiff-local-proxy"
+  install -d -m 700 "$R/root/.ssh"
+  install -m 600 "$KEY.pub" "$R/root/.ssh/authorized_keys"
+  # Host keys of this node alone (the rootfs's would make every node look the same).
+  rm -f "$R"/etc/ssh/ssh_host_*
+  ssh-keygen -q -t ed25519 -N '' -C "root@node$n" -f "$R/etc/ssh/ssh_host_ed25519_key"
+  ssh-keygen -q -t ecdsa -N '' -C "root@node$n" -f "$R/etc/ssh/ssh_host_ecdsa_key"
+  # invoke-rc.d without policy-rc.d and init prints "No init system and policy-rc.d
+  # missing! Defaulting to block."; exit 0 = postinst starts services like systemd would.
+  if [[ $POLICY == allow ]]; then printf '#!/bin/sh\nexit 0\n' >"$R/usr/sbin/policy-rc.d"
+  else printf '#!/bin/sh\nexit 101\n' >"$R/usr/sbin/policy-rc.d"; fi
+  chmod 755 "$R/usr/sbin/policy-rc.d"
+}
+
+# Runs as PID 1 of the node's new pid/mount/uts/ipc namespaces (already inside netns
+# nodeN), still seeing the host's filesystem. Mounts made here are private to the node.
+cmd_init() {
+  local n=$1 R; R=$(ndir "$n")/root
+  mount --bind "$R" "$R"
+  mount -t proc  -o nosuid,nodev,noexec        proc   "$R/proc"
+  mount -t sysfs -o ro,nosuid,nodev,noexec     sysfs  "$R/sys"
+  mount -t tmpfs -o nosuid,nodev,mode=755,size=64m tmpfs "$R/run"
+  mkdir -p "$R/run/lock" "$R/run/sshd"; chmod 1777 "$R/run/lock"
+  mount -t tmpfs -o nosuid,mode=755,size=1m   tmpfs  "$R/dev"
+  local d name maj min
+  for d in null:1:3 zero:1:5 full:1:7 random:1:8 urandom:1:9 tty:5:0; do
+    IFS=: read -r name maj min <<<"$d"; mknod -m 666 "$R/dev/$name" c "$maj" "$min"
+  done
+  ln -s /proc/self/fd "$R/dev/fd"; ln -s /proc/self/fd/0 "$R/dev/stdin"
+  ln -s /proc/self/fd/1 "$R/dev/stdout"; ln -s /proc/self/fd/2 "$R/dev/stderr"
+  mkdir "$R/dev/pts" "$R/dev/shm"
+  mount -t devpts -o newinstance,ptmxmode=0666,mode=0620,gid=5 devpts "$R/dev/pts"
+  ln -s pts/ptmx "$R/dev/ptmx"
+  mount -t tmpfs -o nosuid,nodev,mode=1777 tmpfs "$R/dev/shm"
+  hostname "node$n"
+  cd "$R"; pivot_root . .; umount -l .; cd /
+  # PID 1: bash reaps orphaned daemons and exits on TERM (the kernel then kills the rest
+  # of the pid namespace) or after the TTL. sshd is an ordinary daemon (/run/sshd.pid),
+  # so "service ssh restart" inside the node works.
+  local sleep_for=${TTL:-infinity}
+  exec /bin/bash -c "trap 'exit 0' TERM INT; /usr/sbin/sshd -E /var/log/sshd.log || exit 1; sleep $sleep_for & wait \$!"
+}
+
+node_listening() { ip netns exec "node$1" ss -Hltn "sport = :22" | grep -q .; }
+
+# free: no state dir, no netns, no veth of that number (other tools' nodes included)
+is_free() { [[ ! -e $(ndir "$1") ]] && ! netns_exists "node$1" && ! ip link show "tn${1}h" &>/dev/null; }
+
+up_node() {
+  local n=$1 d R u; d=$(ndir "$n"); R=$d/root
+  [[ -x $SRC/usr/sbin/sshd ]] || die "no Debian rootfs with openssh-server at $SRC (run: $0 ensure-rootfs)"
+  is_free "$n" || die "node number $n is in use"
+  trap 'rc=$?; trap - ERR; log "bringing node $n up failed (rc=$rc), tearing it down"; down_node '"$n"'; exit $rc' ERR
+  cmd_key >/dev/null; ensure_bridge; ensure_acng
+  mkdir -p "$d"
+  mount -t tmpfs -o "size=$TMPFS,mode=755" "skiff-node$n" "$d"
+  mkdir -p "$R" "$d/upper" "$d/work"
+  mount -t overlay "skiff-node$n" -o "lowerdir=$SRC,upperdir=$d/upper,workdir=$d/work" "$R"
+  customize "$n" "$R"
+  # network: veth host end -> bridge, node end -> netns as eth0; IPv6 off before link up.
+  # The node MAC derives from N, so a re-created node matches ARP entries others hold.
+  ip netns add "node$n"
+  ip link add "tn${n}h" type veth peer name "tn${n}n"
+  sysctl -qw "net.ipv6.conf.tn${n}h.disable_ipv6=1"
+  ip link set "tn${n}h" master "$BR" up
+  ip link set "tn${n}n" netns "node$n"
+  ip netns exec "node$n" sh -ec "
+    sysctl -qw net.ipv6.conf.tn${n}n.disable_ipv6=1
+    ip link set tn${n}n name eth0
+    ip link set eth0 address $(printf '02:54:0a:fa:00:%02x' "$n")
+    ip addr add 10.250.0.$n/24 dev eth0
+    ip link set eth0 up
+    ip link set lo up"
+  # unshare forks; its child becomes PID 1 of the new pid ns and runs cmd_init.
+  setsid ip netns exec "node$n" unshare --pid --fork --kill-child --mount --uts --ipc \
+      --propagation private "$SELF" _init "$n" </dev/null >>"$d/console.log" 2>&1 9>&- &
+  u=$!; echo "$u" >"$d/unshare.pid"
+  waitfor 100 node_listening "$n" || { cat "$d/console.log" >&2; false; }
+  awk '{print $1}' "/proc/$u/task/$u/children" >"$d/init.pid"
+  trap - ERR
+}
+
+down_node() {   # idempotent; also cleans up half-built nodes
+  local n=$1 d p u; d=$(ndir "$n")
+  # 1. processes: TERM to the node's PID 1 -> the kernel kills the rest of its pid ns
+  p=$(cat "$d/init.pid" 2>/dev/null || true)
+  if [[ -z $p ]] && u=$(cat "$d/unshare.pid" 2>/dev/null) && alive "$u"; then
+    p=$(awk '{print $1}' "/proc/$u/task/$u/children" 2>/dev/null || true)
+  fi
+  if alive "$p" && [[ $(ip netns identify "$p" 2>/dev/null) == "node$n" ]]; then
+    kill -TERM "$p" 2>/dev/null || true
+  fi
+  if [[ -e $d ]] && netns_exists "node$n"; then
+    waitfor 30 eval '[[ -z $(ip netns pids node'"$n"') ]]' || true
+    # 2. anything else still inside the netns (a stray "ip netns exec"): SIGKILL by PID
+    for p in $(ip netns pids "node$n"); do kill -KILL "$p" 2>/dev/null || true; done
+    waitfor 30 eval '[[ -z $(ip netns pids node'"$n"') ]]' || log "WARNING: pids left in node$n: $(ip netns pids "node$n" | xargs)"
+    ip netns del "node$n"
+  fi
+  if [[ -e $d ]]; then
+    # 3. veth: netns deletion frees it asynchronously; delete explicitly to be deterministic
+    ip link del "tn${n}h" 2>/dev/null || true
+    ip neigh del "10.250.0.$n" dev "$BR" 2>/dev/null || true
+    # 4. filesystem: overlay first, then the node's tmpfs
+    local m
+    for m in "$d/root" "$d"; do
+      if mountpoint -q "$m" 2>/dev/null; then
+        waitfor 20 umount "$m" 2>/dev/null || umount -l "$m"
+      fi
+    done
+    rm -rf --one-file-system "$d"
+  fi
+  # 5. nothing of anyone's left: stop our apt proxy, remove the bridge (cache is kept)
+  if ! compgen -G "$H/nodes/*" >/dev/null && ! any_node_netns; then
+    stop_acng
+    if [[ -z $(ip link show master "$BR" 2>/dev/null) ]]; then ip link del "$BR" 2>/dev/null || true; fi
+  fi
+}
+
+cmd_up_auto() {
+  local first=$1 n; checkn "$first"
+  for ((n = first; n <= 254; n++)); do
+    if is_free "$n"; then up_node "$n"; echo "$n"; return 0; fi
+  done
+  die "no free node number between $first and 254"
+}
+
+cmd_list() { local d; for d in "$H"/nodes/*; do [[ -d $d ]] && echo "${d##*/}"; done; return 0; }
+
+case ${1:-} in
+  up-auto) lock; cmd_up_auto "${2:-100}" ;;
+  up)      checkn "${2:-}"; lock; up_node "$2"; echo "$2" ;;
+  down)    checkn "${2:-}"; lock; down_node "$2" ;;
+  ensure-rootfs) mkdir -p "$H"; exec 8>"$H/.rootfs.lock"; flock -w 900 8 || die "could not lock the rootfs"; cmd_ensure_rootfs ;;
+  key)     cmd_key ;;
+  list)    cmd_list ;;
+  _init)   cmd_init "$2" ;;
+  *) sed -n '2,13p' "$SELF" >&2; exit 2 ;;
+esac

@@ -1,0 +1,219 @@
+//! Throwaway Debian nodes on this machine: `create-node --provider local`.
+//!
+//! Each node is a network namespace at 10.250.0.N with an overlay of a cached Debian
+//! rootfs, its own pid/mount/uts/ipc namespaces and sshd with its own host keys: "try
+//! skiff without a server", and the nodes skiff's own tests deploy to. The host side is
+//! `providers/local-node.sh` (embedded here, written into the state dir and run with
+//! bash as root); this module finds its paths, runs it and reads its answers.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// The host-side script, run as `bash local-node.sh VERB ...`.
+pub const SCRIPT: &str = include_str!("../../providers/local-node.sh");
+
+/// Automatically allocated node numbers start here, away from fixed ranges that other
+/// tools (and test recipes) use below it.
+pub const FIRST_NUMBER: u8 = 100;
+
+/// Default state dir: login key, per-node files, apt proxy config and cache.
+pub const DEFAULT_HOME: &str = "/var/lib/skiff-local";
+
+/// Default cached Debian 12 rootfs (debootstrap, made once).
+pub const DEFAULT_ROOTFS: &str = "/var/cache/skiff/rootfs-bookworm";
+
+/// The state dir in use: `SKIFF_LOCAL_HOME` or [`DEFAULT_HOME`].
+pub fn home() -> PathBuf {
+    env_path("SKIFF_LOCAL_HOME").unwrap_or_else(|| PathBuf::from(DEFAULT_HOME))
+}
+
+/// The rootfs in use: `SKIFF_LOCAL_ROOTFS` or [`DEFAULT_ROOTFS`].
+pub fn rootfs() -> PathBuf {
+    env_path("SKIFF_LOCAL_ROOTFS").unwrap_or_else(|| PathBuf::from(DEFAULT_ROOTFS))
+}
+
+fn env_path(var: &str) -> Option<PathBuf> {
+    std::env::var_os(var)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+/// Whether the cached rootfs is there (with sshd); if not, [`ensure_rootfs`] makes it.
+pub fn rootfs_ready() -> bool {
+    rootfs().join("usr/sbin/sshd").exists()
+}
+
+/// A local node that is up: its number, address and the key root logs in with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalNode {
+    /// N in 10.250.0.N and `nodeN`.
+    pub number: u8,
+    /// 10.250.0.N.
+    pub address: String,
+    /// Private key whose public half is in the node's /root/.ssh/authorized_keys.
+    pub identity: PathBuf,
+    /// The state dir the node lives in (recorded so destroy works with any env).
+    pub home: PathBuf,
+}
+
+/// Why local nodes cannot run here, or `None` when they can: Linux, root, and the host
+/// tools the script uses.
+pub fn host_problem() -> Option<String> {
+    if !cfg!(target_os = "linux") {
+        return Some("local nodes need Linux network namespaces".into());
+    }
+    if !nix::unistd::geteuid().is_root() {
+        return Some("local nodes need root (network namespaces, mounts)".into());
+    }
+    for tool in [
+        "bash",
+        "ip",
+        "unshare",
+        "mount",
+        "flock",
+        "ssh-keygen",
+        "ss",
+    ] {
+        if which::which(tool).is_err() {
+            return Some(format!("the `{tool}` program is not installed"));
+        }
+    }
+    None
+}
+
+/// The hint that goes with [`host_problem`].
+pub const HOST_HINT: &str = "run as root on Linux with iproute2, util-linux and openssh-client \
+     installed, or add a server you have with `--provider ssh --host HOST`";
+
+/// Writes the script into `home` (if changed) and returns its path; atomic, so
+/// concurrent skiffs never run a half-written copy.
+fn install_script(home: &Path) -> Result<PathBuf> {
+    let write_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| Error::Write { path, source }
+    };
+    fs::create_dir_all(home).map_err(write_err(home))?;
+    fs::set_permissions(home, fs::Permissions::from_mode(0o700)).map_err(write_err(home))?;
+    let path = home.join("local-node.sh");
+    if fs::read_to_string(&path).is_ok_and(|text| text == SCRIPT) {
+        return Ok(path);
+    }
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".local-node.")
+        .tempfile_in(home)
+        .map_err(write_err(home))?;
+    tmp.write_all(SCRIPT.as_bytes()).map_err(write_err(&path))?;
+    fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).map_err(write_err(&path))?;
+    tmp.persist(&path).map_err(|e| Error::Write {
+        path: path.clone(),
+        source: e.error,
+    })?;
+    Ok(path)
+}
+
+/// Runs `bash local-node.sh ARGS` from `home`; stdout on success, else an error with
+/// the script's last words.
+async fn run_script(home: &Path, args: &[&str], what: &str) -> Result<String> {
+    let script = install_script(home)?;
+    let out = tokio::process::Command::new("bash")
+        .arg(&script)
+        .args(args)
+        .env("SKIFF_LOCAL_HOME", home)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .map_err(|e| Error::failed(format!("could not run `bash {}`: {e}", script.display())))?;
+    if out.status.success() {
+        return Ok(String::from_utf8_lossy(&out.stdout).into_owned());
+    }
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let tail: Vec<&str> = stderr.trim_end().lines().collect();
+    let tail = tail[tail.len().saturating_sub(6)..].join("\n  ");
+    Err(Error::Failed {
+        message: format!("{what} failed:\n  {tail}"),
+        hint: Some(format!(
+            "the host side is `{}`; run it by hand with the same arguments ({}) to see more",
+            script.display(),
+            args.join(" ")
+        )),
+    })
+}
+
+/// Creates the cached Debian rootfs with debootstrap when it is missing (about a
+/// minute, once per machine).
+pub async fn ensure_rootfs() -> Result<()> {
+    run_script(&home(), &["ensure-rootfs"], "creating the Debian rootfs").await?;
+    Ok(())
+}
+
+/// Brings up a new node with the lowest free number from [`FIRST_NUMBER`] on.
+pub async fn create() -> Result<LocalNode> {
+    let home = home();
+    let out = run_script(
+        &home,
+        &["up-auto", &FIRST_NUMBER.to_string()],
+        "starting a local node",
+    )
+    .await?;
+    let number: u8 = out
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .ok_or_else(|| {
+            Error::failed(format!(
+                "the local node script printed no node number (it printed `{}`)",
+                out.trim()
+            ))
+        })?;
+    Ok(LocalNode {
+        number,
+        address: address(number),
+        identity: home.join("id_ed25519"),
+        home,
+    })
+}
+
+/// Stops node `number` of state dir `home` and removes everything of it: processes,
+/// mounts, netns, veth, files. Idempotent.
+pub async fn destroy(home: &Path, number: u8) -> Result<()> {
+    run_script(
+        home,
+        &["down", &number.to_string()],
+        &format!("destroying local node {number}"),
+    )
+    .await?;
+    Ok(())
+}
+
+/// 10.250.0.N: where local node N answers.
+pub fn address(number: u8) -> String {
+    format!("10.250.0.{number}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn script_is_embedded_and_knows_its_verbs() {
+        for verb in ["up-auto)", "down)", "ensure-rootfs)", "_init)"] {
+            assert!(SCRIPT.contains(verb), "{verb}");
+        }
+        assert!(!SCRIPT.contains("StrictHostKeyChecking=no"));
+    }
+
+    #[test]
+    fn script_is_valid_bash() {
+        let status = std::process::Command::new("bash")
+            .arg("-n")
+            .arg("-c")
+            .arg(SCRIPT)
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}

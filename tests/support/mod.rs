@@ -1,0 +1,315 @@
+//! Test support shared by every area: a temp environment for the real `skiff` binary and
+//! real throwaway nodes (`skiff create-node --provider local`).
+//!
+//! ```ignore
+//! let env = TestEnv::new();
+//! if !nodes_available() { return; }          // says why; panics under CI=true
+//! let node = TestNode::launch(&env);          // destroyed on drop (SKIFF_KEEP_NODES keeps it)
+//! env.skiff().args(["setup-node", &node.name]).assert().success();
+//! assert_eq!(node.exec("cat /etc/hostname").trim(), format!("node{}", node.number));
+//! ```
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command as StdCommand;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use assert_cmd::Command;
+
+/// A private world for one test: temp HOME, a state file (cluster.toml) in it, and a
+/// `skiff` command preconfigured to use them with no colour.
+pub struct TestEnv {
+    dir: tempfile::TempDir,
+    /// The temp HOME.
+    pub home: PathBuf,
+    /// The state file passed as `--state`.
+    pub state: PathBuf,
+}
+
+impl TestEnv {
+    /// A fresh environment in a new temp folder.
+    pub fn new() -> TestEnv {
+        // SKIFF_KEEP_NODES keeps the folder too, or kept nodes would lose their state file.
+        let dir = tempfile::Builder::new()
+            .prefix("skiff-test.")
+            .disable_cleanup(std::env::var_os("SKIFF_KEEP_NODES").is_some())
+            .tempdir()
+            .expect("temp dir");
+        let home = dir.path().join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        let state = dir.path().join("state").join("cluster.toml");
+        TestEnv { dir, home, state }
+    }
+
+    /// The temp folder everything of this environment lives in.
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The folder of cluster.toml: skiff's known_hosts lives here.
+    pub fn state_dir(&self) -> PathBuf {
+        self.state.parent().unwrap().to_path_buf()
+    }
+
+    /// skiff's own known_hosts for this environment.
+    pub fn known_hosts(&self) -> PathBuf {
+        self.state_dir().join("known_hosts")
+    }
+
+    /// The real binary with `--state`, temp HOME, `NO_COLOR=1`, and no state or colour
+    /// settings inherited from whoever runs the tests.
+    pub fn skiff(&self) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_skiff"));
+        cmd.env("HOME", &self.home)
+            .env("NO_COLOR", "1")
+            .env_remove("SKIFF_STATE")
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("CLICOLOR_FORCE")
+            // A test node someone forgets to destroy exits by itself after an hour.
+            .env("SKIFF_LOCAL_TTL", "3600")
+            .arg("--state")
+            .arg(&self.state);
+        cmd
+    }
+
+    /// The cluster as recorded in the state file.
+    pub fn cluster(&self) -> skiff::cluster::Cluster {
+        skiff::cluster::StateFile::new(self.state.clone())
+            .load()
+            .expect("state file loads")
+    }
+
+    /// The state file handle, for library calls.
+    pub fn state_file(&self) -> skiff::cluster::StateFile {
+        skiff::cluster::StateFile::new(self.state.clone())
+    }
+
+    /// The ssh control folder skiff uses for this environment.
+    pub fn control_dir(&self) -> PathBuf {
+        std::fs::create_dir_all(self.state_dir()).unwrap();
+        skiff::transport::ssh::control_dir(&self.state_dir()).expect("control dir")
+    }
+
+    /// PIDs of live ssh processes whose command line names this environment's control
+    /// folder: skiff's masters. Must be empty after any skiff command exits.
+    pub fn ssh_masters(&self) -> Vec<u32> {
+        let dir = self.control_dir().display().to_string();
+        let mut pids = Vec::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+                continue;
+            };
+            let words: Vec<String> = cmdline
+                .split(|b| *b == 0)
+                .map(|w| String::from_utf8_lossy(w).into_owned())
+                .collect();
+            let is_ssh = words
+                .first()
+                .is_some_and(|w| w == "ssh" || w.ends_with("/ssh"));
+            let state = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            let zombie = state
+                .rsplit(')')
+                .next()
+                .is_some_and(|rest| rest.trim_start().starts_with('Z'));
+            if is_ssh && !zombie && words.iter().any(|w| w.contains(&dir)) {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+
+    /// Asserts that no ssh master of this environment is running.
+    pub fn assert_no_masters(&self) {
+        let pids = self.ssh_masters();
+        assert!(pids.is_empty(), "ssh masters left running: {pids:?}");
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        // The (empty) ssh control folder lives in /tmp, outside the temp dir.
+        if let Ok(dir) = skiff::transport::ssh::control_dir(&self.state_dir()) {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
+/// Whether real nodes can run here. When not, prints why (and how to fix it) and returns
+/// false; under `CI=true` that is a failure, so it panics instead.
+pub fn nodes_available() -> bool {
+    let why = node_problem();
+    match why {
+        None => true,
+        Some(why) => {
+            let msg = format!(
+                "real test nodes are unavailable: {why}\n  \
+                 (run as root on Linux after `.ci/prepare-nodes.sh`)"
+            );
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                panic!("{msg}");
+            }
+            eprintln!("SKIPPED: {msg}");
+            false
+        }
+    }
+}
+
+fn node_problem() -> Option<String> {
+    if let Some(p) = skiff::providers::local::host_problem() {
+        return Some(p);
+    }
+    let netns = StdCommand::new("ip").args(["netns", "list"]).output();
+    if !netns.is_ok_and(|o| o.status.success()) {
+        return Some("`ip netns list` does not work (no network namespaces)".into());
+    }
+    if !skiff::providers::local::rootfs_ready() {
+        return Some(format!(
+            "no Debian rootfs with sshd at `{}`",
+            skiff::providers::local::rootfs().display()
+        ));
+    }
+    None
+}
+
+static NEXT_NAME: AtomicUsize = AtomicUsize::new(1);
+
+/// A real throwaway node made with `skiff create-node NAME --provider local` in a
+/// [`TestEnv`]; destroyed with `skiff destroy-node` on drop unless `SKIFF_KEEP_NODES`
+/// is set (then it says how to remove it).
+pub struct TestNode<'a> {
+    env: &'a TestEnv,
+    /// The node's name in the environment's cluster.toml.
+    pub name: String,
+    /// 10.250.0.N.
+    pub address: String,
+    /// N.
+    pub number: u8,
+    /// The key root logs in with.
+    pub identity: PathBuf,
+    destroyed: bool,
+}
+
+impl<'a> TestNode<'a> {
+    /// Launches a node with a generated name (`t1`, `t2`, ...).
+    pub fn launch(env: &'a TestEnv) -> TestNode<'a> {
+        let name = format!("t{}", NEXT_NAME.fetch_add(1, Ordering::Relaxed));
+        TestNode::launch_named(env, &name)
+    }
+
+    /// Launches a node called `name`.
+    pub fn launch_named(env: &'a TestEnv, name: &str) -> TestNode<'a> {
+        let out = env
+            .skiff()
+            .args(["create-node", name, "--provider", "local", "--yes"])
+            .output()
+            .expect("skiff runs");
+        assert!(
+            out.status.success(),
+            "create-node {name} --provider local failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let cluster = env.cluster();
+        let node = cluster.node(name).expect("node recorded");
+        TestNode {
+            env,
+            name: name.to_string(),
+            address: node.address.clone(),
+            number: node.provider_data["number"].parse().unwrap(),
+            identity: node.identity.clone().expect("local nodes have a key"),
+            destroyed: false,
+        }
+    }
+
+    /// Where to reach the node through the library transport.
+    pub fn target(&self) -> skiff::transport::Target {
+        skiff::transport::Target {
+            node: self.name.clone(),
+            address: self.address.clone(),
+            user: "root".into(),
+            port: 22,
+            identity: Some(self.identity.clone()),
+        }
+    }
+
+    /// Runs a shell command on the node as root over plain ssh (checked against skiff's
+    /// pinned key) and returns what it printed; panics if it fails.
+    pub fn exec(&self, cmd: &str) -> String {
+        let out = self.exec_output(cmd);
+        assert!(
+            out.status.success(),
+            "`{cmd}` failed on node {} ({}):\n{}{}",
+            self.name,
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// [`TestNode::exec`] without the success check.
+    pub fn exec_output(&self, cmd: &str) -> std::process::Output {
+        StdCommand::new("ssh")
+            .arg("-i")
+            .arg(&self.identity)
+            .args(["-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes"])
+            .args(["-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=5"])
+            .arg("-o")
+            .arg(format!(
+                "UserKnownHostsFile={}",
+                self.env.known_hosts().display()
+            ))
+            .arg(format!("root@{}", self.address))
+            .arg("--")
+            .arg(cmd)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("ssh runs")
+    }
+
+    /// Destroys the node now (asserting success) instead of on drop.
+    pub fn destroy(mut self) {
+        self.destroyed = true;
+        self.env
+            .skiff()
+            .args(["destroy-node", &self.name, "--yes"])
+            .assert()
+            .success();
+    }
+}
+
+impl Drop for TestNode<'_> {
+    fn drop(&mut self) {
+        if self.destroyed {
+            return;
+        }
+        if std::env::var_os("SKIFF_KEEP_NODES").is_some() {
+            eprintln!(
+                "SKIFF_KEEP_NODES: keeping node {} at {} (state {}); remove it with \
+                 `skiff --state {} destroy-node {} --yes` or \
+                 `bash /var/lib/skiff-local/local-node.sh down {}`",
+                self.name,
+                self.address,
+                self.env.state.display(),
+                self.env.state.display(),
+                self.name,
+                self.number
+            );
+            return;
+        }
+        let out = self
+            .env
+            .skiff()
+            .args(["destroy-node", &self.name, "--yes"])
+            .output();
+        if !out.as_ref().is_ok_and(|o| o.status.success()) {
+            eprintln!(
+                "warning: could not destroy test node {}: {out:?}",
+                self.name
+            );
+        }
+    }
+}
