@@ -813,3 +813,57 @@ fn serve_refuses_a_bad_app_toml_and_a_folder_without_one() {
     assert!(stderr.contains("has no app.toml"), "{stderr}");
     assert!(stderr.contains("skiff init"), "{stderr}");
 }
+
+#[test]
+fn serve_runs_what_skiff_init_scaffolds() {
+    for (runtime, programs, ruby_libs) in [
+        ("python", &["python3"][..], &[][..]),
+        ("php", &["php"][..], &[][..]),
+        ("ruby", &["ruby", "rackup"][..], &["rack", "webrick"][..]),
+        ("static", &[][..], &[][..]),
+    ] {
+        if !runtime_available(programs, ruby_libs) {
+            continue;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join(format!("blog-{runtime}"));
+        let init = Command::new(SKIFF)
+            .args(["init", "--runtime", runtime])
+            .arg(&dir)
+            .env("HOME", tmp.path())
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            init.status.success(),
+            "skiff init --runtime {runtime}: {}",
+            String::from_utf8_lossy(&init.stderr)
+        );
+        let mut served = Served::start(&dir, true);
+        let (home, _) = served.wait_for("/", "<html", START_STOP_BOUND);
+        assert_eq!(home.status, 200, "{runtime}: {home:?}");
+        let css = served.get("/style.css");
+        assert_eq!(css.status, 200, "{runtime}: {css:?}");
+        assert!(
+            css.header("content-type")
+                .unwrap_or("")
+                .starts_with("text/css"),
+            "{runtime}: {css:?}"
+        );
+        assert!(served.interrupt().success());
+        // The home page comes from the app, except for a static app.
+        let source = if runtime == "static" { "static" } else { "app" };
+        assert!(
+            served
+                .events_of("access")
+                .iter()
+                .any(|e| e["path"] == "/" && e["status"] == 200 && e["source"] == source),
+            "{runtime}: {:#?}",
+            served.events_of("access")
+        );
+        if runtime != "static" {
+            assert_no_process_left(&served.child_pids());
+        }
+    }
+}
