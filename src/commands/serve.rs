@@ -66,7 +66,10 @@ fn sink(printer: &Printer) -> EventSink {
                 runtime,
                 reload,
             } => {
-                printer.status("Serving", format!("{app} ({runtime}) at {url}"));
+                printer.status(
+                    "Serving",
+                    format!("{app} ({runtime}) at {url} (Ctrl-C stops)"),
+                );
                 if !reload {
                     printer.status("Note", "reload is off: restart serve after editing code");
                 }
@@ -86,6 +89,7 @@ fn sink(printer: &Printer) -> EventSink {
                 printer.detail(format!("process {pid} exited with {status}"));
             }
             Event::Stopped { pid } => printer.detail(format!("stopped process {pid}")),
+            Event::Ignored { message, .. } => printer.warn(message),
             Event::Problem { message, hint } => match hint {
                 Some(hint) => printer.warn(format!("{message}\n  hint: {hint}")),
                 None => printer.warn(message),

@@ -9,6 +9,8 @@
 //! Nothing here prints: everything worth telling (the address, each request, the
 //! process's output, restarts, problems) is an [`Event`] sent to the caller's sink.
 
+#![warn(missing_docs)]
+
 pub mod children;
 pub mod environment;
 pub mod pages;
@@ -123,6 +125,13 @@ pub enum Event {
         /// Its process id.
         pid: u32,
     },
+    /// Something in app.toml that serve does not do on a laptop (it works on a node).
+    Ignored {
+        /// The key, e.g. `cron`.
+        key: String,
+        /// What that means here.
+        message: String,
+    },
     /// Something keeps the app from answering until the next change (a bad app.toml
     /// after an edit, a process that died); the browser shows it too.
     Problem {
@@ -199,23 +208,7 @@ pub async fn serve(
 
     let (backend_tx, backend_rx) = watch::channel(Backend::Starting);
     let (msg_tx, msg_rx) = mpsc::unbounded_channel();
-    let supervisor = Supervisor::new(
-        &dir,
-        &runner,
-        options.reload,
-        events.clone(),
-        backend_tx,
-        msg_rx,
-        config.runtime,
-    );
-    events(Event::Listening {
-        url: format!("http://{}/", display_addr(addr)),
-        app: config.name.clone(),
-        runtime: config.runtime,
-        reload: options.reload,
-    });
-    let supervisor = tokio::spawn(supervisor.run(first));
-
+    // Watch before the process starts: a failure here must leave nothing running.
     let _watch = if options.reload {
         let (change_tx, mut change_rx) = mpsc::unbounded_channel();
         let watch = watcher::start(&dir, change_tx)?;
@@ -231,6 +224,29 @@ pub async fn serve(
     } else {
         None
     };
+
+    let supervisor = Supervisor::new(
+        &dir,
+        &runner,
+        options.reload,
+        events.clone(),
+        backend_tx,
+        msg_rx,
+        config.runtime,
+    );
+    events(Event::Listening {
+        url: format!("http://{}/", display_addr(addr)),
+        app: config.name.clone(),
+        runtime: config.runtime,
+        reload: options.reload,
+    });
+    for key in config.unsupported().into_iter().map(|(key, _)| key) {
+        events(Event::Ignored {
+            message: format!("`[{key}]` in app.toml is not run by skiff serve"),
+            key,
+        });
+    }
+    let supervisor = tokio::spawn(supervisor.run(first));
 
     let front = Arc::new(Front {
         static_root: dir.join(static_files::STATIC_DIR),

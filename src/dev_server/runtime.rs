@@ -190,7 +190,14 @@ pub fn plan(
                 });
             }
             find("ruby", Runtime::Ruby, "ruby")?;
-            let program = find("rackup", Runtime::Ruby, RACK_PACKAGES)?;
+            let program = which::which("rackup").map_err(|_| Error::Failed {
+                message: "`rackup` is not installed on this machine; app.toml says runtime = \"ruby\""
+                    .into(),
+                hint: Some(format!(
+                    "install it: `sudo apt install {RACK_PACKAGES}` (where Rack is 3.x, \
+                     `rackup` comes in its own package: `sudo apt install ruby-rackup ruby-webrick`)"
+                )),
+            })?;
             // Plain `rackup` runs in development, as a Rack developer expects.
             env.entry("RACK_ENV".into())
                 .or_insert_with(|| "development".into());

@@ -134,11 +134,15 @@ pub fn start(root: &Path, changes: mpsc::UnboundedSender<Vec<(PathBuf, Change)>>
             while let Ok(Some(more)) = tokio::time::timeout(DEBOUNCE, raw_rx.recv()).await {
                 paths.extend(more.paths);
             }
-            // New top-level folders get their watch; vanished ones lose it.
-            if paths.iter().any(|p| p.parent() == Some(root.as_path())) {
-                add_subdirs(&mut watcher, &root, &mut watched);
-            }
             let mut batch: Vec<(PathBuf, Change)> = Vec::new();
+            // New top-level folders get their watch; vanished ones lose it. What was
+            // written into a new folder before its watch began went unseen, so a new
+            // folder counts as a code change itself.
+            if paths.iter().any(|p| p.parent() == Some(root.as_path())) {
+                for dir in add_subdirs(&mut watcher, &root, &mut watched) {
+                    batch.push((dir, Change::Code));
+                }
+            }
             for path in paths {
                 let kind = classify(&root, &path);
                 if kind != Change::Ignored && !batch.iter().any(|(p, _)| *p == path) {
@@ -164,11 +168,17 @@ fn changes_something(kind: &EventKind) -> bool {
     )
 }
 
-/// Watches every top-level sub-folder not yet watched; forgets the ones gone.
-fn add_subdirs(watcher: &mut RecommendedWatcher, root: &Path, watched: &mut HashSet<PathBuf>) {
+/// Watches every top-level sub-folder not yet watched, returning those; forgets the
+/// ones gone.
+fn add_subdirs(
+    watcher: &mut RecommendedWatcher,
+    root: &Path,
+    watched: &mut HashSet<PathBuf>,
+) -> Vec<PathBuf> {
     watched.retain(|p| p.is_dir());
+    let mut added = Vec::new();
     let Ok(entries) = std::fs::read_dir(root) else {
-        return;
+        return added;
     };
     for entry in entries.flatten() {
         let path = entry.path();
@@ -180,9 +190,11 @@ fn add_subdirs(watcher: &mut RecommendedWatcher, root: &Path, watched: &mut Hash
         }
         // A folder that vanished in between is not an error worth stopping for.
         if watcher.watch(&path, RecursiveMode::Recursive).is_ok() {
-            watched.insert(path);
+            watched.insert(path.clone());
+            added.push(path);
         }
     }
+    added
 }
 
 #[cfg(test)]

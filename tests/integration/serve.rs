@@ -137,24 +137,31 @@ fn request(port: u16, method: &str, path: &str, body: &str) -> std::io::Result<R
 }
 
 /// A running `skiff serve`, with its output collected line by line.
+///
+/// Its output is read by threads, so a line may trail the HTTP response it belongs to
+/// by a moment: checks of events wait (bounded), and the full record is there once
+/// serve has exited ([`Served::signal`] waits for the end of its output).
 struct Served {
     child: Child,
     port: u16,
     json: bool,
     stdout: Arc<Mutex<Vec<String>>>,
     stderr: Arc<Mutex<Vec<String>>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
 }
 
-fn collect(stream: impl Read + Send + 'static) -> Arc<Mutex<Vec<String>>> {
+type Lines = Arc<Mutex<Vec<String>>>;
+
+fn collect(stream: impl Read + Send + 'static) -> (Lines, std::thread::JoinHandle<()>) {
     let lines = Arc::new(Mutex::new(Vec::new()));
     let sink = lines.clone();
-    std::thread::spawn(move || {
+    let reader = std::thread::spawn(move || {
         for line in BufReader::new(stream).lines() {
             let Ok(line) = line else { break };
             sink.lock().unwrap().push(line);
         }
     });
-    lines
+    (lines, reader)
 }
 
 impl Served {
@@ -177,14 +184,15 @@ impl Served {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start skiff serve");
-        let stdout = collect(child.stdout.take().unwrap());
-        let stderr = collect(child.stderr.take().unwrap());
+        let (stdout, out_reader) = collect(child.stdout.take().unwrap());
+        let (stderr, err_reader) = collect(child.stderr.take().unwrap());
         let mut served = Served {
             child,
             port: 0,
             json,
             stdout,
             stderr,
+            readers: vec![out_reader, err_reader],
         };
         let deadline = Instant::now() + START_STOP_BOUND;
         while served.port == 0 {
@@ -238,12 +246,42 @@ impl Served {
             .collect()
     }
 
-    /// The process ids of every runtime process serve started so far.
+    /// Waits (bounded) for the first event of `kind`.
+    fn wait_event(&self, kind: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(event) = self.events_of(kind).into_iter().next() {
+                return event;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {kind:?} event; stdout:\n{}",
+                self.stdout.lock().unwrap().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The process ids of every runtime process serve started so far (all of them,
+    /// once serve has exited).
     fn child_pids(&self) -> Vec<i32> {
         self.events_of("started")
             .iter()
             .map(|e| e["pid"].as_i64().expect("pid") as i32)
             .collect()
+    }
+
+    /// Waits (bounded) until stderr holds every one of `needles`.
+    fn wait_stderr(&self, needles: &[&str]) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !needles.iter().all(|n| self.stderr_text().contains(n)) {
+            assert!(
+                Instant::now() < deadline,
+                "stderr lacks one of {needles:?}:\n{}",
+                self.stderr_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     fn stderr_text(&self) -> String {
@@ -286,12 +324,16 @@ impl Served {
         self.signal(Signal::SIGINT)
     }
 
-    /// Sends `signal` and waits for serve to exit.
+    /// Sends `signal` and waits for serve to exit and for the end of its output.
     fn signal(&mut self, signal: Signal) -> ExitStatus {
         kill(Pid::from_raw(self.child.id() as i32), signal).unwrap();
         let deadline = Instant::now() + START_STOP_BOUND;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
+                while !self.readers.iter().all(|r| r.is_finished()) {
+                    assert!(Instant::now() < deadline, "serve's output did not end");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
                 return status;
             }
             assert!(
@@ -406,23 +448,28 @@ fn serve_runtime_fixture(fixture_name: &str, app_says: &str, entry: &str) {
     let (_, took) = served.wait_for("/", &edited, EDIT_SHOWS_WITHIN);
     eprintln!("{fixture_name}: edit showed after {took:?}");
 
-    // The access log says who answered.
-    let access = served.events_of("access");
-    assert!(
-        access
-            .iter()
-            .any(|e| e["path"] == "/hello.txt" && e["status"] == 200 && e["source"] == "static")
-    );
-    assert!(
-        access
-            .iter()
-            .any(|e| e["path"] == "/some/page" && e["source"] == "app")
-    );
+    // The access log says who answered (its lines may trail the responses a little).
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let access = served.events_of("access");
+        let logged = |path: &str, source: &str| {
+            access
+                .iter()
+                .any(|e| e["path"] == path && e["status"] == 200 && e["source"] == source)
+        };
+        if logged("/hello.txt", "static") && logged("/some/page", "app") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "access log incomplete: {access:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 
-    let pids = served.child_pids();
     let status = served.interrupt();
     assert!(status.success(), "serve exited with {status}");
-    assert_no_process_left(&pids);
+    assert_no_process_left(&served.child_pids());
 }
 
 #[test]
@@ -467,6 +514,7 @@ fn serve_python_env_and_dotenv_and_static_edits() {
     assert!(home.body.contains("host=localhost:"), "{}", home.body);
 
     // An edit under static/ shows at once and does not restart the app.
+    served.wait_event("ready");
     let started = served.child_pids().len();
     std::fs::write(dir.join("static/hello.txt"), "edited static\n").unwrap();
     served.wait_for("/hello.txt", "edited static", EDIT_SHOWS_WITHIN);
@@ -487,6 +535,21 @@ fn serve_python_env_and_dotenv_and_static_edits() {
     std::fs::write(dir.join(".env"), "SECRET=rotated\n").unwrap();
     served.wait_for("/", "SECRET=rotated", EDIT_SHOWS_WITHIN);
 
+    // A new folder of code restarts the app, even when its files were written before
+    // its watch could begin.
+    let before = served.child_pids().len();
+    std::fs::create_dir(dir.join("helpers")).unwrap();
+    std::fs::write(dir.join("helpers/__init__.py"), "X = 1\n").unwrap();
+    let deadline = Instant::now() + EDIT_SHOWS_WITHIN;
+    while served.child_pids().len() == before {
+        assert!(
+            Instant::now() < deadline,
+            "a new folder did not restart the app"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    served.wait_for("/", "python says hi", EDIT_SHOWS_WITHIN);
+
     // A request body reaches the app, and so does the client's address.
     let posted = request(served.port, "POST", "/form", "a=1&b=2").unwrap();
     assert_eq!(posted.status, 200, "{posted:?}");
@@ -506,9 +569,9 @@ fn serve_python_env_and_dotenv_and_static_edits() {
     );
 
     // SIGTERM stops serve as cleanly as Ctrl-C.
-    let pids = served.child_pids();
-    assert!(pids.len() >= 2, "{pids:?}");
     assert!(served.signal(Signal::SIGTERM).success());
+    let pids = served.child_pids();
+    assert!(pids.len() >= 3, "{pids:?}");
     assert_no_process_left(&pids);
 }
 
@@ -532,14 +595,13 @@ fn serve_python_uses_the_apps_venv() {
         "{}",
         home.body
     );
-    let started = &served.events_of("started")[0];
+    let started = served.wait_event("started");
     assert!(
         started["command"].as_str().unwrap().starts_with("python "),
         "{started}"
     );
-    let pids = served.child_pids();
     assert!(served.interrupt().success());
-    assert_no_process_left(&pids);
+    assert_no_process_left(&served.child_pids());
 }
 
 #[test]
@@ -556,22 +618,21 @@ fn serve_python_import_error_shows_traceback_then_recovers() {
     assert_eq!(page.status, 500, "{page:?}");
     assert!(page.body.contains("Traceback"), "{}", page.body);
     assert!(page.body.contains("app.py"), "{}", page.body);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !(served.stderr_text().contains("SyntaxError")
-        && served.stderr_text().contains("GET / 500"))
-    {
-        assert!(Instant::now() < deadline, "{}", served.stderr_text());
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    served.wait_stderr(&["SyntaxError", "Traceback", "GET / 500"]);
 
     // Fixing the file brings the app back without restarting serve.
     std::fs::write(dir.join("app.py"), &good).unwrap();
     served.wait_for("/", "python says hi", EDIT_SHOWS_WITHIN);
-    let log = served.stderr_text();
-    assert!(log.contains("Reloading app.py changed"), "{log}");
-    assert!(log.contains("GET / 200"), "{log}");
-    assert!(log.contains(" app"), "{log}");
+    served.wait_stderr(&["Reloading app.py changed"]);
     assert!(served.interrupt().success());
+    // The access log: method, path, status, milliseconds, who answered.
+    let log = served.stderr_text();
+    let line = log
+        .lines()
+        .find(|l| l.trim_start().starts_with("GET / 200"))
+        .unwrap_or_else(|| panic!("no access line for GET / 200:\n{log}"));
+    assert!(line.ends_with(" ms app"), "{line}");
+    assert!(log.contains("Stopped"), "{log}");
 }
 
 #[test]
@@ -591,14 +652,17 @@ fn serve_python_process_that_dies_is_shown_and_restarted_on_change() {
     let (page, _) = served.wait_for("/", "about to die", EDIT_SHOWS_WITHIN * 2);
     assert_eq!(page.status, 500, "{page:?}");
     assert!(page.body.contains("status 3"), "{}", page.body);
-    assert!(!served.events_of("exited").is_empty());
-    assert!(!served.events_of("problem").is_empty());
+    served.wait_event("exited");
+    let problem = served.wait_event("problem");
+    assert!(
+        problem["message"].as_str().unwrap().contains("status 3"),
+        "{problem}"
+    );
 
     std::fs::write(dir.join("app.py"), &good).unwrap();
     served.wait_for("/", "python says hi", EDIT_SHOWS_WITHIN);
-    let pids = served.child_pids();
     assert!(served.interrupt().success());
-    assert_no_process_left(&pids);
+    assert_no_process_left(&served.child_pids());
 }
 
 #[test]
@@ -616,15 +680,20 @@ fn serve_ruby_bad_config_ru_shows_error_then_recovers() {
     assert!(page.body.contains("config.ru"), "{}", page.body);
     std::fs::write(dir.join("config.ru"), &good).unwrap();
     served.wait_for("/", "ruby says hi", EDIT_SHOWS_WITHIN);
-    let pids = served.child_pids();
     assert!(served.interrupt().success());
-    assert_no_process_left(&pids);
+    assert_no_process_left(&served.child_pids());
 }
 
 #[test]
 fn serve_static_app() {
     let (_tmp, dir) = fixture("serve-static");
+    // A worker is not run on the laptop, and serve says so instead of ignoring it.
+    let mut toml = std::fs::read_to_string(dir.join("app.toml")).unwrap();
+    toml.push_str("\n[processes]\nworker = \"sleep 1000\"\n");
+    std::fs::write(dir.join("app.toml"), toml).unwrap();
     let mut served = Served::start(&dir, true);
+    let ignored = served.wait_event("ignored");
+    assert_eq!(ignored["key"], "processes", "{ignored}");
     let home = served.get("/");
     assert_eq!(home.status, 200);
     assert_eq!(home.body, "<h1>static home</h1>\n");
@@ -653,11 +722,14 @@ fn serve_static_app() {
         missing.body
     );
     assert_eq!(served.get("/../app.toml").status, 400);
-    assert!(served.child_pids().is_empty());
 
     std::fs::write(dir.join("static/index.html"), "<h1>edited</h1>\n").unwrap();
     served.wait_for("/", "edited", EDIT_SHOWS_WITHIN);
     assert!(served.interrupt().success());
+    assert!(
+        served.child_pids().is_empty(),
+        "a static app started a process"
+    );
 }
 
 #[test]
@@ -740,4 +812,58 @@ fn serve_refuses_a_bad_app_toml_and_a_folder_without_one() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("has no app.toml"), "{stderr}");
     assert!(stderr.contains("skiff init"), "{stderr}");
+}
+
+#[test]
+fn serve_runs_what_skiff_init_scaffolds() {
+    for (runtime, programs, ruby_libs) in [
+        ("python", &["python3"][..], &[][..]),
+        ("php", &["php"][..], &[][..]),
+        ("ruby", &["ruby", "rackup"][..], &["rack", "webrick"][..]),
+        ("static", &[][..], &[][..]),
+    ] {
+        if !runtime_available(programs, ruby_libs) {
+            continue;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join(format!("blog-{runtime}"));
+        let init = Command::new(SKIFF)
+            .args(["init", "--runtime", runtime])
+            .arg(&dir)
+            .env("HOME", tmp.path())
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            init.status.success(),
+            "skiff init --runtime {runtime}: {}",
+            String::from_utf8_lossy(&init.stderr)
+        );
+        let mut served = Served::start(&dir, true);
+        let (home, _) = served.wait_for("/", "<html", START_STOP_BOUND);
+        assert_eq!(home.status, 200, "{runtime}: {home:?}");
+        let css = served.get("/style.css");
+        assert_eq!(css.status, 200, "{runtime}: {css:?}");
+        assert!(
+            css.header("content-type")
+                .unwrap_or("")
+                .starts_with("text/css"),
+            "{runtime}: {css:?}"
+        );
+        assert!(served.interrupt().success());
+        // The home page comes from the app, except for a static app.
+        let source = if runtime == "static" { "static" } else { "app" };
+        assert!(
+            served
+                .events_of("access")
+                .iter()
+                .any(|e| e["path"] == "/" && e["status"] == 200 && e["source"] == source),
+            "{runtime}: {:#?}",
+            served.events_of("access")
+        );
+        if runtime != "static" {
+            assert_no_process_left(&served.child_pids());
+        }
+    }
 }
