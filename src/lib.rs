@@ -20,6 +20,7 @@ pub mod app_config;
 pub mod cli;
 pub mod cluster;
 pub mod commands;
+pub mod deploy;
 pub mod dev_server;
 pub mod error;
 pub mod names;

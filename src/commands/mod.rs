@@ -13,6 +13,7 @@ mod destroy_node;
 mod init;
 mod list_nodes;
 mod serve;
+mod update;
 
 /// Runs the verb chosen on the command line.
 pub fn dispatch(cli: &Cli, printer: &Printer) -> Result<()> {
@@ -23,6 +24,7 @@ pub fn dispatch(cli: &Cli, printer: &Printer) -> Result<()> {
         Command::ListNodes => list_nodes::run(&state_file(cli)?, printer),
         Command::DefaultNode(args) => default_node::run(&state_file(cli)?, &args.name, printer),
         Command::Serve(args) => serve::run(args, printer),
+        Command::Update(args) => update::run(&state_file(cli)?, args, printer),
         Command::Completions(args) => completions::completions(args.shell),
         Command::Man => completions::man(),
         other => Err(Error::NotSupported {
