@@ -13,8 +13,10 @@
 //! - [`providers`]: how nodes come to exist and go away (ssh, local, vagrant).
 //! - [`transport`]: quoting and the SSH session to nodes (one multiplexed master each).
 //! - [`assets`]: `templates/` and `server-files/` embedded in the binary.
+//! - [`provision`]: `setup-node`: probe, plan and provision a node as a skiff web host.
 
 pub mod app_config;
+pub mod assets;
 pub mod cli;
 pub mod cluster;
 pub mod commands;
@@ -22,6 +24,7 @@ pub mod error;
 pub mod names;
 pub mod printer;
 pub mod providers;
+pub mod provision;
 pub mod scaffold;
 pub mod toml_span;
 pub mod transport;

@@ -11,12 +11,14 @@ mod create_node;
 mod default_node;
 mod destroy_node;
 mod list_nodes;
+mod setup_node;
 
 /// Runs the verb chosen on the command line.
 pub fn dispatch(cli: &Cli, printer: &Printer) -> Result<()> {
     match &cli.command {
         Command::CreateNode(args) => create_node::run(&state_file(cli)?, args, printer),
         Command::DestroyNode(args) => destroy_node::run(&state_file(cli)?, &args.name, printer),
+        Command::SetupNode(args) => setup_node::run(&state_file(cli)?, args, printer),
         Command::ListNodes => list_nodes::run(&state_file(cli)?, printer),
         Command::DefaultNode(args) => default_node::run(&state_file(cli)?, &args.name, printer),
         Command::Completions(args) => completions::completions(args.shell),
