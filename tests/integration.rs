@@ -9,3 +9,6 @@ mod support;
 
 #[path = "integration/nodes.rs"]
 mod nodes;
+
+#[path = "integration/setup_node.rs"]
+mod setup_node;

@@ -42,7 +42,7 @@ pub fn run(state: &StateFile, args: &SetupNodeArgs, printer: &Printer) -> Result
             ),
         );
         let mut on_event = |e: Event| match e {
-            Event::Started { detail, .. } => printer.status("Running", detail),
+            Event::Started { detail, .. } => printer.status("Installing", detail),
             Event::Done(s) => {
                 printer.status(&verb(&s.step), format!("{} ({:.2} s)", s.detail, s.seconds))
             }
@@ -109,9 +109,9 @@ fn verb(step: &str) -> String {
         "inspect" => "Inspected",
         "packages" => "Installed",
         "users" => "Created",
-        "folders" => "Folders",
-        "files" => "Files",
-        "apache-modules" => "Apache",
+        "folders" => "Prepared",
+        "files" => "Wrote",
+        "apache-modules" => "Configured",
         "config-test" => "Tested",
         "services" => "Services",
         "check" => "Checked",

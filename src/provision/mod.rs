@@ -270,10 +270,10 @@ fn failing_test(node: &str, facts: &probe::Facts) -> Option<Error> {
 fn apply_detail(step: &str, plan: &Plan) -> Option<String> {
     let count = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
     Some(match step {
-        "users" => format!("created user {}", plan.create_user.as_ref()?),
+        "users" => format!("user {}", plan.create_user.as_ref()?),
         "folders" if !plan.dirs.is_empty() => count(plan.dirs.len(), "folder"),
         "files" if !plan.files.is_empty() || !plan.removals.is_empty() => {
-            let mut s = format!("{} written", count(plan.files.len(), "file"));
+            let mut s = count(plan.files.len(), "file");
             if !plan.removals.is_empty() {
                 s.push_str(&format!(", removed {}", plan.removals.join(", ")));
             }
@@ -293,20 +293,29 @@ fn apply_detail(step: &str, plan: &Plan) -> Option<String> {
                     .iter()
                     .map(|s| format!("site {s}")),
             );
-            let mut s = String::new();
+            let mut s = String::from("Apache: ");
             if !on.is_empty() {
                 s.push_str(&format!("enabled {}", on.join(", ")));
             }
             if !off.is_empty() {
-                if !s.is_empty() {
+                if !on.is_empty() {
                     s.push_str("; ");
                 }
                 s.push_str(&format!("disabled {}", off.join(", ")));
             }
             s
         }
-        "config-test" => "nginx -t and apache2ctl configtest pass".into(),
-        "services" if !plan.service_phrases().is_empty() => plan.service_phrases().join(", "),
+        "config-test" => "nginx -t and apache2ctl configtest: ok".into(),
+        "services" if !plan.service_phrases().is_empty() => plan
+            .service_phrases()
+            .iter()
+            .map(|p| {
+                p.replacen("start ", "started ", 1)
+                    .replacen("reload ", "reloaded ", 1)
+                    .replacen("restart ", "restarted ", 1)
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
         "check" => "unknown hosts get skiff's 404 page".into(),
         "stamp" => "recorded in /var/lib/skiff/setup.toml".into(),
         _ => return None,
@@ -401,9 +410,9 @@ pub async fn setup_node(
     if plan.needs_apt() {
         let t = Instant::now();
         let what = if plan.packages.is_empty() {
-            "finishing an interrupted dpkg".to_string()
+            "nothing new; finishing an interrupted dpkg".to_string()
         } else {
-            format!("installing {}", plan.packages.join(" "))
+            plan.packages.join(" ")
         };
         events(Event::Started {
             step: "packages".into(),
@@ -434,9 +443,9 @@ pub async fn setup_node(
             "packages",
             t,
             if plan.packages.is_empty() {
-                "dpkg finished".into()
+                "nothing: finished the interrupted dpkg".into()
             } else {
-                format!("{} installed", plan.packages.len())
+                format!("{} packages", plan.packages.len())
             },
         );
         facts = probe(&shell, &desired, login_user).await?;
