@@ -386,10 +386,18 @@ pub async fn setup_node(
     } else {
         let mut parts = vec![distro.label().to_string()];
         if !plan.packages.is_empty() {
-            parts.push(format!("{} packages to install", plan.packages.len()));
+            parts.push(format!(
+                "{} package{} to install",
+                plan.packages.len(),
+                if plan.packages.len() == 1 { "" } else { "s" }
+            ));
         }
         if !plan.files.is_empty() {
-            parts.push(format!("{} files to write", plan.files.len()));
+            parts.push(format!(
+                "{} file{} to write",
+                plan.files.len(),
+                if plan.files.len() == 1 { "" } else { "s" }
+            ));
         }
         parts.join(", ")
     };

@@ -172,14 +172,8 @@ fn a_fresh_node_is_set_up_and_a_rerun_changes_nothing() {
     assert_serves_404(&node);
 }
 
-#[test]
-fn sigkill_during_apt_then_a_rerun_succeeds() {
-    if !nodes_available() {
-        return;
-    }
-    let env = TestEnv::new();
-    let node = TestNode::launch(&env);
-
+/// Starts `skiff setup-node` on a fresh node and SIGKILLs it once dpkg is busy on the node.
+fn kill_setup_during_apt(env: &TestEnv, node: &TestNode) {
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_skiff"))
         .env("HOME", &env.home)
         .env("NO_COLOR", "1")
@@ -219,7 +213,36 @@ fn sigkill_during_apt_then_a_rerun_succeeds() {
     }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
+}
 
+#[test]
+fn sigkill_during_apt_then_a_rerun_succeeds() {
+    if !nodes_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    let node = TestNode::launch(&env);
+    // skiff dies; apt goes on on the node: the re-run waits for its lock, never breaks it
+    kill_setup_during_apt(&env, &node);
+    rerun_succeeds(&env, &node);
+}
+
+#[test]
+fn an_apt_killed_on_the_node_is_repaired_by_a_rerun() {
+    if !nodes_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    let node = TestNode::launch(&env);
+    // as if the connection drop took apt and dpkg down with it, mid-unpack
+    kill_setup_during_apt(&env, &node);
+    node.exec("pkill -9 -x apt-get; pkill -9 -x dpkg; true");
+    let audit = node.exec("dpkg --audit 2>&1 | head -n 3; ls /var/lib/dpkg/updates | wc -l");
+    eprintln!("after killing apt on the node: {audit}");
+    rerun_succeeds(&env, &node);
+}
+
+fn rerun_succeeds(env: &TestEnv, node: &TestNode) {
     let out = env
         .skiff()
         .args(["setup-node", &node.name])
@@ -230,9 +253,15 @@ fn sigkill_during_apt_then_a_rerun_succeeds() {
         "re-run after SIGKILL failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_serves_404(&node);
+    assert_serves_404(node);
     let audit = node.exec("dpkg --audit; echo rc=$?");
     assert_eq!(audit.trim(), "rc=0", "dpkg is not clean: {audit}");
+    let installed = node
+        .exec("dpkg-query -W -f '${db:Status-Abbrev}\\n' nginx apache2 libapache2-mod-passenger");
+    assert!(
+        installed.lines().all(|l| l.starts_with("ii")),
+        "{installed}"
+    );
 }
 
 #[test]
@@ -242,7 +271,7 @@ fn a_broken_nginx_site_is_named_and_never_loaded() {
     }
     let env = TestEnv::new();
     let node = TestNode::launch_set_up(&env);
-    let workers = || node.exec("pgrep -f 'nginx: worker' | sort | tr '\\n' ' '");
+    let workers = || node.exec("pgrep -P \"$(cat /run/nginx.pid)\" | sort | tr '\\n' ' '");
     let before = workers();
     assert!(!before.trim().is_empty());
 
