@@ -15,8 +15,10 @@
 //! - [`dev_server`]: `skiff serve`, the app on the laptop (static first, then the runtime).
 //! - [`sync`]: the delta sync of an app tree into a new release on a node.
 //! - [`assets`]: `templates/` and `server-files/` embedded in the binary.
+//! - [`provision`]: `setup-node`: probe, plan and provision a node as a skiff web host.
 
 pub mod app_config;
+pub mod assets;
 pub mod cli;
 pub mod cluster;
 pub mod commands;
@@ -28,6 +30,7 @@ pub mod node_state;
 pub mod printer;
 pub mod providers;
 pub mod routing;
+pub mod provision;
 pub mod scaffold;
 pub mod sync;
 pub mod toml_span;

@@ -20,3 +20,5 @@ mod state;
 mod serve;
 #[path = "integration/sync.rs"]
 mod sync;
+#[path = "integration/setup_node.rs"]
+mod setup_node;

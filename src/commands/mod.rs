@@ -14,6 +14,7 @@ mod init;
 mod list_nodes;
 mod serve;
 mod update;
+mod setup_node;
 
 /// Runs the verb chosen on the command line.
 pub fn dispatch(cli: &Cli, printer: &Printer) -> Result<()> {
@@ -21,6 +22,7 @@ pub fn dispatch(cli: &Cli, printer: &Printer) -> Result<()> {
         Command::Init(args) => init::run(args, printer),
         Command::CreateNode(args) => create_node::run(&state_file(cli)?, args, printer),
         Command::DestroyNode(args) => destroy_node::run(&state_file(cli)?, &args.name, printer),
+        Command::SetupNode(args) => setup_node::run(&state_file(cli)?, args, printer),
         Command::ListNodes => list_nodes::run(&state_file(cli)?, printer),
         Command::DefaultNode(args) => default_node::run(&state_file(cli)?, &args.name, printer),
         Command::Serve(args) => serve::run(args, printer),

@@ -17,6 +17,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use assert_cmd::Command;
 
+pub mod setup;
+
 /// A private world for one test: temp HOME, a state file (cluster.toml) in it, and a
 /// `skiff` command preconfigured to use them with no colour.
 pub struct TestEnv {

@@ -1,0 +1,95 @@
+# skiff: start, reload and test NGINX and Apache on any node (POSIX sh, sourced).
+#
+# Used by `skiff setup-node`'s scripts and by /usr/local/share/skiff/bin/skiff-node.
+# With systemd as PID 1 (/run/systemd/system exists) services go through systemctl;
+# otherwise (containers, the test nodes) through `service`, `apache2ctl` and `nginx -s`,
+# waiting for the pid files, because `apache2ctl graceful` right after `start` is lost
+# when the pid file is not written yet. Every wait is bounded.
+
+skiff_has_systemd() { [ -d /run/systemd/system ]; }
+
+skiff_pidfile() {
+  case $1 in
+    nginx) echo /run/nginx.pid ;;
+    apache2) echo /run/apache2/apache2.pid ;;
+  esac
+}
+
+# skiff_running SERVICE: its pid file names a live process
+skiff_running() {
+  _f=$(skiff_pidfile "$1")
+  [ -s "$_f" ] && kill -0 "$(cat "$_f" 2>/dev/null)" 2>/dev/null
+}
+
+# skiff_wait up|down SERVICE: at most 15 s
+skiff_wait() {
+  _i=0
+  while [ "$_i" -lt 150 ]; do
+    if [ "$1" = up ]; then skiff_running "$2" && return 0
+    else skiff_running "$2" || return 0; fi
+    sleep 0.1
+    _i=$((_i + 1))
+  done
+  echo "skiff: $2 did not come $1 within 15 s (pid file $(skiff_pidfile "$2"))" >&2
+  return 1
+}
+
+# skiff_test nginx|apache2: the service's own config test, output on stdout
+skiff_test() {
+  case $1 in
+    nginx) nginx -t 2>&1 ;;
+    apache2) apache2ctl configtest 2>&1 ;;
+  esac
+}
+
+skiff_start() {
+  skiff_running "$1" && return 0
+  if skiff_has_systemd; then
+    systemctl enable --quiet "$1" 2>/dev/null || true
+    systemctl start "$1"
+  else
+    case $1 in
+      nginx) if [ -x /etc/init.d/nginx ]; then service nginx start >/dev/null; else nginx; fi ;;
+      apache2) apache2ctl start ;;
+    esac
+  fi
+  skiff_wait up "$1"
+}
+
+skiff_stop() {
+  skiff_running "$1" || return 0
+  if skiff_has_systemd; then
+    systemctl stop "$1"
+  else
+    case $1 in
+      nginx) nginx -s quit ;;
+      apache2) apache2ctl stop ;;
+    esac
+  fi
+  skiff_wait down "$1"
+}
+
+# skiff_reload SERVICE: re-read the config without dropping connections (starts it if down).
+# For Apache this is a graceful restart: it restarts every mod_wsgi daemon and Passenger
+# app, so `skiff update` never uses it to switch a version.
+skiff_reload() {
+  skiff_running "$1" || { skiff_start "$1"; return; }
+  if skiff_has_systemd; then
+    systemctl reload "$1"
+  else
+    case $1 in
+      nginx) nginx -s reload ;;
+      apache2) apache2ctl graceful ;;
+    esac
+  fi
+}
+
+# skiff_restart SERVICE: stop and start (Apache needs it when the MPM changes)
+skiff_restart() {
+  if skiff_has_systemd; then
+    systemctl restart "$1"
+    skiff_wait up "$1"
+  else
+    skiff_stop "$1" && skiff_start "$1"
+  fi
+}
