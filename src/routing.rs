@@ -41,9 +41,11 @@ pub fn main_host(hostnames: &[String]) -> Option<&str> {
 pub fn routes(state: &NodeState) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for (name, app) in &state.apps {
-        let Some(current) = app.current else { continue };
-        for host in &app.hostnames {
-            out.insert(host.clone(), backend(state, name, app, current));
+        // A first deploy on trial has releases but no current yet: only `N.HOST`.
+        if let Some(current) = app.current {
+            for host in &app.hostnames {
+                out.insert(host.clone(), backend(state, name, app, current));
+            }
         }
         let Some(main) = main_host(&app.hostnames) else {
             continue;

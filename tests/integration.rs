@@ -18,7 +18,10 @@ mod state;
 
 #[path = "integration/serve.rs"]
 mod serve;
-#[path = "integration/sync.rs"]
-mod sync;
 #[path = "integration/setup_node.rs"]
 mod setup_node;
+#[path = "integration/sync.rs"]
+mod sync;
+
+#[path = "integration/update.rs"]
+mod update;

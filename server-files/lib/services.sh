@@ -74,6 +74,7 @@ skiff_stop() {
 # app, so `skiff update` never uses it to switch a version.
 skiff_reload() {
   skiff_running "$1" || { skiff_start "$1"; return; }
+  if [ "$1" = nginx ]; then _old=$(skiff_nginx_workers); fi
   if skiff_has_systemd; then
     systemctl reload "$1"
   else
@@ -82,6 +83,31 @@ skiff_reload() {
       apache2) apache2ctl graceful ;;
     esac
   fi
+  if [ "$1" = nginx ]; then skiff_nginx_reloaded "$_old"; fi
+}
+
+# The pids of NGINX's live workers (not those shutting down after a reload).
+skiff_nginx_workers() {
+  ps -eo pid=,args= | awk '$2 == "nginx:" && $3 == "worker" && $4 == "process" && NF == 4 {print $1}' | sort
+}
+
+# skiff_nginx_reloaded OLD_PIDS: waits (at most 5 s) until no live worker is an old one,
+# so that the request after a switch already sees the new routing table (`nginx -s
+# reload` only signals the master and returns at once).
+skiff_nginx_reloaded() {
+  _i=0
+  while [ "$_i" -lt 500 ]; do
+    _now=$(skiff_nginx_workers)
+    if [ -n "$_now" ]; then
+      _stale=0
+      for _p in $1; do printf '%s\n' "$_now" | grep -qx "$_p" && _stale=1; done
+      [ "$_stale" = 0 ] && return 0
+    fi
+    sleep 0.01
+    _i=$((_i + 1))
+  done
+  echo "skiff: NGINX did not pick up the new config within 5 s" >&2
+  return 1
 }
 
 # skiff_restart SERVICE: stop and start (Apache needs it when the MPM changes)

@@ -847,3 +847,352 @@ fn record(
 fn cluster_has(nodes: &BTreeMap<String, crate::cluster::Node>, name: &str) -> bool {
     nodes.contains_key(name)
 }
+
+/// Which version `activate` should make current.
+#[derive(Debug, Clone, Copy)]
+pub enum Choice {
+    /// `prev.HOST` (rollback).
+    Prev,
+    /// A kept version number.
+    Version(u32),
+}
+
+/// The result of `rollback`, `activate` or `clean` (`--json` prints it).
+#[derive(Debug, Clone, Serialize)]
+pub struct SwitchReport {
+    /// App name.
+    pub app: String,
+    /// The main host.
+    pub host: String,
+    /// Current version afterwards.
+    pub current: Option<u32>,
+    /// Previous version afterwards.
+    pub prev: Option<u32>,
+    /// Releases removed (clean).
+    pub removed: Vec<u32>,
+    /// Nodes switched.
+    pub nodes: Vec<String>,
+}
+
+/// The app name and nodes of `host` from cluster.toml.
+fn app_for_host(cluster: &crate::cluster::Cluster, host: &str) -> Result<(String, Vec<String>)> {
+    let app = cluster.apps.get(host).ok_or_else(|| Error::Usage {
+        message: format!("no app is deployed at `{host}` (according to the cluster state)"),
+        hint: Some(if cluster.apps.is_empty() {
+            "deploy one with `skiff update DIR`".to_string()
+        } else {
+            format!(
+                "known hosts: {}",
+                cluster.apps.keys().cloned().collect::<Vec<_>>().join(", ")
+            )
+        }),
+    })?;
+    if app.nodes.is_empty() {
+        return Err(Error::usage(
+            format!("`{host}` is not deployed to any node"),
+            "deploy it with `skiff update DIR`",
+        ));
+    }
+    Ok((app.name.clone(), app.nodes.clone()))
+}
+
+/// `rollback` / `activate`: makes another kept version current on every node of `host`.
+/// A version whose daemon slot is still warm is a map flip; one that is not running is
+/// loaded into an idle slot, warmed and health-checked first.
+pub async fn activate(
+    state: &StateFile,
+    host: &str,
+    choice: Choice,
+    events: EventFn,
+) -> Result<SwitchReport> {
+    let cluster = state.load()?;
+    let (app, nodes) = app_for_host(&cluster, host)?;
+    let targets = lock_all(state, &cluster, &nodes, &app, &events).await?;
+    let mut finals = Vec::new();
+    let mut result = Ok(());
+    for t in &targets {
+        match activate_node(t, &app, host, choice, &events).await {
+            Ok(st) => finals.push((t.name.clone(), st)),
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        }
+    }
+    if let Err(e) = result {
+        return Err(release_all(targets, &app, e).await);
+    }
+    for t in targets {
+        let _ = t.session.close().await;
+    }
+    record(state, &app, host, &finals, &events)?;
+    let (current, prev) = finals
+        .first()
+        .and_then(|(_, st)| st.apps.get(&app))
+        .map(|a| (a.current, a.prev))
+        .unwrap_or((None, None));
+    Ok(SwitchReport {
+        app,
+        host: host.to_string(),
+        current,
+        prev,
+        removed: Vec::new(),
+        nodes,
+    })
+}
+
+async fn activate_node(
+    t: &Target,
+    app: &str,
+    host: &str,
+    choice: Choice,
+    events: &EventFn,
+) -> Result<NodeState> {
+    let mut st = t.begun.state.clone();
+    let node_app = st.apps.get(app).cloned().ok_or_else(|| Error::Failed {
+        message: format!("app `{app}` is not on node `{}`", t.name),
+        hint: Some("deploy it there with `skiff update DIR --node NODE`".into()),
+    })?;
+    let target = match choice {
+        Choice::Prev => node_app.prev.ok_or_else(|| Error::Failed {
+            message: format!(
+                "`{host}` has no previous version on node `{}` to roll back to",
+                t.name
+            ),
+            hint: Some("rollback needs two deploys; see `skiff versions HOST`".into()),
+        })?,
+        Choice::Version(v) => v,
+    };
+    if !node_app.releases.iter().any(|r| r.number == target) {
+        return Err(Error::Usage {
+            message: format!(
+                "version {target} of `{host}` is not kept on node `{}`",
+                t.name
+            ),
+            hint: Some(format!(
+                "kept versions: {}",
+                node_app
+                    .releases
+                    .iter()
+                    .map(|r| r.number.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        });
+    }
+    if node_app.current == Some(target) {
+        remote::unlock(&t.session, app).await?;
+        return Ok(st);
+    }
+    let main = routing::main_host(&node_app.hostnames)
+        .unwrap_or(host)
+        .to_string();
+    let mut slot = None;
+    let mut kind = "";
+    if let Some(prefix) = slot_kind(node_app.runtime)
+        && st.slot_of(app, target).is_none()
+    {
+        let pool = if prefix == "py" {
+            &t.begun.python_slots
+        } else {
+            &t.begun.ruby_slots
+        };
+        let s = st.choose_slot(app, target, pool)?;
+        st.slots.insert(
+            s.clone(),
+            SlotUse {
+                app: app.to_string(),
+                release: target,
+            },
+        );
+        kind = if prefix == "py" { "python" } else { "ruby" };
+        slot = Some(s);
+    }
+    if let Some(s) = &slot {
+        // not running: load it into an idle slot and check it before the flip
+        events(Event::Note {
+            node: t.name.clone(),
+            message: format!("version {target} is not running; loading it into slot {s}"),
+        });
+        let routes = routing::render_map(&st);
+        let trial = remote::Trial {
+            app,
+            n: target,
+            slot: s,
+            kind,
+            want: SLOT_PROCESSES,
+            host: &main,
+            health: "/",
+            timeout: 30.0,
+            routes: &routes,
+        };
+        match remote::trial(&t.session, &trial).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(h)) => {
+                let _ = remote::abort(
+                    &t.session,
+                    app,
+                    None,
+                    s,
+                    kind,
+                    &routing::render_map(&t.begun.state),
+                )
+                .await;
+                return Err(Error::Remote {
+                    node: t.name.clone(),
+                    command: format!("health check of version {target}"),
+                    status: None,
+                    output: format!("HTTP {}\n{}", h.status, h.body),
+                    hint: Some("the live version is unchanged".into()),
+                });
+            }
+            Err(e) => {
+                let _ = remote::abort(
+                    &t.session,
+                    app,
+                    None,
+                    s,
+                    kind,
+                    &routing::render_map(&t.begun.state),
+                )
+                .await;
+                return Err(e);
+            }
+        }
+    }
+    let a = st.apps.get_mut(app).expect("checked above");
+    let old = a.current;
+    a.current = Some(target);
+    a.prev = old;
+    let freed = st.free_spare_slots(app);
+    let routes = routing::render_map(&st);
+    remote::switch(&t.session, app, &st, &routes, &freed, &[]).await?;
+    Ok(st)
+}
+
+/// `clean HOST --keep N`: removes the oldest releases beyond `keep` on every node (never
+/// current, prev or one running in a slot).
+pub async fn clean(
+    state: &StateFile,
+    host: &str,
+    keep: u32,
+    events: EventFn,
+) -> Result<SwitchReport> {
+    if keep == 0 {
+        return Err(Error::usage(
+            "`--keep 0` would remove the live version",
+            "keep at least 1 (current and prev are always kept)",
+        ));
+    }
+    let cluster = state.load()?;
+    let (app, nodes) = app_for_host(&cluster, host)?;
+    let targets = lock_all(state, &cluster, &nodes, &app, &events).await?;
+    let mut finals = Vec::new();
+    let mut removed = Vec::new();
+    for t in &targets {
+        let mut st = t.begun.state.clone();
+        let prune = st.prune_candidates(&app, keep as usize);
+        if let Some(a) = st.apps.get_mut(&app) {
+            a.releases.retain(|r| !prune.contains(&r.number));
+        }
+        let routes = routing::render_map(&st);
+        if let Err(e) = remote::switch(&t.session, &app, &st, &routes, &[], &prune).await {
+            return Err(release_all(targets, &app, e).await);
+        }
+        for p in prune {
+            if !removed.contains(&p) {
+                removed.push(p);
+            }
+        }
+        finals.push((t.name.clone(), st));
+    }
+    for t in targets {
+        let _ = t.session.close().await;
+    }
+    record(state, &app, host, &finals, &events)?;
+    let (current, prev) = finals
+        .first()
+        .and_then(|(_, st)| st.apps.get(&app))
+        .map(|a| (a.current, a.prev))
+        .unwrap_or((None, None));
+    removed.sort_unstable();
+    Ok(SwitchReport {
+        app,
+        host: host.to_string(),
+        current,
+        prev,
+        removed,
+        nodes,
+    })
+}
+
+/// One row of `skiff versions`.
+#[derive(Debug, Clone, Serialize)]
+pub struct VersionRow {
+    /// N.
+    pub number: u32,
+    /// Deploy time.
+    pub time: String,
+    /// Tree size in bytes.
+    pub size: u64,
+    /// Digest of the tree.
+    pub digest: String,
+    /// Serving HOST.
+    pub current: bool,
+    /// Serving `prev.HOST`.
+    pub prev: bool,
+    /// Daemon slot running it (Python/Ruby), if any.
+    pub slot: Option<String>,
+}
+
+/// The result of `skiff versions HOST`.
+#[derive(Debug, Clone, Serialize)]
+pub struct VersionsReport {
+    /// App name.
+    pub app: String,
+    /// The main host.
+    pub host: String,
+    /// Node the list was read from.
+    pub node: String,
+    /// Current version.
+    pub current: Option<u32>,
+    /// Previous version.
+    pub prev: Option<u32>,
+    /// Kept versions, oldest first.
+    pub versions: Vec<VersionRow>,
+}
+
+/// `versions HOST`: the kept versions as the app's first node knows them (no lock).
+pub async fn versions(state: &StateFile, host: &str) -> Result<VersionsReport> {
+    let cluster = state.load()?;
+    let (app, nodes) = app_for_host(&cluster, host)?;
+    let node = nodes[0].clone();
+    let session = Session::for_node(&node, cluster.node(&node)?, state).await?;
+    let st = remote::peek(&session).await;
+    let _ = session.close().await;
+    let st = st?;
+    let a = st.apps.get(&app).ok_or_else(|| Error::Failed {
+        message: format!("app `{app}` is not on node `{node}`"),
+        hint: Some("the cluster state is out of date; deploy again with `skiff update`".into()),
+    })?;
+    Ok(VersionsReport {
+        app: app.clone(),
+        host: host.to_string(),
+        node,
+        current: a.current,
+        prev: a.prev,
+        versions: a
+            .releases
+            .iter()
+            .map(|r| VersionRow {
+                number: r.number,
+                time: r.time.clone(),
+                size: r.size,
+                digest: r.digest.clone(),
+                current: a.current == Some(r.number),
+                prev: a.prev == Some(r.number),
+                slot: st.slot_of(&app, r.number).map(str::to_string),
+            })
+            .collect(),
+    })
+}

@@ -16,6 +16,7 @@
 #                                  routes + state.toml, idle freed slots, prune, unlock
 #   abort APP N SLOT KIND ROUTES   undo a trial: idle SLOT, old routes, drop release N, unlock
 #   unlock APP                     release the deploy lock
+#   peek                           print the node state (no lock)
 set -eu
 umask 022
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
@@ -252,6 +253,10 @@ case $step in
     [ -n "$routes" ] && install_routes "$routes"
     [ -n "$n" ] && { check_n "$n"; drop_release "$app" "$n"; }
     rm -rf "$LOCKS/$app.lock"
+    ;;
+
+  peek)
+    cat "$STATE" 2>/dev/null || true
     ;;
 
   unlock)

@@ -324,6 +324,21 @@ pub async fn abort(
     Ok(())
 }
 
+/// Reads the node state without taking any lock (for `versions`).
+pub async fn peek(session: &Session) -> Result<NodeState> {
+    let (status, out, err) = step(session, &["peek"]).await?;
+    if status != 0 {
+        return Err(failed(
+            session,
+            "reading the node state",
+            status,
+            &out,
+            &err,
+        ));
+    }
+    NodeState::parse(session.node(), &out)
+}
+
 /// Releases the app's deploy lock.
 pub async fn unlock(session: &Session, app: &str) -> Result<()> {
     let (status, out, err) = step(session, &["unlock", app]).await?;
