@@ -56,6 +56,18 @@ skiff_start() {
   skiff_wait up "$1"
 }
 
+# skiff_gone NAME: no process called NAME is left (children can outlive the pid file and
+# keep the listening socket: a start right after would fail with "Address already in use")
+skiff_gone() {
+  command -v pgrep >/dev/null 2>&1 || { sleep 1; return 0; }
+  _i=0
+  while pgrep -x "$1" >/dev/null 2>&1; do
+    [ "$_i" -lt 150 ] || { echo "skiff: $1 processes still running after 15 s" >&2; return 1; }
+    sleep 0.1
+    _i=$((_i + 1))
+  done
+}
+
 skiff_stop() {
   skiff_running "$1" || return 0
   if skiff_has_systemd; then
@@ -66,7 +78,7 @@ skiff_stop() {
       apache2) apache2ctl stop ;;
     esac
   fi
-  skiff_wait down "$1"
+  skiff_wait down "$1" && skiff_gone "$1"
 }
 
 # skiff_reload SERVICE: re-read the config without dropping connections (starts it if down).
@@ -90,6 +102,8 @@ skiff_restart() {
     systemctl restart "$1"
     skiff_wait up "$1"
   else
-    skiff_stop "$1" && skiff_start "$1"
+    skiff_stop "$1"
+    # one more try if the first start loses a race for its port
+    skiff_start "$1" || { sleep 1; skiff_start "$1"; }
   fi
 }
