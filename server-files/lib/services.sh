@@ -81,19 +81,52 @@ skiff_stop() {
   skiff_wait down "$1" && skiff_gone "$1"
 }
 
+# skiff_nginx_workers: pids of NGINX's current worker processes
+skiff_nginx_workers() {
+  _m=$(cat /run/nginx.pid 2>/dev/null) || return 0
+  for _c in /proc/[0-9]*/stat; do
+    _p=${_c#/proc/}; _p=${_p%/stat}
+    # field 4 of /proc/PID/stat is the parent (the command name, field 2, has no spaces here)
+    [ "$(cut -d' ' -f4 "$_c" 2>/dev/null)" = "$_m" ] && echo "$_p"
+  done
+}
+
+# skiff_nginx_settled OLD_PIDS: `nginx -s reload` only signals the master, which starts new
+# workers and then asks the old ones to stop accepting; wait (at most 10 s) until every old
+# worker is gone or shutting down, so the next request surely sees the new config.
+skiff_nginx_settled() {
+  _i=0
+  while [ "$_i" -lt 100 ]; do
+    _busy=0
+    for _p in $1; do
+      if [ -r "/proc/$_p/cmdline" ] && ! tr '\0' ' ' <"/proc/$_p/cmdline" 2>/dev/null | grep -q 'shutting down'; then
+        _busy=1
+      fi
+    done
+    [ "$_busy" = 0 ] && return 0
+    sleep 0.1
+    _i=$((_i + 1))
+  done
+  echo "skiff: NGINX's old workers still serve after 10 s (did the reload fail? see /var/log/nginx/error.log)" >&2
+  return 1
+}
+
 # skiff_reload SERVICE: re-read the config without dropping connections (starts it if down).
-# For Apache this is a graceful restart: it restarts every mod_wsgi daemon and Passenger
-# app, so `skiff update` never uses it to switch a version.
+# NGINX: returns once the old workers stopped taking requests. Apache: a graceful restart,
+# which restarts every mod_wsgi daemon and Passenger app, so `skiff update` never uses it
+# to switch a version.
 skiff_reload() {
   skiff_running "$1" || { skiff_start "$1"; return; }
-  if skiff_has_systemd; then
-    systemctl reload "$1"
-  else
-    case $1 in
-      nginx) nginx -s reload ;;
-      apache2) apache2ctl graceful ;;
-    esac
-  fi
+  case $1 in
+    nginx)
+      _old=$(skiff_nginx_workers)
+      if skiff_has_systemd; then systemctl reload nginx; else nginx -s reload; fi
+      skiff_nginx_settled "$_old"
+      ;;
+    apache2)
+      if skiff_has_systemd; then systemctl reload apache2; else apache2ctl graceful; fi
+      ;;
+  esac
 }
 
 # skiff_restart SERVICE: stop and start (Apache needs it when the MPM changes)
