@@ -56,6 +56,18 @@ skiff_start() {
   skiff_wait up "$1"
 }
 
+# skiff_gone NAME: no process called NAME is left (children can outlive the pid file and
+# keep the listening socket: a start right after would fail with "Address already in use")
+skiff_gone() {
+  command -v pgrep >/dev/null 2>&1 || { sleep 1; return 0; }
+  _i=0
+  while pgrep -x "$1" >/dev/null 2>&1; do
+    [ "$_i" -lt 150 ] || { echo "skiff: $1 processes still running after 15 s" >&2; return 1; }
+    sleep 0.1
+    _i=$((_i + 1))
+  done
+}
+
 skiff_stop() {
   skiff_running "$1" || return 0
   if skiff_has_systemd; then
@@ -66,48 +78,55 @@ skiff_stop() {
       apache2) apache2ctl stop ;;
     esac
   fi
-  skiff_wait down "$1"
+  skiff_wait down "$1" && skiff_gone "$1"
 }
 
-# skiff_reload SERVICE: re-read the config without dropping connections (starts it if down).
-# For Apache this is a graceful restart: it restarts every mod_wsgi daemon and Passenger
-# app, so `skiff update` never uses it to switch a version.
-skiff_reload() {
-  skiff_running "$1" || { skiff_start "$1"; return; }
-  if [ "$1" = nginx ]; then _old=$(skiff_nginx_workers); fi
-  if skiff_has_systemd; then
-    systemctl reload "$1"
-  else
-    case $1 in
-      nginx) nginx -s reload ;;
-      apache2) apache2ctl graceful ;;
-    esac
-  fi
-  if [ "$1" = nginx ]; then skiff_nginx_reloaded "$_old"; fi
-}
-
-# The pids of NGINX's live workers (not those shutting down after a reload).
+# skiff_nginx_workers: pids of NGINX's current worker processes
 skiff_nginx_workers() {
-  ps -eo pid=,args= | awk '$2 == "nginx:" && $3 == "worker" && $4 == "process" && NF == 4 {print $1}' | sort
+  _m=$(cat /run/nginx.pid 2>/dev/null) || return 0
+  for _c in /proc/[0-9]*/stat; do
+    _p=${_c#/proc/}; _p=${_p%/stat}
+    # field 4 of /proc/PID/stat is the parent (the command name, field 2, has no spaces here)
+    [ "$(cut -d' ' -f4 "$_c" 2>/dev/null)" = "$_m" ] && echo "$_p"
+  done
 }
 
-# skiff_nginx_reloaded OLD_PIDS: waits (at most 5 s) until no live worker is an old one,
-# so that the request after a switch already sees the new routing table (`nginx -s
-# reload` only signals the master and returns at once).
-skiff_nginx_reloaded() {
+# skiff_nginx_settled OLD_PIDS: `nginx -s reload` only signals the master, which starts new
+# workers and then asks the old ones to stop accepting; wait (at most 10 s) until every old
+# worker is gone or shutting down, so the next request surely sees the new config.
+skiff_nginx_settled() {
   _i=0
-  while [ "$_i" -lt 500 ]; do
-    _now=$(skiff_nginx_workers)
-    if [ -n "$_now" ]; then
-      _stale=0
-      for _p in $1; do printf '%s\n' "$_now" | grep -qx "$_p" && _stale=1; done
-      [ "$_stale" = 0 ] && return 0
-    fi
+  while [ "$_i" -lt 1000 ]; do
+    _busy=0
+    for _p in $1; do
+      if [ -r "/proc/$_p/cmdline" ] && ! tr '\0' ' ' <"/proc/$_p/cmdline" 2>/dev/null | grep -q 'shutting down'; then
+        _busy=1
+      fi
+    done
+    [ "$_busy" = 0 ] && return 0
     sleep 0.01
     _i=$((_i + 1))
   done
-  echo "skiff: NGINX did not pick up the new config within 5 s" >&2
+  echo "skiff: NGINX's old workers still serve after 10 s (did the reload fail? see /var/log/nginx/error.log)" >&2
   return 1
+}
+
+# skiff_reload SERVICE: re-read the config without dropping connections (starts it if down).
+# NGINX: returns once the old workers stopped taking requests. Apache: a graceful restart,
+# which restarts every mod_wsgi daemon and Passenger app, so `skiff update` never uses it
+# to switch a version.
+skiff_reload() {
+  skiff_running "$1" || { skiff_start "$1"; return; }
+  case $1 in
+    nginx)
+      _old=$(skiff_nginx_workers)
+      if skiff_has_systemd; then systemctl reload nginx; else nginx -s reload; fi
+      skiff_nginx_settled "$_old"
+      ;;
+    apache2)
+      if skiff_has_systemd; then systemctl reload apache2; else apache2ctl graceful; fi
+      ;;
+  esac
 }
 
 # skiff_restart SERVICE: stop and start (Apache needs it when the MPM changes)
@@ -116,6 +135,8 @@ skiff_restart() {
     systemctl restart "$1"
     skiff_wait up "$1"
   else
-    skiff_stop "$1" && skiff_start "$1"
+    skiff_stop "$1"
+    # one more try if the first start loses a race for its port
+    skiff_start "$1" || { sleep 1; skiff_start "$1"; }
   fi
 }
