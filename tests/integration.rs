@@ -25,3 +25,6 @@ mod sync;
 
 #[path = "integration/update.rs"]
 mod update;
+
+#[path = "integration/zero_downtime.rs"]
+mod zero_downtime;

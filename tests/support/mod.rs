@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use assert_cmd::Command;
 
 pub mod setup;
+pub mod traffic;
 
 /// A private world for one test: temp HOME, a state file (cluster.toml) in it, and a
 /// `skiff` command preconfigured to use them with no colour.

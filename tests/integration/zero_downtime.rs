@@ -1,0 +1,297 @@
+//! Zero downtime and isolation on real set-up nodes: a bounded request loop against HOST
+//! while `skiff update` and `skiff rollback` run (no error, only 2xx, versions only move
+//! forward), and deploying one app leaves every other app's processes alone.
+//!
+//! The loop ([`crate::support::traffic`]) runs on this machine: 3 threads, one fresh
+//! connection per request, a request every 15 ms per thread (about 200 requests/s),
+//! bounded by count and time.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::support::traffic::{Report, Spec, Traffic};
+use crate::support::{TestEnv, TestNode, nodes_available};
+use crate::update::{deploy, edit, fixture, get};
+
+/// Traffic before the first and after the last command, so the versions on both sides
+/// are seen.
+const MARGIN: Duration = Duration::from_millis(500);
+
+/// Prints what a loop saw and asserts no request failed and no answer was non-2xx.
+fn assert_clean(what: &str, report: &Report, expected: &[u32]) {
+    eprintln!("{what}: {}", report.summary());
+    if let Some(s) = report.longest() {
+        eprintln!(
+            "{what}: longest request {:.1} ms, sent at t+{:.3} s, answered {:?}",
+            s.took.as_secs_f64() * 1000.0,
+            s.sent.duration_since(report.started).as_secs_f64(),
+            s.outcome
+                .as_ref()
+                .map(|(c, b)| format!("{c} {}", b.trim()))
+                .unwrap_or_else(|e| e.clone())
+        );
+    }
+    eprintln!(
+        "{what}: versions seen {:?}; answers of an older version sent after a newer one \
+         was answered (any thread): {}",
+        report.versions(),
+        report.stale_after_newer(expected)
+    );
+    let failures = report.failures();
+    assert!(
+        failures.is_empty(),
+        "{what}: {} of {} requests failed or were not 2xx, e.g.:\n{}",
+        failures.len(),
+        report.samples.len(),
+        failures[..failures.len().min(10)].join("\n")
+    );
+    if let Err(e) = report.check_order(expected) {
+        panic!("{what}: {e}");
+    }
+}
+
+/// `MESSAGE = "FROM"` -> `MESSAGE = "TO"` in the Python fixture: a one-line change.
+fn change_message(dir: &Path, from: &str, to: &str) {
+    edit(
+        &dir.join("app.py"),
+        &format!("MESSAGE = \"{from}\""),
+        &format!("MESSAGE = \"{to}\""),
+    );
+}
+
+#[test]
+fn python_updates_and_rollback_drop_no_request() {
+    if !nodes_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    let node = TestNode::launch_set_up(&env);
+    let dir = fixture(&env, "python");
+    let host = "pyapp.test";
+    deploy(&env, &node, &dir);
+    let (code, body) = get(&node.address, host, "/");
+    assert_eq!(code, 200, "{body}");
+
+    // three updates, one after another, under traffic
+    let traffic = Traffic::start(Spec::new(&node.address, host));
+    std::thread::sleep(MARGIN);
+    let mut message = "hello".to_string();
+    for v in 2..=4u32 {
+        let next = format!("m{v}");
+        change_message(&dir, &message, &next);
+        message = next;
+        let t = Instant::now();
+        let report = deploy(&env, &node, &dir);
+        assert_eq!(report["version"], v);
+        eprintln!(
+            "update to {v}: {:.2} s (served after {:.2} s), phases {}",
+            t.elapsed().as_secs_f64(),
+            report["served_after"].as_f64().unwrap_or(0.0),
+            report["nodes"][0]["phases"]
+        );
+    }
+    std::thread::sleep(MARGIN);
+    let report = traffic.stop();
+    assert!(
+        report.samples.len() >= 500,
+        "too few requests to say anything: {}",
+        report.summary()
+    );
+    assert_clean("3 updates", &report, &[1, 2, 3, 4]);
+    let (_, body) = get(&node.address, host, "/");
+    assert!(body.contains("message=m4"), "{body}");
+
+    // rollback: a map flip back to the still-warm slot of version 3
+    let traffic = Traffic::start(Spec::new(&node.address, host));
+    std::thread::sleep(MARGIN);
+    let t = Instant::now();
+    let out = env.skiff().args(["rollback", host]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("rollback: {:.2} s", t.elapsed().as_secs_f64());
+    std::thread::sleep(MARGIN);
+    let report = traffic.stop();
+    assert_clean("rollback", &report, &[4, 3]);
+    let (_, body) = get(&node.address, host, "/");
+    assert!(body.contains("message=m3"), "{body}");
+    env.assert_no_masters();
+}
+
+/// `ps -eo pid=,args=` on the node: (pid, args).
+fn processes(node: &TestNode) -> Vec<(u32, String)> {
+    node.exec("ps -eo pid=,args=")
+        .lines()
+        .filter_map(|l| {
+            let (pid, args) = l.trim().split_once(' ')?;
+            Some((pid.parse().ok()?, args.trim().to_string()))
+        })
+        .collect()
+}
+
+/// PIDs of the processes whose command line satisfies `pick`, sorted.
+fn pids_where(node: &TestNode, pick: impl Fn(&str) -> bool) -> Vec<u32> {
+    let mut pids: Vec<u32> = processes(node)
+        .into_iter()
+        .filter(|(_, a)| pick(a))
+        .map(|(p, _)| p)
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
+/// The daemon slot that runs `host`'s current version (`skiff --json versions HOST`).
+fn current_slot(env: &TestEnv, host: &str) -> String {
+    let out = env
+        .skiff()
+        .args(["--json", "versions", host])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let row = v["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["current"] == true)
+        .unwrap_or_else(|| panic!("no current version in {v}"));
+    row["slot"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the current version runs in no slot: {v}"))
+        .to_string()
+}
+
+/// A second Python app from the fixture: another name and host name.
+fn second_python_app(env: &TestEnv) -> std::path::PathBuf {
+    let src = fixture(env, "python");
+    let dir = env.root().join("app-python-y");
+    std::fs::rename(&src, &dir).unwrap();
+    let toml = dir.join("app.toml");
+    edit(&toml, "name = \"pyapp\"", "name = \"pyother\"");
+    edit(&toml, "[\"pyapp.test\"]", "[\"pyother.test\"]");
+    dir
+}
+
+#[test]
+fn deploying_one_app_leaves_the_others_processes_alone() {
+    if !nodes_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    let node = TestNode::launch_set_up(&env);
+    // the others: a Python app, a PHP app and a Ruby app
+    let y = second_python_app(&env);
+    deploy(&env, &node, &y);
+    deploy(&env, &node, &fixture(&env, "php"));
+    deploy(&env, &node, &fixture(&env, "ruby"));
+    // X
+    let x = fixture(&env, "python");
+    deploy(&env, &node, &x);
+
+    let y_slot = current_slot(&env, "pyother.test");
+    let wsgi = format!("(wsgi:{y_slot})");
+    let rb_slot = current_slot(&env, "rbapp.test");
+    let passenger = format!("/srv/skiff/slots/ruby/{rb_slot} ");
+    // answers before (Passenger spawns on demand; these requests also make sure it has)
+    for (host, word) in [
+        ("pyother.test", "python"),
+        ("phpapp.test", "php"),
+        ("rbapp.test", "ruby"),
+    ] {
+        let (code, body) = get(&node.address, host, "/");
+        assert_eq!(code, 200, "{host}: {body}");
+        assert!(body.starts_with(word), "{host}: {body}");
+    }
+    let y_pids = pids_where(&node, |a| a.starts_with(&wsgi));
+    let rb_pids = pids_where(&node, |a| {
+        a.contains("Passenger RubyApp") && a.contains(&passenger)
+    });
+    let apache_master: u32 = node
+        .exec("cat /run/apache2/apache2.pid")
+        .trim()
+        .parse()
+        .unwrap();
+    // mod_php runs in Apache's prefork children: a graceful restart would replace them all
+    let prefork = pids_where(&node, |a| a.starts_with("/usr/sbin/apache2"));
+    eprintln!(
+        "before: Y slot {y_slot} {y_pids:?}; Ruby slot {rb_slot} {rb_pids:?}; \
+         Apache {apache_master} with children {prefork:?}"
+    );
+    assert_eq!(y_pids.len(), 2, "slot {y_slot} should run 2 processes");
+    assert!(
+        !rb_pids.is_empty(),
+        "no Passenger process for slot {rb_slot}"
+    );
+    let x_slot_before = current_slot(&env, "pyapp.test");
+
+    // deploy X twice
+    edit(&x.join("app.py"), "hello", "bonjour");
+    deploy(&env, &node, &x);
+    edit(&x.join("app.py"), "bonjour", "hallo");
+    deploy(&env, &node, &x);
+    let x_slot_after = current_slot(&env, "pyapp.test");
+    let (_, body) = get(&node.address, "pyapp.test", "/");
+    assert!(
+        body.contains("version=3") && body.contains("message=hallo"),
+        "{body}"
+    );
+
+    let y_after = pids_where(&node, |a| a.starts_with(&wsgi));
+    let rb_after = pids_where(&node, |a| {
+        a.contains("Passenger RubyApp") && a.contains(&passenger)
+    });
+    let master_after: u32 = node
+        .exec("cat /run/apache2/apache2.pid")
+        .trim()
+        .parse()
+        .unwrap();
+    let prefork_after = pids_where(&node, |a| a.starts_with("/usr/sbin/apache2"));
+    eprintln!(
+        "after X 1 -> 3 (slot {x_slot_before} -> {x_slot_after}): Y {y_after:?}; Ruby {rb_after:?}; \
+         Apache {master_after} with children {prefork_after:?}"
+    );
+    assert_eq!(y_after, y_pids, "app Y's mod_wsgi processes changed");
+    assert_eq!(
+        rb_after, rb_pids,
+        "the Ruby app's Passenger processes changed"
+    );
+    assert_eq!(
+        master_after, apache_master,
+        "Apache's master process changed"
+    );
+    let gone: Vec<u32> = prefork
+        .iter()
+        .copied()
+        .filter(|p| !prefork_after.contains(p))
+        .collect();
+    assert!(
+        gone.is_empty(),
+        "Apache children (mod_php) {gone:?} went away: a graceful restart?"
+    );
+
+    // and they all still answer, from the same processes
+    let (code, body) = get(&node.address, "pyother.test", "/");
+    assert_eq!(code, 200, "{body}");
+    let pid: u32 = crate::support::traffic::field(&body, "pid")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    assert!(y_pids.contains(&pid), "Y answered from pid {pid}: {body}");
+    let (code, body) = get(&node.address, "phpapp.test", "/");
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = get(&node.address, "rbapp.test", "/");
+    assert_eq!(code, 200, "{body}");
+    let pid: u32 = crate::support::traffic::field(&body, "pid")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        rb_pids.contains(&pid),
+        "Ruby answered from pid {pid}: {body}"
+    );
+    env.assert_no_masters();
+}
