@@ -84,6 +84,11 @@ skiff_stop() {
 # skiff_nginx_workers: pids of NGINX's current worker processes
 skiff_nginx_workers() {
   _m=$(cat /run/nginx.pid 2>/dev/null) || return 0
+  # one process for all (a reload is on the switch path); the loop below forks per process
+  if command -v pgrep >/dev/null 2>&1; then
+    pgrep -P "$_m" || true
+    return 0
+  fi
   for _c in /proc/[0-9]*/stat; do
     _p=${_c#/proc/}; _p=${_p%/stat}
     # field 4 of /proc/PID/stat is the parent (the command name, field 2, has no spaces here)
