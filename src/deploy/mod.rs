@@ -7,7 +7,7 @@
 //! 2. delta-sync release N, cloned from current;
 //! 3. env snapshot, venv, build commands (`prepare`);
 //! 4. load N into an idle daemon slot, warm it, route `N.HOST`, health-check it through
-//!    NGINX (`trial`);
+//!    NGINX (`trial`; 3 and 4 are one round trip, `ready`);
 //! 5. only when every node passed: flip HOST to N and `prev.HOST` to the old current,
 //!    record the state, prune (`switch`).
 //!
@@ -133,6 +133,10 @@ struct Target {
     address: String,
     session: Session,
     begun: Begun,
+    /// Laptop-side seconds: opening the SSH session, and the `begin` round trip that
+    /// took the lock (phases `connect` and `lock` of the report).
+    connect_seconds: f64,
+    lock_seconds: f64,
 }
 
 fn now_rfc3339() -> String {
@@ -189,12 +193,15 @@ async fn connect_and_lock(
     events: &EventFn,
 ) -> Result<Target> {
     let info = cluster.node(node)?;
+    let connecting = Instant::now();
     let session = Session::for_node(node, info, state).await?;
+    let connect_seconds = connecting.elapsed().as_secs_f64();
     let owner = owner_line();
     let start = Instant::now();
     let mut told = false;
     let mut break_lock = false;
     loop {
+        let attempt = Instant::now();
         match remote::begin(&session, app, &owner, break_lock).await {
             Ok(LockAttempt::Taken(begun)) => {
                 return Ok(Target {
@@ -202,6 +209,8 @@ async fn connect_and_lock(
                     address: info.address.clone(),
                     session,
                     begun: *begun,
+                    connect_seconds,
+                    lock_seconds: attempt.elapsed().as_secs_f64(),
                 });
             }
             Ok(LockAttempt::Held(holder)) => {
@@ -626,6 +635,8 @@ async fn trial_node(
         .await
         .map_err(none)?;
     let mut phases = PhaseTimes::new();
+    phases.insert("connect".into(), t.connect_seconds);
+    phases.insert("lock".into(), t.lock_seconds);
     phases.insert("sync".into(), summary.seconds.total);
 
     // The release's environment and meta.
@@ -678,10 +689,6 @@ async fn trial_node(
         env_lines,
         commands: config.build.commands.clone(),
     };
-    let ph = remote::prepare(&t.session, app, n, &prep)
-        .await
-        .map_err(none)?;
-    phases.extend(ph);
 
     // The state with release N kept (not current yet) and its slot.
     let mut st = t.begun.state.clone();
@@ -737,7 +744,8 @@ async fn trial_node(
         slot: slot.clone().unwrap_or_default(),
         kind: kind.to_string(),
     };
-    match remote::trial(&t.session, &trial).await {
+    // prepare and trial: one round trip
+    match remote::ready(&t.session, &prep, &trial).await {
         Ok(Ok(ph)) => phases.extend(ph),
         Ok(Err(h)) => {
             let mut output = format!(
@@ -766,7 +774,8 @@ async fn trial_node(
                 Some(undo()),
             ));
         }
-        Err(e) => return Err((e, Some(undo()))),
+        Err(remote::NotReady::Build(e)) => return Err(none(e)),
+        Err(remote::NotReady::Trial(e)) => return Err((e, Some(undo()))),
     }
     events(Event::Note {
         node: t.name.clone(),

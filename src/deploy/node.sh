@@ -7,11 +7,13 @@
 #
 #   begin APP OWNER [break]        take APP's deploy lock (exit 75 + owner when held);
 #                                  print the node state and setup record
-#   prepare APP N META VENV REQ WHEELS DOCROOT ENVLINES [CMD...]
+#   ready TRIAL-ARGS PREPARE-ARGS  prepare, then trial, in one round trip (`update`)
+#     prepare: APP N META VENV REQ WHEELS DOCROOT ENVLINES [CMD...]
 #                                  env snapshot, venv, build commands, release meta
 #   trial APP N SLOT KIND WANT HOST HEALTH TIMEOUT ROUTES
-#                                  load N into SLOT (restart only it), warm it, route
-#                                  N.HOST, health-check N.HOST through NGINX
+#                                  load N into SLOT (restart only it, unless it was an
+#                                  idle Python slot), warm it while N.HOST is routed,
+#                                  health-check N.HOST through NGINX
 #   switch APP STATE ROUTES FREED PRUNE
 #                                  routes + state.toml, idle freed slots, prune, unlock
 #   abort APP N SLOT KIND ROUTES   undo a trial: idle SLOT, old routes, drop release N, unlock
@@ -76,6 +78,163 @@ drop_release() { # drop_release APP N
     "$_a/meta/$2.json" "$_a/docroots/$2" "$_a/docroots/$2.json" "$_a/env/$2.env"
 }
 
+# prepare_step APP N META VENV REQ WHEELS DOCROOT ENVLINES [CMD...]
+prepare_step() {
+  app=$1 n=$2 meta=$3 venv=$4 req=$5 wheels=$6 docroot=$7 envlines=$8
+  shift 8
+  check_app "$app"; check_n "$n"
+  a=$APPS/$app rel=$APPS/$app/releases/$n
+  [ -d "$rel" ] || die "release $n of $app is missing on the node"
+  mkdir -p "$a/meta" "$a/env" "$a/venvs"
+  envfile=
+  if [ -f "$ENVDIR/$app.env" ]; then
+    envfile=$a/env/$n.env
+    install -m 0640 -g www-data "$ENVDIR/$app.env" "$envfile"
+  fi
+  phase env
+  if [ -n "$venv" ]; then
+    v=$a/venvs/$venv
+    if [ ! -f "$v/.skiff-complete" ]; then
+      rm -rf "$v"
+      python3 -m venv "$v" >&2 || die "could not create a venv (is python3-venv installed? re-run setup-node)"
+      if [ -n "$wheels" ]; then
+        "$v/bin/pip" install -q --disable-pip-version-check --no-index --find-links "$rel/$wheels" -r "$rel/$req" >&2 ||
+          { rm -rf "$v"; die "pip could not install $req from $wheels"; }
+      else
+        "$v/bin/pip" install -q --disable-pip-version-check -r "$rel/$req" >&2 ||
+          { rm -rf "$v"; die "pip could not install $req (the node needs the package index, or ship wheels)"; }
+      fi
+      touch "$v/.skiff-complete"
+      echo "venv built"
+    else
+      echo "venv reused"
+    fi
+  fi
+  phase venv
+  for c in "$@"; do
+    (
+      cd "$rel"
+      printf '%s\n' "$envlines" | while IFS= read -r line; do [ -n "$line" ] && echo "$line"; done >"$a/env/.build-$n"
+      while IFS= read -r line; do export "$line"; done <"$a/env/.build-$n"
+      if [ -n "$envfile" ]; then
+        while IFS= read -r line; do
+          case $line in '' | '#'*) ;; *=*) export "$line" ;; esac
+        done <"$envfile"
+      fi
+      rm -f "$a/env/.build-$n"
+      sh -c "$c" >&2
+    ) || die "build command failed: $c" 5
+  done
+  phase build
+  printf '%s\n' "$meta" >"$a/meta/$n.json.tmp"
+  mv -f "$a/meta/$n.json.tmp" "$a/meta/$n.json"
+  if [ -n "$docroot" ]; then
+    mkdir -p "$a/docroots"
+    ln -sfn "../releases/$n/$docroot" "$a/docroots/$n"
+    install -m 0640 -g www-data "$a/meta/$n.json" "$a/docroots/$n.json"
+  fi
+  phase meta
+}
+
+# trial_step APP N SLOT KIND WANT HOST HEALTH TIMEOUT ROUTES
+trial_step() {
+  app=$1 n=$2 slot=$3 kind=$4 want=$5 host=$6 health=$7 timeout=$8 routes=$9
+  check_app "$app"; check_n "$n"; check_slot "$slot"
+  hot=0
+  if [ -n "$slot" ]; then
+    d=$(slot_dir "$slot" "$kind")
+    [ -d "$d" ] || die "slot $slot does not exist on this node (re-run setup-node)"
+    # keep what the slot ran, so an abort can put it back
+    if [ -f "$d/slot.json" ]; then
+      cp -p "$d/slot.json" "$d/slot.json.before"
+    else
+      rm -f "$d/slot.json.before"
+      # an idle Python slot loads the release itself on its next request (skiff_slot.py):
+      # no restart, which Apache would only carry out on its next once-a-second tick
+      if [ "$kind" = python ]; then hot=1; fi
+    fi
+    install -m 0640 -g www-data "$APPS/$app/meta/$n.json" "$d/slot.json.tmp"
+    mv -f "$d/slot.json.tmp" "$d/slot.json"
+    if [ "$hot" = 0 ]; then restart_slot "$slot" "$kind" || die "could not restart slot $slot"; fi
+  fi
+  phase load
+  # N.HOST goes into the routing table while the slot warms (an NGINX reload takes
+  # ~0.15 s, most of it NGINX's own pause before the old workers stop); only the health
+  # check below uses N.HOST, after both are done
+  rlog=$(mktemp)
+  (install_routes "$routes") >"$rlog" 2>&1 &
+  rpid=$!
+  routed() { # wait for the routing job; on failure show its message and stop
+    if ! wait "$rpid"; then cat "$rlog" >&2; rm -f "$rlog"; exit 4; fi
+    rm -f "$rlog"
+  }
+  if [ -n "$slot" ]; then
+    # warm: at most 2 requests at a time, until WANT distinct processes answer release N
+    backend="$n.$app.$slot.skiff"
+    out=$(mktemp)
+    tw=$(now)
+    rounds=$(awk -v t="$timeout" 'BEGIN{print int(t * 50) + 1}')
+    ok=0 r=0 got=0
+    while [ "$r" -lt "$rounds" ]; do
+      r=$((r + 1))
+      curl -s -o /dev/null -D - -m 10 -H "Host: $backend" "http://127.0.0.1:8080$health" >>"$out" 2>/dev/null &
+      c1=$!
+      curl -s -o /dev/null -D - -m 10 -H "Host: $backend" "http://127.0.0.1:8080$health" >>"$out" 2>/dev/null &
+      c2=$!
+      wait "$c1" "$c2" || true
+      got=$(tr -d '\r' <"$out" | awk -v n="$n" '
+        tolower($1) == "x-skiff-release:" { rel = $2 }
+        tolower($1) == "x-skiff-pid:" { if (rel == n) seen[$2] = 1; rel = "" }
+        END { c = 0; for (p in seen) c++; print c }')
+      if [ "$got" -ge "$want" ]; then ok=1; break; fi
+      el=$(echo "$(now) $tw" | awk '{print $1 - $2}')
+      awk -v e="$el" -v t="$timeout" 'BEGIN{exit !(e > t)}' && break
+      if [ "$hot" = 1 ] && awk -v e="$el" 'BEGIN{exit !(e > 1.5)}'; then
+        # processes that do not load by themselves (started before slot.json was
+        # removed, or an older skiff_slot.py): restart them after all
+        hot=0
+        restart_slot "$slot" "$kind" || { routed; die "could not restart slot $slot"; }
+        echo "restarted $slot"
+      fi
+      sleep 0.02
+    done
+    rm -f "$out"
+    if [ "$ok" != 1 ] && [ "${got:-0}" -lt 1 ]; then
+      routed
+      die "slot $slot did not answer with release $n within ${timeout}s" 6
+    fi
+    echo "warm $got $want $r"
+    phase warm
+  fi
+  routed
+  phase route
+  # health: N.HOST through NGINX, 2xx or 3xx within the timeout
+  body=$(mktemp)
+  rounds=$(awk -v t="$timeout" 'BEGIN{print int(t * 20) + 1}')
+  th=$(now)
+  r=0 code=000
+  while [ "$r" -lt "$rounds" ]; do
+    r=$((r + 1))
+    code=$(curl -s -o "$body" -w '%{http_code}' -m 10 -H "Host: $n.$host" "http://127.0.0.1$health" 2>/dev/null || true)
+    case $code in 2?? | 3??) break ;; esac
+    awk -v e="$(echo "$(now) $th" | awk '{print $1 - $2}')" -v t="$timeout" 'BEGIN{exit !(e > t)}' && break
+    sleep 0.05
+  done
+  case $code in
+    2?? | 3??) echo "health $code"; rm -f "$body" ;;
+    *)
+      echo "---health"
+      echo "status $code"
+      head -c 2000 "$body"; echo
+      rm -f "$body"
+      echo "---errorlog"
+      tail -n 15 /var/log/apache2/error.log 2>/dev/null || true
+      exit 7
+      ;;
+  esac
+  phase health
+}
+
 step=${1:-}
 [ $# -gt 0 ] && shift
 case $step in
@@ -100,158 +259,19 @@ case $step in
     [ -f "$ENVDIR/$app.env" ] && echo "node-config=yes" || echo "node-config=no"
     ;;
 
-  prepare)
-    app=$1 n=$2 meta=$3 venv=$4 req=$5 wheels=$6 docroot=$7 envlines=$8
-    shift 8
-    check_app "$app"; check_n "$n"
-    a=$APPS/$app rel=$APPS/$app/releases/$n
-    [ -d "$rel" ] || die "release $n of $app is missing on the node"
-    mkdir -p "$a/meta" "$a/env" "$a/venvs"
-    envfile=
-    if [ -f "$ENVDIR/$app.env" ]; then
-      envfile=$a/env/$n.env
-      install -m 0640 -g www-data "$ENVDIR/$app.env" "$envfile"
-    fi
-    phase env
-    if [ -n "$venv" ]; then
-      v=$a/venvs/$venv
-      if [ ! -f "$v/.skiff-complete" ]; then
-        rm -rf "$v"
-        python3 -m venv "$v" >&2 || die "could not create a venv (is python3-venv installed? re-run setup-node)"
-        if [ -n "$wheels" ]; then
-          "$v/bin/pip" install -q --disable-pip-version-check --no-index --find-links "$rel/$wheels" -r "$rel/$req" >&2 ||
-            { rm -rf "$v"; die "pip could not install $req from $wheels"; }
-        else
-          "$v/bin/pip" install -q --disable-pip-version-check -r "$rel/$req" >&2 ||
-            { rm -rf "$v"; die "pip could not install $req (the node needs the package index, or ship wheels)"; }
-        fi
-        touch "$v/.skiff-complete"
-        echo "venv built"
-      else
-        echo "venv reused"
-      fi
-    fi
-    phase venv
-    for c in "$@"; do
-      (
-        cd "$rel"
-        printf '%s\n' "$envlines" | while IFS= read -r line; do [ -n "$line" ] && echo "$line"; done >"$a/env/.build-$n"
-        while IFS= read -r line; do export "$line"; done <"$a/env/.build-$n"
-        if [ -n "$envfile" ]; then
-          while IFS= read -r line; do
-            case $line in '' | '#'*) ;; *=*) export "$line" ;; esac
-          done <"$envfile"
-        fi
-        rm -f "$a/env/.build-$n"
-        sh -c "$c" >&2
-      ) || die "build command failed: $c" 5
-    done
-    phase build
-    printf '%s\n' "$meta" >"$a/meta/$n.json.tmp"
-    mv -f "$a/meta/$n.json.tmp" "$a/meta/$n.json"
-    if [ -n "$docroot" ]; then
-      mkdir -p "$a/docroots"
-      ln -sfn "../releases/$n/$docroot" "$a/docroots/$n"
-      install -m 0640 -g www-data "$a/meta/$n.json" "$a/docroots/$n.json"
-    fi
-    phase meta
+  trial)
+    trial_step "$@"
     ;;
 
-  trial)
-    app=$1 n=$2 slot=$3 kind=$4 want=$5 host=$6 health=$7 timeout=$8 routes=$9
-    check_app "$app"; check_n "$n"; check_slot "$slot"
-    hot=0
-    if [ -n "$slot" ]; then
-      d=$(slot_dir "$slot" "$kind")
-      [ -d "$d" ] || die "slot $slot does not exist on this node (re-run setup-node)"
-      # keep what the slot ran, so an abort can put it back
-      if [ -f "$d/slot.json" ]; then
-        cp -p "$d/slot.json" "$d/slot.json.before"
-      else
-        rm -f "$d/slot.json.before"
-        # an idle Python slot loads the release itself on its next request (skiff_slot.py):
-        # no restart, which Apache would only carry out on its next once-a-second tick
-        if [ "$kind" = python ]; then hot=1; fi
-      fi
-      install -m 0640 -g www-data "$APPS/$app/meta/$n.json" "$d/slot.json.tmp"
-      mv -f "$d/slot.json.tmp" "$d/slot.json"
-      if [ "$hot" = 0 ]; then restart_slot "$slot" "$kind" || die "could not restart slot $slot"; fi
-    fi
-    phase load
-    # N.HOST goes into the routing table while the slot warms (an NGINX reload takes
-    # ~0.15 s); only the health check below uses N.HOST, after both are done
-    rlog=$(mktemp)
-    (install_routes "$routes") >"$rlog" 2>&1 &
-    rpid=$!
-    routed() { # wait for the routing job; on failure show its message and stop
-      if ! wait "$rpid"; then cat "$rlog" >&2; rm -f "$rlog"; exit 4; fi
-      rm -f "$rlog"
-    }
-    if [ -n "$slot" ]; then
-      # warm: at most 2 requests at a time, until WANT distinct processes answer release N
-      backend="$n.$app.$slot.skiff"
-      out=$(mktemp)
-      tw=$(now)
-      rounds=$(awk -v t="$timeout" 'BEGIN{print int(t * 50) + 1}')
-      ok=0 r=0 got=0
-      while [ "$r" -lt "$rounds" ]; do
-        r=$((r + 1))
-        curl -s -o /dev/null -D - -m 10 -H "Host: $backend" "http://127.0.0.1:8080$health" >>"$out" 2>/dev/null &
-        c1=$!
-        curl -s -o /dev/null -D - -m 10 -H "Host: $backend" "http://127.0.0.1:8080$health" >>"$out" 2>/dev/null &
-        c2=$!
-        wait "$c1" "$c2" || true
-        got=$(tr -d '\r' <"$out" | awk -v n="$n" '
-          tolower($1) == "x-skiff-release:" { rel = $2 }
-          tolower($1) == "x-skiff-pid:" { if (rel == n) seen[$2] = 1; rel = "" }
-          END { c = 0; for (p in seen) c++; print c }')
-        if [ "$got" -ge "$want" ]; then ok=1; break; fi
-        el=$(echo "$(now) $tw" | awk '{print $1 - $2}')
-        awk -v e="$el" -v t="$timeout" 'BEGIN{exit !(e > t)}' && break
-        if [ "$hot" = 1 ] && awk -v e="$el" 'BEGIN{exit !(e > 1.5)}'; then
-          # processes that do not load by themselves (started before slot.json was
-          # removed, or an older skiff_slot.py): restart them after all
-          hot=0
-          restart_slot "$slot" "$kind" || { routed; die "could not restart slot $slot"; }
-          echo "restarted $slot"
-        fi
-        sleep 0.02
-      done
-      rm -f "$out"
-      if [ "$ok" != 1 ] && [ "${got:-0}" -lt 1 ]; then
-        routed
-        die "slot $slot did not answer with release $n within ${timeout}s" 6
-      fi
-      echo "warm $got $want $r"
-      phase warm
-    fi
-    routed
-    phase route
-    # health: N.HOST through NGINX, 2xx or 3xx within the timeout
-    body=$(mktemp)
-    rounds=$(awk -v t="$timeout" 'BEGIN{print int(t * 20) + 1}')
-    th=$(now)
-    r=0 code=000
-    while [ "$r" -lt "$rounds" ]; do
-      r=$((r + 1))
-      code=$(curl -s -o "$body" -w '%{http_code}' -m 10 -H "Host: $n.$host" "http://127.0.0.1$health" 2>/dev/null || true)
-      case $code in 2?? | 3??) break ;; esac
-      awk -v e="$(echo "$(now) $th" | awk '{print $1 - $2}')" -v t="$timeout" 'BEGIN{exit !(e > t)}' && break
-      sleep 0.05
-    done
-    case $code in
-      2?? | 3??) echo "health $code"; rm -f "$body" ;;
-      *)
-        echo "---health"
-        echo "status $code"
-        head -c 2000 "$body"; echo
-        rm -f "$body"
-        echo "---errorlog"
-        tail -n 15 /var/log/apache2/error.log 2>/dev/null || true
-        exit 7
-        ;;
-    esac
-    phase health
+  ready)
+    # ready TRIAL-ARGS(9) PREPARE-ARGS...: both steps in one round trip; `---trial`
+    # tells the laptop that prepare passed and the trial began
+    [ $# -ge 17 ] || die "ready needs 9 trial and at least 8 prepare arguments" 2
+    t1=$1 t2=$2 t3=$3 t4=$4 t5=$5 t6=$6 t7=$7 t8=$8 t9=$9
+    shift 9
+    prepare_step "$@"
+    echo "---trial"
+    trial_step "$t1" "$t2" "$t3" "$t4" "$t5" "$t6" "$t7" "$t8" "$t9"
     ;;
 
   switch)

@@ -182,32 +182,6 @@ pub struct Prepare {
     pub commands: Vec<String>,
 }
 
-/// Env snapshot, venv, build commands and the release's meta (one round trip).
-pub async fn prepare(session: &Session, app: &str, n: u32, p: &Prepare) -> Result<PhaseTimes> {
-    let n = n.to_string();
-    let mut args = vec![
-        "prepare",
-        app,
-        &n,
-        &p.meta,
-        &p.venv,
-        &p.requirements,
-        &p.wheels,
-        &p.docroot,
-        &p.env_lines,
-    ];
-    args.extend(p.commands.iter().map(String::as_str));
-    let (status, out, err) = step(session, &args).await?;
-    if status != 0 {
-        let mut e = failed(session, "build", status, &out, &err);
-        if let Error::Remote { hint, .. } = &mut e {
-            *hint = Some("fix the build (requirements, wheels, build.commands) and run `skiff update` again; the live version is untouched".into());
-        }
-        return Err(e);
-    }
-    Ok(phases(&out))
-}
-
 /// What `trial` needs: where to load release N, and how to check it.
 #[derive(Debug, Clone)]
 pub struct Trial<'a> {
@@ -251,8 +225,19 @@ pub async fn trial(session: &Session, t: &Trial<'_>) -> Result<Result<PhaseTimes
         "trial", t.app, &n, t.slot, t.kind, &want, t.host, t.health, &timeout, t.routes,
     ];
     let (status, out, err) = step(session, &args).await?;
+    trial_outcome(session, status, &out, &err)
+}
+
+/// What a finished `trial` (or `ready`) printed: its phases, a failed health check, or
+/// an error.
+fn trial_outcome(
+    session: &Session,
+    status: i32,
+    out: &str,
+    err: &str,
+) -> Result<Result<PhaseTimes, HealthFailure>> {
     if status == HEALTH_FAILED {
-        let parts = sections(&out);
+        let parts = sections(out);
         let health = parts.get("health").cloned().unwrap_or_default();
         let mut lines = health.lines();
         let status = lines
@@ -268,15 +253,62 @@ pub async fn trial(session: &Session, t: &Trial<'_>) -> Result<Result<PhaseTimes
         }));
     }
     if status != 0 {
-        return Err(failed(
-            session,
-            "loading the new release",
-            status,
-            &out,
-            &err,
-        ));
+        return Err(failed(session, "loading the new release", status, out, err));
     }
-    Ok(Ok(phases(&out)))
+    Ok(Ok(phases(out)))
+}
+
+/// How a [`ready`] step failed: in `prepare` (nothing was loaded, only release N needs
+/// removing) or once the trial had begun (the slot needs undoing too).
+#[derive(Debug)]
+pub enum NotReady {
+    /// The env snapshot, venv or build commands failed.
+    Build(Error),
+    /// Loading, warming or routing failed (or the connection did, which may be either).
+    Trial(Error),
+}
+
+/// `prepare` (env snapshot, venv, build commands, the release's meta) then `trial`
+/// (load, warm, route, health-check) in one round trip.
+pub async fn ready(
+    session: &Session,
+    p: &Prepare,
+    t: &Trial<'_>,
+) -> std::result::Result<Result<PhaseTimes, HealthFailure>, NotReady> {
+    let n = t.n.to_string();
+    let want = t.want.to_string();
+    let timeout = format!("{:.1}", t.timeout);
+    let mut args = vec![
+        "ready",
+        t.app,
+        &n,
+        t.slot,
+        t.kind,
+        &want,
+        t.host,
+        t.health,
+        &timeout,
+        t.routes,
+        // prepare
+        t.app,
+        &n,
+        &p.meta,
+        &p.venv,
+        &p.requirements,
+        &p.wheels,
+        &p.docroot,
+        &p.env_lines,
+    ];
+    args.extend(p.commands.iter().map(String::as_str));
+    let (status, out, err) = step(session, &args).await.map_err(NotReady::Trial)?;
+    if status != 0 && !out.lines().any(|l| l == "---trial") {
+        let mut e = failed(session, "build", status, &out, &err);
+        if let Error::Remote { hint, .. } = &mut e {
+            *hint = Some("fix the build (requirements, wheels, build.commands) and run `skiff update` again; the live version is untouched".into());
+        }
+        return Err(NotReady::Build(e));
+    }
+    trial_outcome(session, status, &out, &err).map_err(NotReady::Trial)
 }
 
 /// Routes, state, freed slots, pruning and unlock (one round trip).
