@@ -3,7 +3,9 @@
 # local node, under a request loop against HOST from this machine (benches/update.rs).
 # Prints, as medians of the runs: the wall time of `skiff update`, its per-phase times,
 # the time until HOST answers with the new version (from the start of the update), the
-# longest request during the update, and the anchors of issue 6 beside them.
+# longest request during the update, and the anchors of issue 6 beside them, plus two
+# anchors run side by side on the same node: a fresh `ssh NODE true`, and the longest
+# request while `apache2ctl graceful` runs.
 # Needs root on Linux and the local node rootfs (.ci/prepare-nodes.sh); uses the frozen
 # set-up rootfs when `cargo test --test integration update::` built one (~2 s instead of
 # a full setup-node).

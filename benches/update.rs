@@ -5,7 +5,10 @@
 //! measures the wall time of `skiff --json update`, the per-phase times the update
 //! reports, the time until HOST answers with the new version (seen by the request loop
 //! on this machine, from the moment the update was started), and the longest request of
-//! the loop while the update ran; then prints the medians beside the anchors of issue 6.
+//! the loop while the update ran; then prints the medians beside the anchors of issue 6
+//! and two anchors measured side by side on the same node: a fresh `ssh NODE true` (the
+//! floor of any deploy over ssh) and the longest request while `apache2ctl graceful` runs
+//! (the stall of a deploy that reloads Apache, as the issue's anchor tools do).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -68,6 +71,36 @@ impl Drop for Bench {
     fn drop(&mut self) {
         if let Some(node) = self.node.take() {
             let _ = self.skiff().args(["destroy-node", &node, "--yes"]).output();
+        }
+    }
+}
+
+/// Plain `ssh` to the node as root, with skiff's pinned known_hosts.
+struct NodeShell {
+    address: String,
+    identity: PathBuf,
+    known_hosts: PathBuf,
+}
+
+impl NodeShell {
+    fn run(&self, cmd: &str) {
+        let status = Command::new("ssh")
+            .arg("-i")
+            .arg(&self.identity)
+            .args(["-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes"])
+            .args(["-o", "StrictHostKeyChecking=yes", "-o", "ControlMaster=no"])
+            .args(["-o", "ControlPath=none"])
+            .arg("-o")
+            .arg(format!("UserKnownHostsFile={}", self.known_hosts.display()))
+            .arg(format!("root@{}", self.address))
+            .arg(cmd)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap_or_else(|e| die(&format!("ssh: {e}")));
+        if !status.success() {
+            die(&format!("`{cmd}` over ssh failed ({status})"));
         }
     }
 }
@@ -168,13 +201,19 @@ fn main() {
             "full setup-node; `cargo test --test integration update::` builds the frozen rootfs"
         }
     );
-    let address = skiff::cluster::StateFile::new(bench.state.clone())
+    let state_file = skiff::cluster::StateFile::new(bench.state.clone());
+    let node_info = state_file
         .load()
         .expect("state")
         .node(name)
         .expect("node recorded")
-        .address
         .clone();
+    let address = node_info.address.clone();
+    let ssh = NodeShell {
+        address: address.clone(),
+        identity: node_info.identity.clone().expect("local nodes have a key"),
+        known_hosts: skiff::transport::ssh::known_hosts_path(&state_file.dir()),
+    };
 
     let app = bench.dir.path().join("app");
     let status = Command::new("cp")
@@ -252,6 +291,42 @@ fn main() {
         results.push(run);
     }
 
+    // Anchors side by side, on the same node and machine load:
+    // a fresh `ssh NODE true` (the floor of any deploy over ssh), and the stall of an
+    // `apache2ctl graceful` (what a deploy that reloads Apache costs every app)
+    let ssh_true = median(
+        (0..runs)
+            .map(|_| {
+                let t = Instant::now();
+                ssh.run("true");
+                t.elapsed().as_secs_f64()
+            })
+            .collect(),
+    );
+    let mut graceful = Vec::new();
+    let mut graceful_failed = 0;
+    for _ in 0..3 {
+        let mut spec = Spec::new(&address, host);
+        spec.threads = 2;
+        spec.interval = Duration::from_millis(10);
+        spec.max_requests = 1000;
+        spec.max_time = Duration::from_secs(30);
+        let loop_ = Traffic::start(spec);
+        std::thread::sleep(MARGIN);
+        let t0 = Instant::now();
+        ssh.run("apache2ctl graceful");
+        // the slots restart after the command returns: watch for 3 s
+        std::thread::sleep(Duration::from_secs(3));
+        let seen = loop_.stop();
+        graceful.push(
+            seen.longest_between(t0, Instant::now())
+                .map_or(0.0, |s| s.took.as_secs_f64()),
+        );
+        graceful_failed += seen.failures().len();
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let graceful_stall = median(graceful);
+
     let profile = if cfg!(debug_assertions) {
         "dev"
     } else {
@@ -325,6 +400,20 @@ fn main() {
     println!(
         "  {:<34} {:>9.2} {:>12.2} {:>10.3}",
         "skiff (this run, medians)", wall, served, longest
+    );
+    println!(
+        "  {:<34} {:>9.2} {:>12} {:>10}",
+        "side by side: fresh `ssh NODE true`", ssh_true, "-", "-"
+    );
+    println!(
+        "  {:<34} {:>9} {:>12} {:>10.3}",
+        "side by side: apache2ctl graceful", "-", "-", graceful_stall
+    );
+    println!(
+        "  (graceful: median of 3, {graceful_failed} failed or non-2xx requests; ratios: skiff \
+         served / ssh true = {:.1}, graceful stall / skiff longest = {:.0})",
+        served / ssh_true,
+        graceful_stall / longest.max(0.000_1)
     );
     println!();
     let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
