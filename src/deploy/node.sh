@@ -136,6 +136,23 @@ prepare_step() {
   phase meta
 }
 
+# routes_start ROUTES: install the routing table in the background (an NGINX reload takes
+# ~0.15 s, most of it NGINX's own pause before its old workers stop), so that other work
+# overlaps it; routed waits for it (on failure: its message, exit 4)
+rpid= rlog=
+routes_start() {
+  rlog=$(mktemp)
+  (install_routes "$1") >"$rlog" 2>&1 &
+  rpid=$!
+}
+routed() {
+  [ -n "$rpid" ] || return 0
+  _p=$rpid
+  rpid=
+  if ! wait "$_p"; then cat "$rlog" >&2; rm -f "$rlog"; exit 4; fi
+  rm -f "$rlog"
+}
+
 # trial_step APP N SLOT KIND WANT HOST HEALTH TIMEOUT ROUTES
 trial_step() {
   app=$1 n=$2 slot=$3 kind=$4 want=$5 host=$6 health=$7 timeout=$8 routes=$9
@@ -158,16 +175,9 @@ trial_step() {
     if [ "$hot" = 0 ]; then restart_slot "$slot" "$kind" || die "could not restart slot $slot"; fi
   fi
   phase load
-  # N.HOST goes into the routing table while the slot warms (an NGINX reload takes
-  # ~0.15 s, most of it NGINX's own pause before the old workers stop); only the health
-  # check below uses N.HOST, after both are done
-  rlog=$(mktemp)
-  (install_routes "$routes") >"$rlog" 2>&1 &
-  rpid=$!
-  routed() { # wait for the routing job; on failure show its message and stop
-    if ! wait "$rpid"; then cat "$rlog" >&2; rm -f "$rlog"; exit 4; fi
-    rm -f "$rlog"
-  }
+  # N.HOST goes into the routing table while the slot warms (unless `ready` started it
+  # already); only the health check below uses N.HOST, after both are done
+  [ -n "$rpid" ] || routes_start "$routes"
   if [ -n "$slot" ]; then
     # warm: at most 2 requests at a time, until WANT distinct processes answer release N
     backend="$n.$app.$slot.skiff"
@@ -269,7 +279,25 @@ case $step in
     [ $# -ge 17 ] || die "ready needs 9 trial and at least 8 prepare arguments" 2
     t1=$1 t2=$2 t3=$3 t4=$4 t5=$5 t6=$6 t7=$7 t8=$8 t9=$9
     shift 9
-    prepare_step "$@"
+    check_app "$t1"; check_n "$t2"
+    # N.HOST's route goes in while the release is prepared and its slot warms; if the
+    # build fails, the route job is waited for (the laptop then puts the old table back)
+    routes_start "$t9"
+    # (a subshell, so a failure can wait for the route job; not in an `||` list, which
+    # would switch `set -e` off inside it)
+    set +e
+    (
+      set -e
+      prepare_step "$@"
+    )
+    _s=$?
+    set -e
+    if [ "$_s" != 0 ]; then
+      wait "$rpid" 2>/dev/null || true
+      rm -f "$rlog"
+      exit "$_s"
+    fi
+    T0=$(now)
     echo "---trial"
     trial_step "$t1" "$t2" "$t3" "$t4" "$t5" "$t6" "$t7" "$t8" "$t9"
     ;;

@@ -311,3 +311,93 @@ fn deploying_one_app_leaves_the_others_processes_alone() {
     );
     env.assert_no_masters();
 }
+
+/// `skiff update DIR`, asserting it fails; returns stderr.
+fn deploy_fails(env: &TestEnv, node: &TestNode, dir: &Path) -> String {
+    let out = env
+        .skiff()
+        .arg("update")
+        .arg(dir)
+        .args(["--node", &node.name])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success(),
+        "update should have failed:\n{stderr}"
+    );
+    stderr
+}
+
+#[test]
+fn failed_updates_leave_the_live_version_serving() {
+    if !nodes_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    let node = TestNode::launch_set_up(&env);
+    let dir = fixture(&env, "python");
+    let host = "pyapp.test";
+    deploy(&env, &node, &dir);
+    let toml = dir.join("app.toml");
+    edit(&toml, "timeout = \"30s\"", "timeout = \"3s\"");
+
+    let traffic = Traffic::start(Spec::new(&node.address, host));
+    std::thread::sleep(MARGIN);
+    // a build command fails: nothing is loaded
+    change_message(&dir, "hello", "broken-build");
+    std::fs::write(
+        &toml,
+        std::fs::read_to_string(&toml).unwrap() + "\n[build]\ncommands = [\"false\"]\n",
+    )
+    .unwrap();
+    let err = deploy_fails(&env, &node, &dir);
+    assert!(err.contains("build"), "{err}");
+    edit(&toml, "commands = [\"false\"]", "commands = []");
+    // the health check answers 503: the slot was loaded and is undone
+    change_message(&dir, "broken-build", "broken-health");
+    edit(
+        &dir.join("app.py"),
+        "        body = b\"ok\\n\"",
+        "        start_response(\"503 Service Unavailable\", [(\"Content-Type\", \"text/plain\")])\n        return [b\"broken\\n\"]",
+    );
+    let err = deploy_fails(&env, &node, &dir);
+    assert!(err.contains("503"), "{err}");
+    std::thread::sleep(MARGIN);
+    let report = traffic.stop();
+    assert_clean("2 failed updates", &report, &[1]);
+
+    // nothing of the failed versions is left: no release, no version host, lock free
+    let releases = node.exec("ls /srv/skiff/apps/pyapp/releases");
+    assert_eq!(
+        releases.split_whitespace().collect::<Vec<_>>(),
+        ["1", "1.manifest"]
+    );
+    let (code, _) = get(&node.address, "2.pyapp.test", "/");
+    assert_eq!(
+        code, 404,
+        "the version host of a failed update still answers"
+    );
+    assert!(
+        !node
+            .exec("cat /etc/nginx/skiff-routes.map")
+            .contains("2.pyapp")
+    );
+    assert_eq!(
+        node.exec("ls /var/lib/skiff/locks 2>/dev/null || true")
+            .trim(),
+        ""
+    );
+    // and the next good update works
+    edit(
+        &dir.join("app.py"),
+        "        start_response(\"503 Service Unavailable\", [(\"Content-Type\", \"text/plain\")])\n        return [b\"broken\\n\"]",
+        "        body = b\"ok\\n\"",
+    );
+    let report = deploy(&env, &node, &dir);
+    let v = report["version"].as_u64().unwrap();
+    let (code, body) = get(&node.address, host, "/");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains(&format!("version={v}")), "{body}");
+    env.assert_no_masters();
+}
