@@ -179,27 +179,37 @@ trial_step() {
   # already); only the health check below uses N.HOST, after both are done
   [ -n "$rpid" ] || routes_start "$routes"
   if [ -n "$slot" ]; then
-    # warm: at most 2 requests at a time, until WANT distinct processes answer release N
-    backend="$n.$app.$slot.skiff"
+    # warm: at most 2 requests at a time, until WANT distinct processes answer release N.
+    # A round: two curls (each its own header file) and one awk, which adds the PIDs that
+    # answered N to the list in $out and prints how many there are and the milliseconds
+    # since the start (from /proc/uptime): few forks, as a round is on the deploy's path
     out=$(mktemp)
-    tw=$(now)
-    rounds=$(awk -v t="$timeout" 'BEGIN{print int(t * 50) + 1}')
+    read -r tw _ </proc/uptime
+    # shellcheck disable=SC2046
+    set -- $(awk -v t="$timeout" 'BEGIN{print int(t * 50) + 1, int(t * 1000)}')
+    rounds=$1 tms=$2
     ok=0 r=0 got=0
     while [ "$r" -lt "$rounds" ]; do
       r=$((r + 1))
-      curl -s -o /dev/null -D - -m 10 -H "Host: $backend" "http://127.0.0.1:8080$health" >>"$out" 2>/dev/null &
+      : >"$out.1"
+      : >"$out.2"
+      curl -s -o /dev/null -D "$out.1" -m 10 -H "Host: $n.$app.$slot.skiff" "http://127.0.0.1:8080$health" 2>/dev/null &
       c1=$!
-      curl -s -o /dev/null -D - -m 10 -H "Host: $backend" "http://127.0.0.1:8080$health" >>"$out" 2>/dev/null &
+      curl -s -o /dev/null -D "$out.2" -m 10 -H "Host: $n.$app.$slot.skiff" "http://127.0.0.1:8080$health" 2>/dev/null &
       c2=$!
       wait "$c1" "$c2" || true
-      got=$(tr -d '\r' <"$out" | awk -v n="$n" '
+      # shellcheck disable=SC2046
+      set -- $(awk -v n="$n" -v t0="$tw" -v list="$out" '
+        BEGIN { while ((getline p <list) > 0) seen[p] = 1; close(list) }
+        { sub(/\r$/, "") }
+        FNR == 1 { rel = "" }
         tolower($1) == "x-skiff-release:" { rel = $2 }
-        tolower($1) == "x-skiff-pid:" { if (rel == n) seen[$2] = 1; rel = "" }
-        END { c = 0; for (p in seen) c++; print c }')
+        tolower($1) == "x-skiff-pid:" && rel == n && !($2 in seen) { seen[$2] = 1; print $2 >>list }
+        END { c = 0; for (p in seen) c++; getline up <"/proc/uptime"; split(up, u, " "); print c, int((u[1] - t0) * 1000) }' "$out.1" "$out.2")
+      got=$1
       if [ "$got" -ge "$want" ]; then ok=1; break; fi
-      el=$(echo "$(now) $tw" | awk '{print $1 - $2}')
-      awk -v e="$el" -v t="$timeout" 'BEGIN{exit !(e > t)}' && break
-      if [ "$hot" = 1 ] && awk -v e="$el" 'BEGIN{exit !(e > 1.5)}'; then
+      [ "$2" -gt "$tms" ] && break
+      if [ "$hot" = 1 ] && [ "$2" -gt 1500 ]; then
         # processes that do not load by themselves (started before slot.json was
         # removed, or an older skiff_slot.py): restart them after all
         hot=0
@@ -208,7 +218,7 @@ trial_step() {
       fi
       sleep 0.02
     done
-    rm -f "$out"
+    rm -f "$out" "$out.1" "$out.2"
     if [ "$ok" != 1 ] && [ "${got:-0}" -lt 1 ]; then
       routed
       die "slot $slot did not answer with release $n within ${timeout}s" 6

@@ -401,3 +401,43 @@ fn failed_updates_leave_the_live_version_serving() {
     assert!(body.contains(&format!("version={v}")), "{body}");
     env.assert_no_masters();
 }
+
+/// An idle slot loads a new release in-process without a restart; one whose processes
+/// still run something (here: release 1, its slot.json removed behind skiff's back, as
+/// processes from before an upgrade of skiff_slot.py would) is restarted after all.
+#[test]
+fn a_slot_that_does_not_load_by_itself_is_restarted() {
+    if !nodes_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    let node = TestNode::launch_set_up(&env);
+    let dir = fixture(&env, "python");
+    deploy(&env, &node, &dir); // py01
+    change_message(&dir, "hello", "two");
+    deploy(&env, &node, &dir); // py02; the next one goes to py03
+    node.exec(
+        "set -e; d=/srv/skiff/slots/python/py03; \
+         install -m 0640 -g www-data /srv/skiff/apps/pyapp/meta/1.json $d/slot.json; \
+         /usr/local/share/skiff/bin/skiff-node wsgi-restart py03 >/dev/null; \
+         i=0; until curl -s -m 5 -H 'Host: 1.pyapp.py03.skiff' http://127.0.0.1:8080/ | grep -q version=1; do \
+           i=$((i + 1)); [ $i -lt 100 ] || exit 1; sleep 0.1; done; \
+         rm $d/slot.json",
+    );
+    change_message(&dir, "two", "three");
+    let report = deploy(&env, &node, &dir);
+    assert_eq!(report["version"], 3);
+    assert_eq!(report["nodes"][0]["slot"], "py03", "{report}");
+    eprintln!(
+        "warm of a slot that needed a restart: {} s",
+        report["nodes"][0]["phases"]["warm"]
+    );
+    for _ in 0..4 {
+        let (code, body) = get(&node.address, "pyapp.test", "/");
+        assert_eq!(code, 200, "{body}");
+        assert!(
+            body.contains("version=3 ") && body.contains("message=three"),
+            "{body}"
+        );
+    }
+}
