@@ -1,6 +1,7 @@
 //! Zero downtime and isolation on real set-up nodes: a bounded request loop against HOST
-//! while `skiff update` and `skiff rollback` run (no error, only 2xx, versions only move
-//! forward), and deploying one app leaves every other app's processes alone.
+//! while `skiff update` and `skiff rollback` run, or while updates fail (no error, only
+//! 2xx, versions only move forward but for NGINX's 0.1 s reload overlap), and deploying
+//! one app leaves every other app's processes alone.
 //!
 //! The loop ([`crate::support::traffic`]) runs on this machine: 3 threads, one fresh
 //! connection per request, a request every 15 ms per thread (about 200 requests/s, so
