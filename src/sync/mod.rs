@@ -293,9 +293,8 @@ pub async fn push(
     let mut published = None;
     if base.is_none() || (cached.is_some() && first_plan.delta.is_empty()) {
         let (control, data) = run.upload_parts(&first_plan, Vec::new(), &base_state, false)?;
-        let extra = [new_digest.as_str()];
         let (frames, _) = run
-            .stream("go", &expected_base_digest, &extra, control, data)
+            .stream("go", &expected_base_digest, &[&new_digest], control, data)
             .await?;
         match frames.result.as_deref() {
             Some("done") => published = Some(first_plan),
@@ -361,9 +360,8 @@ pub async fn push(
             // Upload and publish.
             let t = Instant::now();
             let (control, data) = run.upload_parts(&plan, items.clone(), &base_state, false)?;
-            let extra: [&str; 0] = [];
             let (frames, _) = run
-                .stream("upload", &new_digest, &extra, control, data)
+                .stream("upload", &new_digest, &[], control, data)
                 .await?;
             run.bytes_delta += items.iter().map(|d| d.delta.len() as u64).sum::<u64>();
             match frames.result.as_deref() {
@@ -389,7 +387,7 @@ pub async fn push(
                     let (control, data) =
                         run.upload_parts(&again, Vec::new(), &base_state, frames.manifest_failed)?;
                     let (frames, _) = run
-                        .stream("upload", &new_digest, &extra, control, data)
+                        .stream("upload", &new_digest, &[], control, data)
                         .await?;
                     if frames.result.as_deref() != Some("done") {
                         return Err(run.unexpected(frames.result.as_deref()));
@@ -523,14 +521,11 @@ impl Run<'_> {
         let data = if plan.whole.is_empty() {
             None
         } else {
-            let mut job = DataJob {
-                manifest: self.local.clone(),
-                paths: plan.whole.clone(),
-                progress_base: delta_bytes,
-                files_base: control.deltas.len() as u64,
-                totals: (0, 0),
-                progress: self.progress.clone(),
-            };
+            let mut job = DataJob::new(self.local.clone(), plan.whole.clone());
+            job.split_incompressible()?;
+            job.progress_base = delta_bytes;
+            job.files_base = control.deltas.len() as u64;
+            job.progress = self.progress.clone();
             let files = plan
                 .whole
                 .iter()
@@ -576,6 +571,12 @@ impl Run<'_> {
         args.push(control.len().to_string());
         args.push(if data.is_some() { "1" } else { "0" }.into());
         args.extend(extra.iter().map(|s| s.to_string()));
+        args.push(
+            data.as_ref()
+                .map(|d| d.end_marker.clone())
+                .unwrap_or_default(),
+        );
+        args.push(data.as_ref().map(|d| d.plain.1).unwrap_or(0).to_string());
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
         self.sent += command_line(&argv).len() as u64;
 
@@ -650,6 +651,7 @@ impl Run<'_> {
                 }
                 Some(5) => "another sync of this app ran at the same time; run again".into(),
                 Some(6) => "run again; if it persists, report a bug with this output".into(),
+                Some(7) => "the connection dropped during the upload; run again".into(),
                 _ if out.tail(5).contains("not found") => {
                     "the node lacks a tool the sync needs: install `rdiff`, GNU tar, gzip \
                      (run `skiff setup-node`)"

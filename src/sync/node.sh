@@ -6,24 +6,27 @@
 #
 #   prepare R N B D [BLOCK PATH]...   clone release B of folder R into R/.tmp-N/tree,
 #                                     check it against B.manifest, make signatures
-#   go      R N B D L DATA ND         prepare, then (if the base is what skiff expected)
+#   go      R N B D L DATA ND MARK P  prepare, then (if the base is what skiff expected)
 #                                     upload from stdin in the same round trip; ND is
 #                                     the sha256 of the new manifest
 #   sigs    R N B D [BLOCK PATH]...   signatures only (after a prepare that found the
 #                                     cached base manifest stale)
-#   upload  R N B D L DATA            apply the stream on stdin to R/.tmp-N, then publish
+#   upload  R N B D L DATA MARK P     apply the stream on stdin to R/.tmp-N, then publish
 #
 # R: releases folder (absolute). N: new release number. B: base release number or "".
 # D: in prepare, the sha256 skiff expects of B.manifest ("" if it has none cached); in
 # upload, the sha256 of the new manifest. L: bytes of the control archive at the head of
-# stdin. DATA: 1 if a data archive follows it.
+# stdin. DATA: 1 if data follows it: a plain tar of P bytes (incompressible files; P may
+# be 0), then a gzip tar up to the end of stdin. MARK: the name of the gzip tar's last
+# entry, a random end marker: without it the stream was cut short (GNU tar accepts an
+# archive cut at an entry boundary), so nothing is published.
 #
 # Output (stdout) is framed: `TAG LENGTH\n` then LENGTH bytes, repeated. Tags: M (base
 # manifest, gzip), X (base paths missing from or different on this node, one escaped path a
 # line), S<i> (signature of the i-th requested file), F (indices of failed deltas, and `m`
 # if the manifest delta did not give the expected manifest), R
 # (result: ready | stale | done | partial). Errors go to stderr with a non-zero exit:
-# 3 release N exists, 4 base missing, 5 staging gone, 6 manifest mismatch.
+# 3 release N exists, 4 base missing, 5 staging gone, 6 manifest mismatch, 7 data cut short.
 #
 # Layout: R/N/ is a release tree, R/N.manifest its manifest, R/.tmp-N/ a sync in progress
 # (tree/ the future release, ctl/ the control files, work/ temp files). Only R/.tmp-N is
@@ -58,22 +61,26 @@ prepare() {
   if [ ! -d "$B" ] || [ ! -f "$B.manifest" ]; then
     die 4 "base release $B not found in $R (need $B/ and $B.manifest)"
   fi
+  # The base against its manifest, without hashing: kind, mode, size and path of every
+  # entry (folder modes and sizes are not compared), listed while the clone is made (both
+  # are mostly system calls: two cores do them side by side). Extras (files a running app
+  # or a build step left in B) are removed from the clone; missing or different entries
+  # are reported so skiff sends them whole.
+  (cd "$B" && find . -mindepth 1 -printf '%y %m %s %P\0') |
+    sed -z -e 's/^d [0-7]* [0-9]* /d 755 0 /' -e 's/%/%25/g' -e 's/\n/%0A/g' |
+    tr '\0' '\n' | sort >"$W/have" &
+  have=$!
+  tail -n +2 "$B.manifest" | cut -d' ' -f1-3,5- | sort >"$W/want" &
+  want=$!
   cp -al -- "$B" "$T/tree"
+  wait "$have"
+  wait "$want"
   got=$(sha256sum <"$B.manifest")
   if [ "${got%% *}" != "$D" ]; then
     gzip -1c <"$B.manifest" >"$W/m.gz"
     emit M "$W/m.gz"
     STALE=1
   fi
-  # The clone against its manifest, without hashing: kind, mode, size and path of every
-  # entry (folder modes and sizes are not compared). Extras (files a running app or a
-  # build step left in B) are removed; missing or different entries are reported so
-  # skiff sends them whole.
-  (cd "$T/tree" && find . -mindepth 1 -printf '%y %m %s %P\0') |
-    sed -z -e 's/^d [0-7]* [0-9]* /d 755 0 /' -e 's/%/%25/g' -e 's/\n/%0A/g' |
-    tr '\0' '\n' | sort >"$W/have"
-  sed -e '1d' -e 's/^\([a-z]\) \([0-7]*\) \([0-9]*\) [^ ]* /\1 \2 \3 /' "$B.manifest" |
-    sort >"$W/want"
   comm -23 "$W/have" "$W/want" | cut -d' ' -f4- >"$W/extra"
   comm -13 "$W/have" "$W/want" | cut -d' ' -f4- >"$W/missing"
   if [ -s "$W/extra" ]; then
@@ -116,7 +123,14 @@ upload() {
     (cd "$T/tree" && xargs -0 rm -rf -- <"$A/$C/rm")
   fi
   if [ "$DATA" = 1 ]; then
+    if [ "$P" != 0 ]; then
+      head -c "$P" | tar -xpf - --no-same-owner -C "$T/tree"
+    fi
     tar -xzpf - --no-same-owner -C "$T/tree"
+    if [ ! -f "$T/tree/$MARK" ]; then
+      die 7 "the upload stream for release $N ended early"
+    fi
+    rm -f -- "$T/tree/$MARK"
   fi
   # Exec bit changes: a copy gets the new mode and replaces the shared hard link.
   for m in 644 755; do
@@ -181,8 +195,8 @@ case $MODE in
     say R ready
     ;;
   go)
-    L=$1 DATA=$2 ND=$3
-    shift 3
+    L=$1 DATA=$2 ND=$3 MARK=$4 P=$5
+    shift 5
     prepare
     if [ "$STALE" = 1 ]; then
       say R stale
@@ -197,7 +211,7 @@ case $MODE in
     say R ready
     ;;
   upload)
-    L=$1 DATA=$2
+    L=$1 DATA=$2 MARK=$3 P=$4
     upload
     ;;
   *) die 2 "unknown mode $MODE" ;;
