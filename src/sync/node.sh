@@ -29,15 +29,23 @@
 # 3 release N exists, 4 base missing, 5 staging gone, 6 manifest mismatch, 7 data cut short.
 #
 # Layout: R/N/ is a release tree, R/N.manifest its manifest, R/.tmp-N/ a sync in progress
-# (tree/ the future release, ctl/ the control files, work/ temp files). Only R/.tmp-N is
-# ever written before the final two renames, and files shared with B by hard links are
-# only ever unlinked or replaced by rename, never written in place.
+# (tree/ the future release, ctl/ the control files, work/ temp files), R/.spare-N a
+# hard-link clone of release N made in the background right after N was published, so the
+# next sync from N starts without waiting for `cp -al` (the critical path of a small
+# change). Only R/.tmp-N and R/.spare-* are ever written before the final two renames, and
+# files shared with B by hard links are only ever unlinked or replaced by rename, never
+# written in place.
 
 set -eu
 umask 022
 LC_ALL=C
 export LC_ALL
 
+inventory() {
+  (cd -- "$1" && find . -mindepth 1 -printf '%y %m %s %P\0') |
+    sed -z -e 's/^d [0-7]* [0-9]* /d 755 0 /' -e 's/%/%25/g' -e 's/\n/%0A/g' |
+    tr '\0' '\n' | sort >"$W/have"
+}
 emit() { printf '%s %s\n' "$1" "$(wc -c <"$2")"; cat -- "$2"; }
 say() { printf '%s %s\n%s' "$1" "${#2}" "$2"; }
 die() { code=$1; shift; printf '%s\n' "$*" >&2; exit "$code"; }
@@ -48,9 +56,11 @@ prepare() {
   if [ -e "$N" ] || [ -L "$N" ]; then
     die 3 "release $N already exists in $R"
   fi
-  # Leftovers of interrupted syncs (the caller holds the app's deploy lock).
-  for t in .tmp-*; do
-    if [ -e "$t" ]; then rm -rf -- "$t"; fi
+  # Leftovers of interrupted syncs (the caller holds the app's deploy lock), and spare
+  # clones of other releases. A spare still being made is removed too: its `cp` then
+  # fails and never renames it into place.
+  for t in .tmp-* .spare-*; do
+    if [ -e "$t" ] && [ "$t" != ".spare-$B" ]; then rm -rf -- "$t"; fi
   done
   mkdir -- "$T" "$W"
   STALE=0
@@ -61,19 +71,22 @@ prepare() {
   if [ ! -d "$B" ] || [ ! -f "$B.manifest" ]; then
     die 4 "base release $B not found in $R (need $B/ and $B.manifest)"
   fi
-  # The base against its manifest, without hashing: kind, mode, size and path of every
-  # entry (folder modes and sizes are not compared), listed while the clone is made (both
-  # are mostly system calls: two cores do them side by side). Extras (files a running app
-  # or a build step left in B) are removed from the clone; missing or different entries
-  # are reported so skiff sends them whole.
-  (cd "$B" && find . -mindepth 1 -printf '%y %m %s %P\0') |
-    sed -z -e 's/^d [0-7]* [0-9]* /d 755 0 /' -e 's/%/%25/g' -e 's/\n/%0A/g' |
-    tr '\0' '\n' | sort >"$W/have" &
-  have=$!
+  # The clone against B's manifest, without hashing: kind, mode, size and path of every
+  # entry (folder modes and sizes are not compared). Extras (files a running app or a
+  # build step left in B) are removed from the clone; missing or different entries are
+  # reported so skiff sends them whole. Without a spare, B is listed while it is cloned
+  # (both mostly system calls: two cores do them side by side).
   tail -n +2 "$B.manifest" | cut -d' ' -f1-3,5- | sort >"$W/want" &
   want=$!
-  cp -al -- "$B" "$T/tree"
-  wait "$have"
+  if [ -d ".spare-$B" ]; then
+    mv -- ".spare-$B" "$T/tree"
+    inventory "$T/tree"
+  else
+    inventory "$B" &
+    have=$!
+    cp -al -- "$B" "$T/tree"
+    wait "$have"
+  fi
   wait "$want"
   got=$(sha256sum <"$B.manifest")
   if [ "${got%% *}" != "$D" ]; then
@@ -181,6 +194,9 @@ upload() {
   mv -f -- "$T/manifest" "$N.manifest"
   mv -T -- "$T/tree" "$N"
   rm -rf -- "$T"
+  # The spare clone for the next sync, detached from this session (it outlives it).
+  setsid sh -c 'cp -al -- "$1" ".spare-$1.part" && mv -T -- ".spare-$1.part" ".spare-$1"' \
+    sh "$N" </dev/null >/dev/null 2>&1 &
   say R done
 }
 

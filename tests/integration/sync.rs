@@ -262,7 +262,11 @@ fn every_kind_of_change_leaves_the_release_equal_to_the_local_tree() {
 
     // Every release is still whole and the releases folder holds only releases.
     let listing = w.node.exec(&format!("ls -A {RELEASES}"));
-    let mut names: Vec<&str> = listing.split_whitespace().collect();
+    // `.spare-N` is the background clone for the next sync.
+    let mut names: Vec<&str> = listing
+        .split_whitespace()
+        .filter(|n| !n.starts_with(".spare-"))
+        .collect();
     names.sort();
     let mut want: Vec<String> = (1..=8)
         .flat_map(|n| [n.to_string(), format!("{n}.manifest")])
@@ -317,6 +321,40 @@ fn node_side_drift_is_repaired_and_an_existing_release_is_refused() {
     w.assert_release_equals(2, &m2);
     assert_eq!(s2.delta_files, 1, "{s2:?}");
 
+    // The next sync starts from the spare clone made in the background after release 2
+    // was published. A damaged spare (what a race with its removal could leave) is
+    // checked like any clone: the missing file is sent, the stray one removed.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while w
+        .node
+        .exec(&format!(
+            "test -d {RELEASES}/.spare-2 && echo yes || echo no"
+        ))
+        .trim()
+        != "yes"
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no spare clone of release 2 appeared"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    w.node.exec(&format!(
+        "cd {RELEASES}/.spare-2 && rm app.py && echo junk > junk.txt"
+    ));
+    let (s3, m3) = w.push(Some(2), 3).unwrap();
+    w.assert_release_equals(3, &m3);
+    assert_eq!(
+        s3.round_trips, 2,
+        "the missing file made the cached plan stale: {s3:?}"
+    );
+    assert_eq!(s3.files.new, 1, "{s3:?}");
+    let spares = w
+        .node
+        .exec(&format!("ls -A {RELEASES} | grep '^\\.spare-2$' || true"));
+    assert_eq!(spares.trim(), "", "the spare was used up");
+    w.assert_tree_equals(2, &m2);
+
     // The release number taken: refused with the number, nothing changed.
     let err = w.push(Some(1), 2).unwrap_err();
     assert!(err.to_string().contains("release 2"), "{err}");
@@ -327,7 +365,7 @@ fn node_side_drift_is_repaired_and_an_existing_release_is_refused() {
     w.assert_release_equals(2, &m2);
 
     // A base that does not exist.
-    let err = w.push(Some(9), 3).unwrap_err();
+    let err = w.push(Some(9), 4).unwrap_err();
     assert!(
         err.detail().unwrap_or("").contains("base release 9"),
         "{err:?}"
