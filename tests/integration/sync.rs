@@ -305,11 +305,25 @@ fn node_side_drift_is_repaired_and_an_existing_release_is_refused() {
     write(&w.app, "static/big.bin", &noise(200_000, 5));
     let (_, m1) = w.push(None, 1).unwrap();
     w.assert_release_equals(1, &m1);
+    let spare_of = |n: u32| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let probe = format!("test -f {RELEASES}/.spare-{n}.missing && echo yes || echo no");
+        while w.node.exec(&probe).trim() != "yes" {
+            assert!(
+                Instant::now() < deadline,
+                "no spare clone of release {n} appeared"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
 
-    // Someone (an app writing into its release, a person) changed release 1 on the node:
-    // an extra file and folder, a deleted file, a file with another mode.
+    // Without a spare clone: someone (an app writing into its release, a person) changed
+    // release 1 on the node: an extra file and folder, a deleted file, another mode. The
+    // clone made now is checked against the manifest and repaired.
+    spare_of(1);
     w.node.exec(&format!(
-        "cd {RELEASES}/1 && mkdir -p __pycache__ && echo x > __pycache__/app.pyc && \
+        "cd {RELEASES} && rm -rf .spare-1 .spare-1.missing && cd 1 && \
+         mkdir -p __pycache__ && echo x > __pycache__/app.pyc && \
          echo extra > extra.txt && rm lib/util.py && chmod 600 app.py"
     ));
     write(&w.app, "static/big.bin", &{
@@ -320,49 +334,32 @@ fn node_side_drift_is_repaired_and_an_existing_release_is_refused() {
     let (s2, m2) = w.push(Some(1), 2).unwrap();
     w.assert_release_equals(2, &m2);
     assert_eq!(s2.delta_files, 1, "{s2:?}");
+    assert_eq!(s2.round_trips, 3, "prepare, signatures, upload: {s2:?}");
 
-    // The next sync starts from the spare clone made in the background after release 2
-    // was published. A damaged spare (what a race with its removal could leave) is
-    // checked like any clone: the missing file is sent, the stray one removed.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while w
-        .node
-        .exec(&format!(
-            "test -d {RELEASES}/.spare-2 && echo yes || echo no"
-        ))
-        .trim()
-        != "yes"
-    {
-        assert!(
-            Instant::now() < deadline,
-            "no spare clone of release 2 appeared"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    // With the spare clone made after release 2 was published: files added to or
+    // deleted from release 2 since do not reach release 3 (the spare has its own folders).
+    spare_of(2);
     w.node.exec(&format!(
-        "cd {RELEASES}/.spare-2 && rm app.py && echo junk > junk.txt"
+        "cd {RELEASES}/2 && rm lib/util.py && echo junk > junk.txt"
     ));
+    write(&w.app, "app.py", b"v3\n");
     let (s3, m3) = w.push(Some(2), 3).unwrap();
     w.assert_release_equals(3, &m3);
-    assert_eq!(
-        s3.round_trips, 2,
-        "the missing file made the cached plan stale: {s3:?}"
-    );
-    assert_eq!(s3.files.new, 1, "{s3:?}");
+    assert_eq!(s3.round_trips, 1, "{s3:?}");
+    assert_eq!(s3.files.changed, 1, "{s3:?}");
     let spares = w
         .node
-        .exec(&format!("ls -A {RELEASES} | grep '^\\.spare-2$' || true"));
+        .exec(&format!("ls -A {RELEASES} | grep '^\\.spare-2' || true"));
     assert_eq!(spares.trim(), "", "the spare was used up");
-    w.assert_tree_equals(2, &m2);
 
     // The release number taken: refused with the number, nothing changed.
-    let err = w.push(Some(1), 2).unwrap_err();
-    assert!(err.to_string().contains("release 2"), "{err}");
+    let err = w.push(Some(2), 3).unwrap_err();
+    assert!(err.to_string().contains("release 3"), "{err}");
     assert!(
         err.detail().unwrap_or("").contains("already exists"),
         "{err:?}"
     );
-    w.assert_release_equals(2, &m2);
+    w.assert_release_equals(3, &m3);
 
     // A base that does not exist.
     let err = w.push(Some(9), 4).unwrap_err();
