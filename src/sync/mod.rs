@@ -21,12 +21,13 @@
 //!
 //! The caller holds the app's deploy lock on the node: a sync removes every `R/.tmp-*`.
 
+pub mod control;
+pub mod data;
 pub mod delta;
 pub mod manifest;
 pub mod plan;
 pub mod remote;
 pub mod scan;
-pub mod stream;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -49,9 +50,10 @@ pub use scan::{ScanOptions, scan};
 
 use crate::error::{Error, Result};
 use crate::transport::{Output, Session, command_line};
+use control::{Control, DeltaItem, ManifestPayload};
+use data::{DataJob, DataStats};
 use manifest::{Kind, digest_of, local_path};
 use remote::Frames;
-use stream::{Control, DataJob, DataStats, DeltaItem, ManifestPayload};
 
 /// Block size of the signature used to send a manifest as a delta of the base's.
 const MANIFEST_BLOCK: u32 = 256;
@@ -623,7 +625,6 @@ impl Run {
             None
         } else {
             let mut job = DataJob::new(self.local.clone(), plan.whole.clone());
-            job.split_incompressible()?;
             job.progress_base = delta_bytes;
             job.files_base = control.deltas.len() as u64;
             job.progress = self.progress.clone();
@@ -673,12 +674,6 @@ impl Run {
         args.push(control.len().to_string());
         args.push(if data.is_some() { "1" } else { "0" }.into());
         args.extend(extra.iter().map(|s| s.to_string()));
-        args.push(
-            data.as_ref()
-                .map(|d| d.end_marker.clone())
-                .unwrap_or_default(),
-        );
-        args.push(data.as_ref().map(|d| d.plain.1).unwrap_or(0).to_string());
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
         self.sent += command_line(&argv).len() as u64;
 

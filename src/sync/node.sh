@@ -6,20 +6,19 @@
 #
 #   prepare R N B D [BLOCK PATH]...   clone release B of folder R into R/.tmp-N/tree,
 #                                     check it against B.manifest, make signatures
-#   go      R N B D L DATA ND MARK P  prepare, then (if the base is what skiff expected)
+#   go      R N B D L DATA ND         prepare, then (if the base is what skiff expected)
 #                                     upload from stdin in the same round trip; ND is
 #                                     the sha256 of the new manifest
 #   sigs    R N B D [BLOCK PATH]...   signatures only (after a prepare that found the
 #                                     cached base manifest stale)
-#   upload  R N B D L DATA MARK P     apply the stream on stdin to R/.tmp-N, then publish
+#   upload  R N B D L DATA            apply the stream on stdin to R/.tmp-N, then publish
 #
 # R: releases folder (absolute). N: new release number. B: base release number or "".
 # D: in prepare, the sha256 skiff expects of B.manifest ("" if it has none cached); in
 # upload, the sha256 of the new manifest. L: bytes of the control archive at the head of
-# stdin. DATA: 1 if data follows it: a plain tar of P bytes (incompressible files; P may
-# be 0), then a gzip tar up to the end of stdin. MARK: the name of the gzip tar's last
-# entry, a random end marker: without it the stream was cut short (GNU tar accepts an
-# archive cut at an entry boundary), so nothing is published.
+# stdin. DATA: 1 if data sections follow it: lines `t LEN` (a plain tar of LEN bytes),
+# `z LEN` (a gzip tar), and `e 0`, the end. Without the end the stream was cut short (GNU
+# tar accepts an archive cut at an entry boundary), so nothing is published.
 #
 # Output (stdout) is framed: `TAG LENGTH\n` then LENGTH bytes, repeated. Tags: M (base
 # manifest, gzip), X (base paths missing from or different on this node, one escaped path a
@@ -169,14 +168,17 @@ upload() {
     (cd "$T/tree" && xargs -0 rm -rf -- <"$A/$C/rm")
   fi
   if [ "$DATA" = 1 ]; then
-    if [ "$P" != 0 ]; then
-      head -c "$P" | tar -xpf - --no-same-owner -C "$T/tree"
-    fi
-    tar -xzpf - --no-same-owner -C "$T/tree"
-    if [ ! -f "$T/tree/$MARK" ]; then
-      die 7 "the upload stream for release $N ended early"
-    fi
-    rm -f -- "$T/tree/$MARK"
+    while :; do
+      if ! read -r kind len; then
+        die 7 "the upload stream for release $N ended early"
+      fi
+      case $kind in
+        t) head -c "$len" | tar -xpf - --no-same-owner -C "$T/tree" ;;
+        z) head -c "$len" | tar -xzpf - --no-same-owner -C "$T/tree" ;;
+        e) break ;;
+        *) die 7 "the upload stream for release $N is damaged" ;;
+      esac
+    done
   fi
   # Exec bit changes: a copy gets the new mode and replaces the shared hard link.
   for m in 644 755; do
@@ -245,8 +247,8 @@ case $MODE in
     say R ready
     ;;
   go)
-    L=$1 DATA=$2 ND=$3 MARK=$4 P=$5
-    shift 5
+    L=$1 DATA=$2 ND=$3
+    shift 3
     prepare
     if [ "$STALE" = 1 ]; then
       say R stale
@@ -261,7 +263,7 @@ case $MODE in
     say R ready
     ;;
   upload)
-    L=$1 DATA=$2 MARK=$3 P=$4
+    L=$1 DATA=$2
     upload
     ;;
   *) die 2 "unknown mode $MODE" ;;
