@@ -58,6 +58,10 @@ use remote::Frames;
 /// Block size of the signature used to send a manifest as a delta of the base's.
 const MANIFEST_BLOCK: u32 = 256;
 
+/// Exit status of the node script in `go` mode when the base is not what the cache said
+/// (it then leaves the upload unread).
+const STALE_EXIT: i32 = 10;
+
 /// How many cached manifests to keep per node and releases folder.
 const CACHE_KEEP: u32 = 10;
 
@@ -737,7 +741,8 @@ impl Run {
 
     /// Turns the script's output into frames, or its failure into an error with a hint.
     fn check(&self, mode: &str, out: Output, producer_err: Option<&Error>) -> Result<Frames> {
-        if !out.success() {
+        let stale = mode == "go" && out.status == Some(STALE_EXIT);
+        if !out.success() && !stale {
             if let Some(e) = producer_err {
                 return Err(Error::failed(e.to_string()));
             }

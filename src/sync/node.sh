@@ -25,7 +25,8 @@
 # line), S<i> (signature of the i-th requested file), F (indices of failed deltas, and `m`
 # if the manifest delta did not give the expected manifest), R
 # (result: ready | stale | done | partial). Errors go to stderr with a non-zero exit:
-# 3 release N exists, 4 base missing, 5 staging gone, 6 manifest mismatch, 7 data cut short.
+# 3 release N exists, 4 base missing, 5 staging gone, 6 manifest mismatch, 7 data cut short;
+# 10 (go mode) the base is not what skiff expected: frames say why, stdin was not read.
 #
 # Layout: R/N/ is a release tree, R/N.manifest its manifest, R/.tmp-N/ a sync in progress
 # (tree/ the future release, ctl/ the control files, work/ temp files), R/.spare-N a
@@ -251,8 +252,9 @@ case $MODE in
     shift 3
     prepare
     if [ "$STALE" = 1 ]; then
+      # Not exit 0: the rest of stdin is left unread, which the client then expects.
       say R stale
-      exit 0
+      exit 10
     fi
     D=$ND
     upload

@@ -396,6 +396,38 @@ fn a_delta_that_does_not_verify_falls_back_to_the_whole_file() {
     assert_eq!(s2.bytes_literal, 500_000, "{s2:?}");
 }
 
+#[test]
+fn a_stale_manifest_cache_is_detected_and_the_sync_still_succeeds() {
+    let env = TestEnv::new();
+    if !nodes_available() {
+        return;
+    }
+    let w = World::new(&env);
+    let other = PushOptions {
+        cache_dir: Some(env.root().join("other-laptop")),
+        ..PushOptions::default()
+    };
+    write(&w.app, "app.py", b"v1\n");
+    w.push(None, 1).unwrap();
+    write(&w.app, "app.py", b"v2 from this laptop\n");
+    w.push(Some(1), 2).unwrap();
+    // Another laptop replaces release 2 with other content: this laptop's cached
+    // manifest of release 2 is now wrong.
+    w.node
+        .exec(&format!("cd {RELEASES} && rm -rf 2 2.manifest .spare-*"));
+    write(&w.app, "app.py", b"v2 from the other laptop\n");
+    w.push_with(Some(1), 2, &other).unwrap();
+    // A sync planned from the stale cache, with far more data than the pipes hold: the
+    // node refuses the stream unread, sends its manifest, and the sync goes on from it.
+    write(&w.app, "static/new.bin", &noise(6_000_000, 3));
+    write(&w.app, "app.py", b"v3\n");
+    let (s3, m3) = w.push(Some(2), 3).unwrap();
+    w.assert_release_equals(3, &m3);
+    assert!(!s3.base_manifest_cached, "{s3:?}");
+    assert_eq!(s3.round_trips, 2, "{s3:?}");
+    assert_eq!((s3.files.new, s3.files.changed), (1, 1), "{s3:?}");
+}
+
 /// Environment variables of the child process in the SIGKILL test.
 const CHILD_VAR: &str = "SKIFF_TEST_SYNC_CHILD";
 
