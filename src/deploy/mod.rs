@@ -34,8 +34,17 @@ use crate::transport::ssh::Session;
 
 use remote::{Begun, LockAttempt, PhaseTimes};
 
-/// How long a deploy waits for another deploy of the same app on a node.
+/// How long a deploy waits for another deploy of the same app on a node
+/// (`SKIFF_LOCK_TIMEOUT`, in seconds, overrides it).
 pub const LOCK_WAIT: Duration = Duration::from_secs(120);
+
+fn lock_wait() -> Duration {
+    std::env::var("SKIFF_LOCK_TIMEOUT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(LOCK_WAIT)
+}
 
 /// Releases kept per app unless app.toml says otherwise.
 pub const DEFAULT_KEEP: u32 = 5;
@@ -222,11 +231,12 @@ async fn connect_and_lock(
                     });
                     told = true;
                 }
-                if start.elapsed() >= LOCK_WAIT {
+                if start.elapsed() >= lock_wait() {
                     let _ = session.close().await;
                     return Err(Error::Failed {
                         message: format!(
-                            "another deploy of `{app}` holds the lock on node `{node}`: {holder}"
+                            "another deploy of `{app}` holds the lock on node `{node}` (gave up after {} s): {holder}",
+                            lock_wait().as_secs()
                         ),
                         hint: Some(format!(
                             "wait for it to finish; if that skiff is gone, remove /var/lib/skiff/locks/{app}.lock on the node"

@@ -48,7 +48,11 @@ install_routes() {
   mkdir -p "$STAGING"
   _f=$(mktemp "$STAGING/routes.XXXXXX")
   printf '%s' "$1" >"$_f"
-  if ! "$NODE" routes "$_f" >/dev/null; then rm -f "$_f"; die "NGINX refused the new routing table; the previous one is back in place" 4; fi
+  if ! "$NODE" routes "$_f" >/dev/null; then
+    rm -f "$_f"
+    echo "skiff: NGINX refused the new routing table; the previous one is back in place" >&2
+    return 1
+  fi
   rm -f "$_f"
 }
 
@@ -192,7 +196,7 @@ case $step in
       echo "warm $got $want $r"
       phase warm
     fi
-    install_routes "$routes"
+    install_routes "$routes" || exit 4
     phase route
     # health: N.HOST through NGINX, 2xx or 3xx within the timeout
     body=$(mktemp)
@@ -250,7 +254,7 @@ case $step in
         idle_slot "$slot" "$kind"
       fi
     fi
-    [ -n "$routes" ] && install_routes "$routes"
+    if [ -n "$routes" ]; then install_routes "$routes" || echo "skiff: the old routing table could not be reinstalled either" >&2; fi
     [ -n "$n" ] && { check_n "$n"; drop_release "$app" "$n"; }
     rm -rf "$LOCKS/$app.lock"
     ;;
