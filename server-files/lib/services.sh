@@ -97,7 +97,7 @@ skiff_nginx_workers() {
 # worker is gone or shutting down, so the next request surely sees the new config.
 skiff_nginx_settled() {
   _i=0
-  while [ "$_i" -lt 100 ]; do
+  while [ "$_i" -lt 1000 ]; do
     _busy=0
     for _p in $1; do
       if [ -r "/proc/$_p/cmdline" ] && ! tr '\0' ' ' <"/proc/$_p/cmdline" 2>/dev/null | grep -q 'shutting down'; then
@@ -105,7 +105,7 @@ skiff_nginx_settled() {
       fi
     done
     [ "$_busy" = 0 ] && return 0
-    sleep 0.1
+    sleep 0.01
     _i=$((_i + 1))
   done
   echo "skiff: NGINX's old workers still serve after 10 s (did the reload fail? see /var/log/nginx/error.log)" >&2

@@ -90,4 +90,19 @@ def load(slot_dir):
     sys.path.insert(0, release)
     module, _, attr = (cfg.get("wsgi") or "app:application").partition(":")
     app = getattr(importlib.import_module(module), attr or "application")
-    return app
+    return _marked(app, os.path.basename(release))
+
+
+def _marked(app, release):
+    """Adds X-Skiff-Release and X-Skiff-Pid to every answer, so `skiff update` can warm
+    the slot until every process answers the new release (NGINX hides both)."""
+    pid = str(os.getpid())
+
+    def application(environ, start_response):
+        def start(status, headers, exc_info=None):
+            headers = list(headers) + [("X-Skiff-Release", release), ("X-Skiff-Pid", pid)]
+            return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
+
+        return app(environ, start)
+
+    return application

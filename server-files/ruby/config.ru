@@ -37,5 +37,14 @@ else
     end
   end
   built = Rack::Builder.parse_file(rackup)
-  run(built.is_a?(Array) ? built.first : built)
+  inner = built.is_a?(Array) ? built.first : built
+  # X-Skiff-Release / X-Skiff-Pid let `skiff update` warm the slot (NGINX hides them)
+  release_name = File.basename(release)
+  run lambda { |env|
+    status, headers, body = inner.call(env)
+    headers = headers.dup
+    headers["x-skiff-release"] = release_name
+    headers["x-skiff-pid"] = Process.pid.to_s
+    [status, headers, body]
+  }
 end
