@@ -87,8 +87,9 @@ skiff_nginx_workers() {
   for _c in /proc/[0-9]*/stat; do
     _p=${_c#/proc/}; _p=${_p%/stat}
     # field 4 of /proc/PID/stat is the parent (the command name, field 2, has no spaces here)
-    [ "$(cut -d' ' -f4 "$_c" 2>/dev/null)" = "$_m" ] && echo "$_p"
+    if [ "$(cut -d' ' -f4 "$_c" 2>/dev/null)" = "$_m" ]; then echo "$_p"; fi
   done
+  return 0
 }
 
 # skiff_nginx_settled OLD_PIDS: `nginx -s reload` only signals the master, which starts new
