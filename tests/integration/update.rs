@@ -245,14 +245,21 @@ fn a_failing_health_check_changes_nothing() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("health check of version 2"), "{stderr}");
     assert!(stderr.contains("HTTP 500"), "{stderr}");
-    assert!(stderr.contains("database is down"), "the body is shown: {stderr}");
+    assert!(
+        stderr.contains("database is down"),
+        "the body is shown: {stderr}"
+    );
 
     // HOST still serves version 1, release 2 is gone, no route to it, no lock left
     let (code, body) = get(&node.address, "pyapp.test", "/");
     assert_eq!(code, 200, "{body}");
     assert_eq!(field(&body, "version"), "1", "{body}");
     assert_eq!(releases_on_node(&node, "pyapp").trim(), "1");
-    assert!(!node.exec("cat /etc/nginx/skiff-routes.map").contains("2.pyapp.test"));
+    assert!(
+        !node
+            .exec("cat /etc/nginx/skiff-routes.map")
+            .contains("2.pyapp.test")
+    );
     assert_eq!(node.exec("ls /var/lib/skiff/locks/ | wc -l").trim(), "0");
     assert_eq!(env.cluster().apps["pyapp.test"].current, Some(1));
 
@@ -264,7 +271,10 @@ fn a_failing_health_check_changes_nothing() {
     );
     let report = deploy(&env, &node, &dir);
     assert_eq!(report["version"], 2);
-    assert_eq!(field(&get(&node.address, "pyapp.test", "/").1, "version"), "2");
+    assert_eq!(
+        field(&get(&node.address, "pyapp.test", "/").1, "version"),
+        "2"
+    );
 }
 
 #[test]
@@ -286,18 +296,32 @@ fn a_config_that_fails_the_test_is_never_loaded() {
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "update passed with a broken NGINX config");
-    assert!(stderr.contains("zz-planted.conf"), "the failing file is named: {stderr}");
+    assert!(
+        !out.status.success(),
+        "update passed with a broken NGINX config"
+    );
+    assert!(
+        stderr.contains("zz-planted.conf"),
+        "the failing file is named: {stderr}"
+    );
     let (code, body) = get(&node.address, "site.test", "/");
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("MESSAGE=hello"), "{body}");
     assert_eq!(releases_on_node(&node, "site").trim(), "1");
-    assert!(!node.exec("cat /etc/nginx/skiff-routes.map").contains("2.site.test"));
+    assert!(
+        !node
+            .exec("cat /etc/nginx/skiff-routes.map")
+            .contains("2.site.test")
+    );
 
     node.exec("rm /etc/nginx/conf.d/zz-planted.conf");
     let report = deploy(&env, &node, &dir);
     assert_eq!(report["version"], 2);
-    assert!(get(&node.address, "site.test", "/").1.contains("MESSAGE=bonjour"));
+    assert!(
+        get(&node.address, "site.test", "/")
+            .1
+            .contains("MESSAGE=bonjour")
+    );
 }
 
 #[test]
@@ -329,13 +353,19 @@ fn two_updates_at_once_queue_on_the_lock() {
         String::from_utf8_lossy(&b.stderr)
     );
     assert!(a.status.success() && b.status.success(), "{errs}");
-    assert!(errs.contains("another deploy holds the lock"), "one waited: {errs}");
+    assert!(
+        errs.contains("another deploy holds the lock"),
+        "one waited: {errs}"
+    );
     // end state: versions 1..3 on the node and in cluster.toml, current 3, prev 2
     assert_eq!(releases_on_node(&node, "pyapp").trim(), "1 2 3");
     let app = &env.cluster().apps["pyapp.test"];
     assert_eq!((app.current, app.prev), (Some(3), Some(2)));
     assert_eq!(app.versions.len(), 3);
-    assert_eq!(field(&get(&node.address, "pyapp.test", "/").1, "version"), "3");
+    assert_eq!(
+        field(&get(&node.address, "pyapp.test", "/").1, "version"),
+        "3"
+    );
     assert_eq!(node.exec("ls /var/lib/skiff/locks/ | wc -l").trim(), "0");
 }
 
@@ -363,10 +393,16 @@ fn a_lock_held_elsewhere_is_named_and_a_dead_local_one_is_broken() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(stderr.contains("alice@other-laptop pid=4242"), "{stderr}");
-    assert!(stderr.contains("site.lock"), "the hint names the lock: {stderr}");
+    assert!(
+        stderr.contains("site.lock"),
+        "the hint names the lock: {stderr}"
+    );
 
     // a lock left by a skiff of this machine that no longer runs is broken, with a notice
-    let host = nix::unistd::gethostname().unwrap().to_string_lossy().into_owned();
+    let host = nix::unistd::gethostname()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
     node.exec(&format!(
         "echo 'root@{host} pid=999999999 since=2026-01-01T00:00:00Z' > /var/lib/skiff/locks/site.lock/owner"
     ));
