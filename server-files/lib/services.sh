@@ -84,12 +84,8 @@ skiff_stop() {
 # skiff_nginx_workers: pids of NGINX's current worker processes
 skiff_nginx_workers() {
   _m=$(cat /run/nginx.pid 2>/dev/null) || return 0
-  for _c in /proc/[0-9]*/stat; do
-    _p=${_c#/proc/}; _p=${_p%/stat}
-    # field 4 of /proc/PID/stat is the parent (the command name, field 2, has no spaces here)
-    if [ "$(cut -d' ' -f4 "$_c" 2>/dev/null)" = "$_m" ]; then echo "$_p"; fi
-  done
-  return 0
+  # one `ps`, not a fork per process: this runs on every version switch
+  ps -o pid= --ppid "$_m" 2>/dev/null || true
 }
 
 # skiff_nginx_settled OLD_PIDS: `nginx -s reload` only signals the master, which starts new
@@ -100,7 +96,7 @@ skiff_nginx_settled() {
   while [ "$_i" -lt 1000 ]; do
     _busy=0
     for _p in $1; do
-      if [ -r "/proc/$_p/cmdline" ] && ! tr '\0' ' ' <"/proc/$_p/cmdline" 2>/dev/null | grep -q 'shutting down'; then
+      if [ -r "/proc/$_p/cmdline" ] && ! grep -qa 'shutting down' "/proc/$_p/cmdline" 2>/dev/null; then
         _busy=1
       fi
     done

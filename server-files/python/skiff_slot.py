@@ -12,8 +12,16 @@ slot runs is decided by files the deploy user owns, never by Apache's config:
                         "env_file": "/path/to/KEY=VALUE file"}         (optional)
 
 No slot.json: the slot is idle and answers 503 with skiff's "not running" page.
-Deploy = write slot.json (temp file + rename), then restart the slot's processes
-(`skiff-node wsgi-restart pyNN`, or touch slot.wsgi); nothing else on the node restarts.
+
+A process loads its app once: at start when slot.json exists (preload: a live slot that
+restarts is ready before its first request), else lazily at its first request after
+slot.json appears. So a *fresh* slot (restarted with no slot.json, as `skiff update`
+leaves every slot it frees) takes a new release without a restart: write slot.json and
+warm it. A process that already runs another release keeps answering with it (its
+X-Skiff-Release says so), and `skiff update` then restarts the slot's processes
+(`skiff-node wsgi-restart pyNN`); nothing else on the node restarts. Apache respawns a
+daemon process only on its once-a-second maintenance tick, so skipping the restart saves
+up to a second per deploy.
 """
 
 import glob
@@ -21,6 +29,7 @@ import importlib
 import json
 import os
 import sys
+import threading
 
 NOT_RUNNING = "/usr/local/share/skiff/www/not-running.html"
 
@@ -74,12 +83,19 @@ def _add_venv(venv):
 
 
 def load(slot_dir):
-    """Returns the WSGI application this slot serves (or the idle page)."""
+    """Returns the WSGI application of this slot process (see the module docs)."""
+    return _Slot(slot_dir)
+
+
+def _read_slot(slot_dir):
     try:
         with open(os.path.join(slot_dir, "slot.json"), encoding="utf-8") as f:
-            cfg = json.load(f)
+            return json.load(f)
     except FileNotFoundError:
-        return _idle()
+        return None
+
+
+def _load_app(cfg):
     release = os.path.realpath(cfg["release"])
     if cfg.get("venv"):
         _add_venv(cfg["venv"])
@@ -91,6 +107,30 @@ def load(slot_dir):
     module, _, attr = (cfg.get("wsgi") or "app:application").partition(":")
     app = getattr(importlib.import_module(module), attr or "application")
     return _marked(app, os.path.basename(release))
+
+
+class _Slot:
+    """One daemon process's view of its slot: idle until slot.json names a release,
+    then that release for the rest of the process's life."""
+
+    def __init__(self, slot_dir):
+        self.slot_dir = slot_dir
+        self.app = None
+        self.lock = threading.Lock()
+        self.idle = _idle()
+        cfg = _read_slot(slot_dir)
+        if cfg is not None:
+            self.app = _load_app(cfg)
+
+    def __call__(self, environ, start_response):
+        if self.app is None:
+            with self.lock:
+                if self.app is None:
+                    cfg = _read_slot(self.slot_dir)
+                    if cfg is None:
+                        return self.idle(environ, start_response)
+                    self.app = _load_app(cfg)
+        return self.app(environ, start_response)
 
 
 def _marked(app, release):

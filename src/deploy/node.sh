@@ -171,28 +171,42 @@ case $step in
       if [ -f "$d/slot.json" ]; then cp -p "$d/slot.json" "$d/slot.json.before"; else rm -f "$d/slot.json.before"; fi
       install -m 0640 -g www-data "$APPS/$app/meta/$n.json" "$d/slot.json.tmp"
       mv -f "$d/slot.json.tmp" "$d/slot.json"
-      restart_slot "$slot" "$kind" || die "could not restart slot $slot"
       phase load
-      # warm: at most 2 requests at a time, until WANT distinct processes answer release N
+      # Warm: at most 2 requests at a time, until WANT distinct processes answer release
+      # N. A fresh slot (freed and restarted by an earlier switch) loads N lazily on its
+      # first request; a process still running another release answers with that one,
+      # and then (once) the slot's processes are restarted.
       backend="$n.$app.$slot.skiff"
       out=$(mktemp)
-      rounds=$(awk -v t="$timeout" 'BEGIN{print int(t * 10) + 1}')
-      ok=0 r=0
+      rounds=$(awk -v t="$timeout" 'BEGIN{print int(t * 50) + 1}')
+      ok=0 r=0 got=0 restarted=0
+      [ "$kind" = ruby ] && { restart_slot "$slot" "$kind" || die "could not restart slot $slot"; restarted=1; }
       while [ "$r" -lt "$rounds" ]; do
         r=$((r + 1))
         for _j in 1 2; do
           curl -s -o /dev/null -D - -m 10 -H "Host: $backend" "http://127.0.0.1:8080$health" >>"$out" 2>/dev/null &
         done
         wait
-        got=$(tr -d '\r' <"$out" | awk -v n="$n" '
+        counts=$(tr -d '\r' <"$out" | awk -v n="$n" '
           tolower($1) == "x-skiff-release:" { rel = $2 }
-          tolower($1) == "x-skiff-pid:" { if (rel == n) seen[$2] = 1; rel = "" }
-          END { c = 0; for (p in seen) c++; print c }')
+          tolower($1) == "x-skiff-pid:" { if (rel == n) seen[$2] = 1; else if (rel != "") other = 1; rel = "" }
+          END { c = 0; for (p in seen) c++; print c, other + 0 }')
+        got=${counts% *} other=${counts#* }
         if [ "$got" -ge "$want" ]; then ok=1; break; fi
-        sleep 0.1
+        if [ "$other" = 1 ] && [ "$restarted" = 0 ]; then
+          restart_slot "$slot" "$kind" || die "could not restart slot $slot"
+          restarted=1
+          : >"$out"
+          echo "restarted $slot"
+        fi
+        sleep 0.02
       done
       rm -f "$out"
-      [ "$ok" = 1 ] || [ "${got:-0}" -ge 1 ] || die "slot $slot did not answer with release $n within ${timeout}s" 6
+      if [ "$ok" != 1 ] && [ "$got" -lt 1 ]; then
+        echo "skiff: slot $slot did not answer with release $n within ${timeout}s; the app's error log says:" >&2
+        tail -n 20 /var/log/apache2/error.log >&2 2>/dev/null || true
+        exit 6
+      fi
       echo "warm $got $want $r"
       phase warm
     fi
