@@ -31,6 +31,10 @@ pub struct NodeState {
     /// Occupied daemon slots of the node's pool: slot name -> what runs there.
     #[serde(default)]
     pub slots: BTreeMap<String, SlotUse>,
+    /// When each slot was last freed (Unix seconds): a slot freed a moment ago may still
+    /// be respawning its processes, so the longest-free slot is used first.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub freed_at: BTreeMap<String, u64>,
 }
 
 fn schema_default() -> u32 {
@@ -43,6 +47,7 @@ impl Default for NodeState {
             schema: SCHEMA_VERSION,
             apps: BTreeMap::new(),
             slots: BTreeMap::new(),
+            freed_at: BTreeMap::new(),
         }
     }
 }
@@ -157,7 +162,11 @@ impl NodeState {
         if let Some(s) = mine_spare {
             return Ok(s.clone());
         }
-        if let Some(s) = pool.iter().find(|s| !self.slots.contains_key(*s)) {
+        if let Some(s) = pool
+            .iter()
+            .filter(|s| !self.slots.contains_key(*s))
+            .min_by_key(|s| self.freed_at.get(*s).copied().unwrap_or(0))
+        {
             return Ok(s.clone());
         }
         if let Some(p) = prev
@@ -196,8 +205,13 @@ impl NodeState {
             .filter(|(_, u)| u.app == app && Some(u.release) != current && Some(u.release) != prev)
             .map(|(s, _)| s.clone())
             .collect();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
         for s in &spare {
             self.slots.remove(s);
+            self.freed_at.insert(s.clone(), now);
         }
         spare
     }
@@ -294,6 +308,11 @@ mod tests {
         assert_eq!(s.choose_slot("a", 3, &pool()).unwrap(), "py02");
         s.slots.remove("py03");
         assert_eq!(s.choose_slot("a", 3, &pool()).unwrap(), "py03");
+        // among free slots, the one freed longest ago (never = 0) comes first
+        s.slots.remove("py02");
+        s.freed_at.insert("py02".into(), 5);
+        s.freed_at.insert("py03".into(), 9);
+        assert_eq!(s.choose_slot("a", 3, &pool()).unwrap(), "py02");
         // already running: same slot
         assert_eq!(s.choose_slot("a", 2, &pool()).unwrap(), "py01");
     }

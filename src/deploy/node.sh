@@ -43,12 +43,13 @@ check_app() { printf '%s' "$1" | grep -Eqx '[a-z][a-z0-9-]{0,31}' || die "bad ap
 check_n() { printf '%s' "$1" | grep -Eqx '[0-9]{1,9}' || die "bad release number: $1" 2; }
 check_slot() { [ -z "$1" ] || printf '%s' "$1" | grep -Eqx '(py|rb)[0-9]{2}' || die "bad slot: $1" 2; }
 
-# install_routes TEXT: the routing table through skiff-node (config test, reload, restore)
+# install_routes TEXT [nowait]: the routing table through skiff-node (config test, reload,
+# restore); `nowait` returns before NGINX's old workers stopped (the caller polls)
 install_routes() {
   mkdir -p "$STAGING"
   _f=$(mktemp "$STAGING/routes.XXXXXX")
   printf '%s' "$1" >"$_f"
-  if ! "$NODE" routes "$_f" >/dev/null; then
+  if ! SKIFF_NGINX_NOWAIT=$([ "${2:-}" = nowait ] && echo 1 || echo 0) "$NODE" routes "$_f" >/dev/null; then
     rm -f "$_f"
     echo "skiff: NGINX refused the new routing table; the previous one is back in place" >&2
     return 1
@@ -210,17 +211,17 @@ case $step in
       echo "warm $got $want $r"
       phase warm
     fi
-    install_routes "$routes" || exit 4
+    install_routes "$routes" nowait || exit 4
     phase route
     # health: N.HOST through NGINX, 2xx or 3xx within the timeout
     body=$(mktemp)
-    rounds=$(awk -v t="$timeout" 'BEGIN{print int(t * 10) + 1}')
+    rounds=$(awk -v t="$timeout" 'BEGIN{print int(t * 50) + 1}')
     r=0 code=000
     while [ "$r" -lt "$rounds" ]; do
       r=$((r + 1))
       code=$(curl -s -o "$body" -w '%{http_code}' -m 10 -H "Host: $n.$host" "http://127.0.0.1$health" 2>/dev/null || true)
       case $code in 2?? | 3??) break ;; esac
-      sleep 0.1
+      sleep 0.02
     done
     case $code in
       2?? | 3??) echo "health $code"; rm -f "$body" ;;
