@@ -417,3 +417,124 @@ fn a_lock_held_elsewhere_is_named_and_a_dead_local_one_is_broken() {
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("breaking a stale deploy lock"), "{stderr}");
 }
+
+#[test]
+fn two_nodes_switch_together_or_not_at_all() {
+    if !nodes_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    let a = TestNode::launch_set_up(&env);
+    let b = TestNode::launch_set_up(&env);
+    let dir = fixture(&env, "python");
+    let update = |dir: &Path| {
+        env.skiff()
+            .args(["--json", "update"])
+            .arg(dir)
+            .args(["--node", &a.name, "--node", &b.name])
+            .output()
+            .unwrap()
+    };
+    let out = update(&dir);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["nodes"].as_array().unwrap().len(), 2, "{report}");
+    for node in [&a, &b] {
+        assert_eq!(
+            field(&get(&node.address, "pyapp.test", "/").1, "version"),
+            "1"
+        );
+    }
+    assert_eq!(env.cluster().apps["pyapp.test"].nodes.len(), 2);
+
+    // node b refuses the new routes: neither node switches, neither keeps release 2
+    b.exec("echo 'broken' > /etc/nginx/conf.d/zz-planted.conf");
+    edit(&dir.join("app.py"), "hello", "bonjour");
+    let out = update(&dir);
+    assert!(!out.status.success());
+    for node in [&a, &b] {
+        let (code, body) = get(&node.address, "pyapp.test", "/");
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(field(&body, "version"), "1", "{}: {body}", node.name);
+        assert_eq!(releases_on_node(node, "pyapp").trim(), "1", "{}", node.name);
+    }
+    b.exec("rm /etc/nginx/conf.d/zz-planted.conf");
+    let out = update(&dir);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for node in [&a, &b] {
+        assert_eq!(
+            field(&get(&node.address, "pyapp.test", "/").1, "version"),
+            "2"
+        );
+    }
+}
+
+#[test]
+fn etc_hosts_lines_name_every_version_host() {
+    if !nodes_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    let node = TestNode::launch_set_up(&env);
+    let dir = fixture(&env, "static");
+    deploy(&env, &node, &dir);
+    deploy(&env, &node, &dir);
+    let out = env
+        .skiff()
+        .args(["update", "--etc-hosts"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    for host in [
+        "site.test",
+        "www.site.test",
+        "prev.site.test",
+        "1.site.test",
+        "2.site.test",
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l == format!("{} {host}", node.address)),
+            "no line for {host}:\n{text}"
+        );
+    }
+    // --write without a terminal and without --yes asks nothing and refuses
+    let out = env
+        .skiff()
+        .args(["update", "--etc-hosts", "--write"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--yes"));
+}
+
+#[test]
+fn sections_not_built_yet_are_refused_before_any_change() {
+    let env = TestEnv::new();
+    let dir = fixture(&env, "static");
+    let toml = dir.join("app.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(&toml, format!("{text}\n[services]\ndb = \"postgresql\"\n")).unwrap();
+    let out = env.skiff().args(["update"]).arg(&dir).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("[services]") && stderr.contains("not supported yet"),
+        "{stderr}"
+    );
+}
