@@ -261,7 +261,7 @@ async fn lock_all(
     app: &str,
     events: &EventFn,
 ) -> Result<Vec<Target>> {
-    let results = futures_join_all(
+    let results = futures_util::future::join_all(
         nodes
             .iter()
             .map(|n| connect_and_lock(state, cluster, n, app, events)),
@@ -285,37 +285,6 @@ async fn lock_all(
         return Err(e);
     }
     Ok(ok)
-}
-
-async fn futures_join_all<F: std::future::Future>(
-    futures: impl Iterator<Item = F>,
-) -> Vec<F::Output> {
-    let handles: Vec<_> = futures.collect();
-    let mut out = Vec::with_capacity(handles.len());
-    // Futures borrow from the caller, so they are polled together on this task.
-    let mut pinned: Vec<_> = handles.into_iter().map(Box::pin).collect();
-    let mut results: Vec<Option<F::Output>> = (0..pinned.len()).map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (i, f) in pinned.iter_mut().enumerate() {
-            if results[i].is_none() {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => results[i] = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    for r in results {
-        out.push(r.expect("every future finished"));
-    }
-    out
 }
 
 /// The hosts to deploy: `--host`s (validated) or app.toml's.
@@ -440,7 +409,7 @@ pub async fn update(
     };
 
     // Trials on every node in parallel; Ctrl-C or any failure aborts them all.
-    let trials = futures_join_all(
+    let trials = futures_util::future::join_all(
         targets
             .iter()
             .map(|t| trial_node(t, &config, &hosts, &main, n, &manifest, &cache, &events)),

@@ -43,6 +43,16 @@ pub fn edit(file: &Path, from: &str, to: &str) {
     std::fs::write(file, text.replacen(from, to, 1)).unwrap();
 }
 
+/// `skiff update DIR --node NODE` as it comes out, success or not.
+pub fn run_update(env: &TestEnv, dir: &Path, node: &TestNode) -> std::process::Output {
+    env.skiff()
+        .args(["update"])
+        .arg(dir)
+        .args(["--node", &node.name])
+        .output()
+        .unwrap()
+}
+
 /// `skiff update DIR --node NODE`, asserting success; returns the JSON report.
 pub fn deploy(env: &TestEnv, node: &TestNode, dir: &Path) -> serde_json::Value {
     let out = env
@@ -234,13 +244,7 @@ fn a_failing_health_check_changes_nothing() {
         "        body = b\"ok\\n\"",
         "        start_response(\"500 Internal Server Error\", [(\"Content-Type\", \"text/plain\")])\n        return [b\"database is down\\n\"]",
     );
-    let out = env
-        .skiff()
-        .args(["update"])
-        .arg(&dir)
-        .args(["--node", &node.name])
-        .output()
-        .unwrap();
+    let out = run_update(&env, &dir, &node);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("health check of version 2"), "{stderr}");
@@ -288,13 +292,7 @@ fn a_config_that_fails_the_test_is_never_loaded() {
     deploy(&env, &node, &dir);
     node.exec("echo 'this is not nginx config' > /etc/nginx/conf.d/zz-planted.conf");
     edit(&dir.join("static/index.html"), "hello", "bonjour");
-    let out = env
-        .skiff()
-        .args(["update"])
-        .arg(&dir)
-        .args(["--node", &node.name])
-        .output()
-        .unwrap();
+    let out = run_update(&env, &dir, &node);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success(),
@@ -406,13 +404,7 @@ fn a_lock_held_elsewhere_is_named_and_a_dead_local_one_is_broken() {
     node.exec(&format!(
         "echo 'root@{host} pid=999999999 since=2026-01-01T00:00:00Z' > /var/lib/skiff/locks/site.lock/owner"
     ));
-    let out = env
-        .skiff()
-        .args(["update"])
-        .arg(&dir)
-        .args(["--node", &node.name])
-        .output()
-        .unwrap();
+    let out = run_update(&env, &dir, &node);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("breaking a stale deploy lock"), "{stderr}");
