@@ -3,10 +3,13 @@
 # Embedded in the skiff binary (src/providers/local.rs) and run with bash as root.
 # Adapted from shared/recipes/testnode.sh (verified on Debian 12, no systemd, no Docker).
 #
-#   local-node.sh up-auto FIRST   allocate the lowest free node number >= FIRST, bring it up,
-#                                 print the number on stdout
-#   local-node.sh up N            bring node N (2..254) up at 10.250.0.N
-#   local-node.sh down N          destroy node N: processes, mounts, netns, veth, files
+#   local-node.sh up-auto FIRST [ID]  allocate the lowest free node number >= FIRST, bring
+#                                 it up, print the number on stdout (ID: an owner token
+#                                 kept in the node's folder)
+#   local-node.sh up N [ID]       bring node N (2..254) up at 10.250.0.N
+#   local-node.sh down N [ID]     destroy node N: processes, mounts, netns, veth, files
+#                                 (with ID: only if the node still carries that token, so
+#                                 a stale record never destroys a newer node of that number)
 #   local-node.sh ensure-rootfs   debootstrap the Debian rootfs if it is missing (~1 min)
 #   local-node.sh key             create the login key if missing, print its path
 #   local-node.sh list            node numbers of this state dir, one a line
@@ -196,7 +199,7 @@ node_listening() { ip netns exec "node$1" ss -Hltn "sport = :22" | grep -q .; }
 is_free() { [[ ! -e $(ndir "$1") ]] && ! netns_exists "node$1" && ! ip link show "tn${1}h" &>/dev/null; }
 
 up_node() {
-  local n=$1 d R u; d=$(ndir "$n"); R=$d/root
+  local n=$1 id=${2:-} d R u; d=$(ndir "$n"); R=$d/root
   [[ -x $SRC/usr/sbin/sshd ]] || die "no Debian rootfs with openssh-server at $SRC (run: $0 ensure-rootfs)"
   is_free "$n" || die "node number $n is in use"
   trap 'rc=$?; trap - ERR; log "bringing node $n up failed (rc=$rc), tearing it down"; down_node '"$n"'; exit $rc' ERR
@@ -204,6 +207,7 @@ up_node() {
   mkdir -p "$d"
   mount -t tmpfs -o "size=$TMPFS,mode=755" "skiff-node$n" "$d"
   mkdir -p "$R" "$d/upper" "$d/work"
+  printf '%s\n' "$id" >"$d/id"
   mount -t overlay "skiff-node$n" -o "lowerdir=$SRC,upperdir=$d/upper,workdir=$d/work" "$R"
   customize "$n" "$R"
   # network: veth host end -> bridge, node end -> netns as eth0; IPv6 off before link up.
@@ -266,20 +270,45 @@ down_node() {   # idempotent; also cleans up half-built nodes
   fi
 }
 
+# Under the lock no node is half-made, so a node whose PID 1 is gone (its TTL ran out,
+# the machine rebooted, a create was killed) is garbage: clear it so its number frees up.
+reap_dead() {
+  local d n p u
+  for d in "$H"/nodes/*; do
+    [[ -d $d ]] || continue; n=${d##*/}
+    p=$(cat "$d/init.pid" 2>/dev/null || true); u=$(cat "$d/unshare.pid" 2>/dev/null || true)
+    if ! alive "$p" && ! alive "$u"; then log "clearing dead node $n"; down_node "$n"; fi
+  done
+}
+
 cmd_up_auto() {
-  local first=$1 n; checkn "$first"
+  local first=$1 id=${2:-} n; checkn "$first"
+  reap_dead
   for ((n = first; n <= 254; n++)); do
-    if is_free "$n"; then up_node "$n"; echo "$n"; return 0; fi
+    if is_free "$n"; then up_node "$n" "$id"; echo "$n"; return 0; fi
   done
   die "no free node number between $first and 254"
+}
+
+cmd_down() {
+  local n=$1 id=${2:-} have
+  if [[ -n $id && -e $(ndir "$n") ]]; then
+    have=$(cat "$(ndir "$n")/id" 2>/dev/null || true)
+    if [[ $have != "$id" ]]; then
+      log "node $n is not the one recorded (it was destroyed and its number reused); leaving it alone"
+      return 0
+    fi
+  fi
+  [[ -n $id && ! -e $(ndir "$n") ]] && return 0   # already gone; never touch another tool's node$n
+  down_node "$n"
 }
 
 cmd_list() { local d; for d in "$H"/nodes/*; do [[ -d $d ]] && echo "${d##*/}"; done; return 0; }
 
 case ${1:-} in
-  up-auto) lock; cmd_up_auto "${2:-100}" ;;
-  up)      checkn "${2:-}"; lock; up_node "$2"; echo "$2" ;;
-  down)    checkn "${2:-}"; lock; down_node "$2" ;;
+  up-auto) lock; cmd_up_auto "${2:-100}" "${3:-}" ;;
+  up)      checkn "${2:-}"; lock; up_node "$2" "${3:-}"; echo "$2" ;;
+  down)    checkn "${2:-}"; lock; cmd_down "$2" "${3:-}" ;;
   ensure-rootfs) mkdir -p "$H"; exec 8>"$H/.rootfs.lock"; flock -w 900 8 || die "could not lock the rootfs"; cmd_ensure_rootfs ;;
   key)     cmd_key ;;
   list)    cmd_list ;;

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -190,7 +190,7 @@ impl Cluster {
                     "rename the `[nodes.NAME]` table to a name like `web1`",
                 ));
             }
-            if let Err(e) = check_address(&node.address) {
+            if let Err(e) = names::check_node_address(&node.address) {
                 return Err(problem(
                     format!("{key}.address"),
                     e,
@@ -335,32 +335,6 @@ impl Cluster {
     }
 }
 
-/// An SSH address: an IP address, or a host name or `~/.ssh/config` alias made of
-/// `A-Z a-z 0-9 . _ -` that does not start with `-` (it would read as an ssh option).
-fn check_address(address: &str) -> std::result::Result<(), String> {
-    if address.is_empty() {
-        return Err("the address is empty".into());
-    }
-    if address.parse::<std::net::IpAddr>().is_ok() {
-        return Ok(());
-    }
-    if address.len() > 253 {
-        return Err(format!("`{address}` is longer than 253 characters"));
-    }
-    if address.starts_with('-') || address.starts_with('.') {
-        return Err(format!("`{address}` starts with `{}`", &address[..1]));
-    }
-    if let Some(bad) = address
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || "._-".contains(*c)))
-    {
-        return Err(format!(
-            "`{address}` contains {bad:?}; it is neither an IP address nor a host name"
-        ));
-    }
-    Ok(())
-}
-
 /// Where cluster.toml lives: `--state`/`SKIFF_STATE`, else
 /// `$XDG_CONFIG_HOME/skiff/cluster.toml`, else `~/.config/skiff/cluster.toml`.
 pub fn default_state_path(flag: Option<&Path>) -> Result<PathBuf> {
@@ -463,30 +437,43 @@ impl StateFile {
                 path: lock_path.clone(),
                 source,
             })?;
-        let start = Instant::now();
-        let mut told = false;
-        loop {
-            match file.try_lock() {
-                Ok(()) => return Ok(StateLock { _file: file }),
-                Err(std::fs::TryLockError::WouldBlock) => {}
-                Err(std::fs::TryLockError::Error(source)) => {
-                    return Err(Error::Write {
-                        path: lock_path,
-                        source,
-                    });
-                }
-            }
-            if !told {
-                on_wait(&lock_path);
-                told = true;
-            }
-            if start.elapsed() >= self.lock_timeout {
-                return Err(Error::LockTimeout {
+        match file.try_lock() {
+            Ok(()) => return Ok(StateLock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => {}
+            Err(std::fs::TryLockError::Error(source)) => {
+                return Err(Error::Write {
                     path: lock_path,
-                    secs: self.lock_timeout.as_secs(),
+                    source,
                 });
             }
-            std::thread::sleep(Duration::from_millis(20));
+        }
+        on_wait(&lock_path);
+        // Wait in the kernel rather than polling: the kernel wakes a blocked waiter the
+        // moment the lock is released, where a poll every few ms loses nearly every race
+        // against a holder that re-locks at once (seen: 1 wait in 200 contended updates).
+        // The blocking call runs on a helper thread so we can give up after the timeout;
+        // it owns a clone of the same open file, so the lock it takes is ours.
+        let waiter = file.try_clone().map_err(|source| Error::Write {
+            path: lock_path.clone(),
+            source,
+        })?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let result = waiter.lock();
+            // After a timeout nobody listens; dropping `waiter` then closes the last
+            // handle of the file and releases the lock at once.
+            let _ = tx.send(result);
+        });
+        match rx.recv_timeout(self.lock_timeout) {
+            Ok(Ok(())) => Ok(StateLock { _file: file }),
+            Ok(Err(source)) => Err(Error::Write {
+                path: lock_path,
+                source,
+            }),
+            Err(_) => Err(Error::LockTimeout {
+                path: lock_path,
+                secs: self.lock_timeout.as_secs(),
+            }),
         }
     }
 
@@ -694,14 +681,14 @@ mod tests {
                 "address that is an ssh option",
                 NODE.replace("10.250.0.5", "-oProxyCommand=x"),
                 "nodes.web1.address",
-                "`-oProxyCommand=x` starts with `-`",
+                "`-oProxyCommand=x` must start with a letter or digit",
                 3,
             ),
             (
                 "address with a space",
                 NODE.replace("10.250.0.5", "web 1"),
                 "nodes.web1.address",
-                "`web 1` contains ' '",
+                "`web 1` contains ` `",
                 3,
             ),
             (
@@ -907,20 +894,6 @@ mod tests {
         let err =
             Cluster::parse(Path::new("cluster.toml"), "schema = 1\n[nodes.web1\n").unwrap_err();
         assert_eq!(err.location().map(|(_, l)| l.line), Some(2));
-    }
-
-    #[test]
-    fn valid_addresses() {
-        for ok in [
-            "10.250.0.5",
-            "::1",
-            "fe80::1",
-            "web1",
-            "web1.example.com",
-            "my_alias",
-        ] {
-            assert!(check_address(ok).is_ok(), "{ok}");
-        }
     }
 
     #[test]

@@ -12,17 +12,25 @@
 //! - [`scaffold`]: what `skiff init` writes.
 //! - [`providers`]: how nodes come to exist and go away (ssh, local, vagrant).
 //! - [`transport`]: quoting and the SSH session to nodes (one multiplexed master each).
+//! - [`dev_server`]: `skiff serve`, the app on the laptop (static first, then the runtime).
 //! - [`sync`]: the delta sync of an app tree into a new release on a node.
 //! - [`assets`]: `templates/` and `server-files/` embedded in the binary.
+//! - [`provision`]: `setup-node`: probe, plan and provision a node as a skiff web host.
 
 pub mod app_config;
+pub mod assets;
 pub mod cli;
 pub mod cluster;
 pub mod commands;
+pub mod deploy;
+pub mod dev_server;
 pub mod error;
 pub mod names;
+pub mod node_state;
 pub mod printer;
 pub mod providers;
+pub mod provision;
+pub mod routing;
 pub mod scaffold;
 pub mod sync;
 pub mod toml_span;

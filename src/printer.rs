@@ -100,6 +100,12 @@ impl Printer {
         }
     }
 
+    /// A raw line on stderr: what an app's own process printed (`skiff serve`). Shown
+    /// even with `-q`: it is the app's output, tracebacks included.
+    pub fn log(&self, line: impl std::fmt::Display) {
+        let _ = writeln!(std::io::stderr(), "{line}");
+    }
+
     /// A warning on stderr (shown even with `-q`: warnings matter).
     pub fn warn(&self, message: impl std::fmt::Display) {
         let label = self.paint(YELLOW, "warning");

@@ -10,5 +10,18 @@ mod support;
 #[path = "integration/nodes.rs"]
 mod nodes;
 
+#[path = "integration/init.rs"]
+mod init;
+
+#[path = "integration/state.rs"]
+mod state;
+
+#[path = "integration/serve.rs"]
+mod serve;
+#[path = "integration/setup_node.rs"]
+mod setup_node;
 #[path = "integration/sync.rs"]
 mod sync;
+
+#[path = "integration/update.rs"]
+mod update;

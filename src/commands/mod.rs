@@ -3,28 +3,45 @@
 
 use crate::cli::{Cli, Command};
 use crate::cluster::{self, StateFile};
-use crate::error::{Error, Result};
+use crate::deploy::Choice;
+use crate::error::Result;
 use crate::printer::Printer;
 
 mod completions;
 mod create_node;
 mod default_node;
 mod destroy_node;
+mod init;
 mod list_nodes;
+mod serve;
+mod setup_node;
+mod update;
+mod versions;
 
 /// Runs the verb chosen on the command line.
 pub fn dispatch(cli: &Cli, printer: &Printer) -> Result<()> {
     match &cli.command {
+        Command::Init(args) => init::run(args, printer),
         Command::CreateNode(args) => create_node::run(&state_file(cli)?, args, printer),
         Command::DestroyNode(args) => destroy_node::run(&state_file(cli)?, &args.name, printer),
+        Command::SetupNode(args) => setup_node::run(&state_file(cli)?, args, printer),
         Command::ListNodes => list_nodes::run(&state_file(cli)?, printer),
         Command::DefaultNode(args) => default_node::run(&state_file(cli)?, &args.name, printer),
+        Command::Serve(args) => serve::run(args, printer),
+        Command::Update(args) => update::run(&state_file(cli)?, args, printer),
+        Command::Rollback(args) => {
+            versions::activate(&state_file(cli)?, &args.host, Choice::Prev, printer)
+        }
+        Command::Activate(args) => versions::activate(
+            &state_file(cli)?,
+            &args.host,
+            Choice::Version(args.version),
+            printer,
+        ),
+        Command::Versions(args) => versions::versions(&state_file(cli)?, &args.host, printer),
+        Command::Clean(args) => versions::clean(&state_file(cli)?, &args.host, args.keep, printer),
         Command::Completions(args) => completions::completions(args.shell),
         Command::Man => completions::man(),
-        other => Err(Error::NotSupported {
-            what: format!("`skiff {}`", verb_name(other)),
-            hint: Some("this verb is planned; see README.md for what works today".into()),
-        }),
     }
 }
 
@@ -43,17 +60,4 @@ pub fn waiting_notice(printer: &Printer) -> impl FnMut(&std::path::Path) + '_ {
             format!("for another skiff to release `{}`", path.display()),
         )
     }
-}
-
-fn verb_name(command: &Command) -> String {
-    let debug = format!("{command:?}");
-    let name = debug.split(['(', ' ', '{']).next().unwrap_or("");
-    let mut out = String::new();
-    for (i, c) in name.chars().enumerate() {
-        if c.is_ascii_uppercase() && i > 0 {
-            out.push('-');
-        }
-        out.push(c.to_ascii_lowercase());
-    }
-    out
 }

@@ -58,6 +58,24 @@ pub struct LocalNode {
     pub identity: PathBuf,
     /// The state dir the node lives in (recorded so destroy works with any env).
     pub home: PathBuf,
+    /// Owner token kept in the node's folder: destroy only tears down a node that still
+    /// carries it, so a stale record never destroys a newer node with the same number.
+    pub id: String,
+}
+
+/// A token that tells this node apart from any later node with the same number.
+fn new_id() -> String {
+    use sha2::{Digest, Sha256};
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let seed = format!(
+        "{}:{}:{:?}",
+        std::process::id(),
+        now.as_nanos(),
+        std::thread::current().id()
+    );
+    hex::encode(&Sha256::digest(seed.as_bytes())[..8])
 }
 
 /// Why local nodes cannot run here, or `None` when they can: Linux, root, and the host
@@ -153,9 +171,10 @@ pub async fn ensure_rootfs() -> Result<()> {
 /// Brings up a new node with the lowest free number from [`FIRST_NUMBER`] on.
 pub async fn create() -> Result<LocalNode> {
     let home = home();
+    let id = new_id();
     let out = run_script(
         &home,
-        &["up-auto", &FIRST_NUMBER.to_string()],
+        &["up-auto", &FIRST_NUMBER.to_string(), &id],
         "starting a local node",
     )
     .await?;
@@ -174,18 +193,18 @@ pub async fn create() -> Result<LocalNode> {
         address: address(number),
         identity: home.join("id_ed25519"),
         home,
+        id,
     })
 }
 
 /// Stops node `number` of state dir `home` and removes everything of it: processes,
-/// mounts, netns, veth, files. Idempotent.
-pub async fn destroy(home: &Path, number: u8) -> Result<()> {
-    run_script(
-        home,
-        &["down", &number.to_string()],
-        &format!("destroying local node {number}"),
-    )
-    .await?;
+/// mounts, netns, veth, files. Idempotent; with `id`, a node of that number that does
+/// not carry the token (a newer one) is left alone.
+pub async fn destroy(home: &Path, number: u8, id: Option<&str>) -> Result<()> {
+    let number_text = number.to_string();
+    let mut args = vec!["down", number_text.as_str()];
+    args.extend(id);
+    run_script(home, &args, &format!("destroying local node {number}")).await?;
     Ok(())
 }
 

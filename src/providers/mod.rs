@@ -274,6 +274,7 @@ async fn create_local(
     let mut data = BTreeMap::new();
     data.insert("number".to_string(), made.number.to_string());
     data.insert("home".to_string(), made.home.display().to_string());
+    data.insert("id".to_string(), made.id.clone());
     let node = Node {
         address: made.address.clone(),
         user: "root".into(),
@@ -291,7 +292,7 @@ async fn create_local(
     match probe_and_record(req, node, state, status, false).await {
         Ok(created) => Ok(created),
         Err(err) => {
-            let _ = local::destroy(&made.home, made.number).await;
+            let _ = local::destroy(&made.home, made.number, Some(&made.id)).await;
             let _ = forget_key_if_unused(state, &req.name, &target);
             Err(err)
         }
@@ -312,7 +313,14 @@ async fn create_vagrant(
             req.name
         ),
     );
-    let found = vagrant::up(&dir).await?;
+    let found = match vagrant::up(&dir).await {
+        Ok(found) => found,
+        Err(err) => {
+            // A half-made VM (or just its folder) must not stay behind.
+            let _ = vagrant::destroy(&dir).await;
+            return Err(err);
+        }
+    };
     let mut data = BTreeMap::new();
     data.insert("dir".to_string(), dir.display().to_string());
     let node = Node {
@@ -482,7 +490,8 @@ pub async fn destroy(name: &str, state: &StateFile, status: Status<'_>) -> Resul
                 "Destroying",
                 format!("local node `{name}` ({})", node.address),
             );
-            local::destroy(&home, number).await?;
+            let id = node.provider_data.get("id").map(String::as_str);
+            local::destroy(&home, number, id).await?;
         }
         Provider::Vagrant => {
             let dir = node

@@ -102,12 +102,26 @@ pub async fn destroy(dir: &Path) -> Result<()> {
     if !dir.exists() {
         return Ok(());
     }
-    if dir.join(".vagrant").exists() {
+    if has_machine(dir) {
         vagrant(dir, &["destroy", "-f"]).await?;
     }
     fs::remove_dir_all(dir).map_err(|source| Error::Write {
         path: dir.to_path_buf(),
         source,
+    })
+}
+
+/// Whether Vagrant recorded a machine in `dir` (`.vagrant/machines/NAME/PROVIDER/id`):
+/// without one there is no VM to destroy, only the folder (a `vagrant up` that failed
+/// before creating anything, e.g. with no hypervisor installed).
+fn has_machine(dir: &Path) -> bool {
+    let Ok(machines) = fs::read_dir(dir.join(".vagrant/machines")) else {
+        return false;
+    };
+    machines.flatten().any(|m| {
+        fs::read_dir(m.path())
+            .map(|providers| providers.flatten().any(|p| p.path().join("id").exists()))
+            .unwrap_or(false)
     })
 }
 

@@ -448,22 +448,63 @@ fn pinned_keys(known_hosts: &Path, target: &Target) -> Result<Vec<(String, Strin
     if !known_hosts.exists() {
         return Ok(Vec::new());
     }
-    let out = std::process::Command::new("ssh-keygen")
-        .arg("-l")
-        .arg("-F")
-        .arg(target.known_hosts_name())
+    let mut keys = Vec::new();
+    for name in key_names(target) {
+        let out = keygen(&["-l", "-F", &name], known_hosts)?;
+        keys.extend(parse_keygen_list(&String::from_utf8_lossy(&out.stdout)));
+    }
+    Ok(keys)
+}
+
+/// Runs `ssh-keygen ARGS -f known_hosts`.
+fn keygen(args: &[&str], known_hosts: &Path) -> Result<std::process::Output> {
+    std::process::Command::new("ssh-keygen")
+        .args(args)
         .arg("-f")
         .arg(known_hosts)
         .stdin(StdStdio::null())
         .output()
         .map_err(|e| Error::Failed {
             message: format!(
-                "could not run `ssh-keygen` to read `{}`: {e}",
+                "could not run `ssh-keygen {}` on `{}`: {e}",
+                args.join(" "),
                 known_hosts.display()
             ),
             hint: Some("install the OpenSSH client (it provides ssh-keygen)".into()),
-        })?;
-    Ok(parse_keygen_list(&String::from_utf8_lossy(&out.stdout)))
+        })
+}
+
+/// The names ssh files `target`'s key under: the address as given and, when
+/// `~/.ssh/config` maps it elsewhere (`HostName`, `HostKeyAlias`), that name too.
+fn key_names(target: &Target) -> Vec<String> {
+    let mut names = vec![target.known_hosts_name()];
+    let resolved = std::process::Command::new("ssh")
+        .arg("-G")
+        .arg("-p")
+        .arg(target.port.to_string())
+        .arg("--")
+        .arg(&target.address)
+        .stdin(StdStdio::null())
+        .output();
+    if let Some(out) = resolved.ok().filter(|o| o.status.success()) {
+        let text = String::from_utf8_lossy(&out.stdout);
+        let value = |key: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(key).map(|v| v.trim().to_string()))
+        };
+        let name = value("hostkeyalias ").or_else(|| value("hostname "));
+        if let Some(name) = name.filter(|n| !n.is_empty()) {
+            let name = if target.port == 22 {
+                name
+            } else {
+                format!("[{name}]:{}", target.port)
+            };
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    names
 }
 
 /// Parses `ssh-keygen -l -F` output: `host TYPE SHA256:...` lines after `# Host` comments.
@@ -488,32 +529,19 @@ pub fn forget_host_key(ssh_dir: &Path, target: &Target) -> Result<()> {
     if !known_hosts.exists() {
         return Ok(());
     }
-    let out = std::process::Command::new("ssh-keygen")
-        .arg("-R")
-        .arg(target.known_hosts_name())
-        .arg("-f")
-        .arg(&known_hosts)
-        .stdin(StdStdio::null())
-        .output()
-        .map_err(|e| Error::Failed {
-            message: format!(
-                "could not run `ssh-keygen -R` on `{}`: {e}",
-                known_hosts.display()
-            ),
-            hint: Some("install the OpenSSH client (it provides ssh-keygen)".into()),
-        })?;
-    let old = known_hosts.with_file_name("known_hosts.old");
-    let _ = fs::remove_file(old);
-    if !out.status.success() {
-        return Err(Error::Failed {
-            message: format!(
-                "could not remove the key of `{}` from `{}`: {}",
-                target.known_hosts_name(),
-                known_hosts.display(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            ),
-            hint: None,
-        });
+    for name in key_names(target) {
+        let out = keygen(&["-R", &name], &known_hosts)?;
+        let _ = fs::remove_file(known_hosts.with_file_name("known_hosts.old"));
+        if !out.status.success() {
+            return Err(Error::Failed {
+                message: format!(
+                    "could not remove the key of `{name}` from `{}`: {}",
+                    known_hosts.display(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                ),
+                hint: None,
+            });
+        }
     }
     Ok(())
 }

@@ -407,7 +407,7 @@ fn many_commands_share_one_session_at_most_four_at_a_time() {
         let script = "mkdir -p /tmp/c; touch /tmp/c/$$; n=$(ls /tmp/c | wc -l); sleep 0.2; rm /tmp/c/$$; echo $n";
         let argv = ["sh", "-c", script];
         let runs = (0..16).map(|_| s.run_ok(&argv));
-        let outs = futures_join_all(runs).await;
+        let outs = futures_util::future::join_all(runs).await;
         let mut max = 0;
         for out in outs {
             let n: usize = String::from_utf8(out.unwrap()).unwrap().trim().parse().unwrap();
@@ -422,31 +422,6 @@ fn many_commands_share_one_session_at_most_four_at_a_time() {
 }
 
 /// Joins futures without another dependency: spawns nothing, polls them together.
-async fn futures_join_all<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output> {
-    let mut set = Vec::new();
-    for f in futs {
-        set.push(Box::pin(f));
-    }
-    let mut outs: Vec<Option<F::Output>> = set.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (i, f) in set.iter_mut().enumerate() {
-            if outs[i].is_none() {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => outs[i] = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    outs.into_iter().map(Option::unwrap).collect()
-}
 
 #[test]
 fn connect_errors_say_why() {
@@ -578,9 +553,204 @@ fn create_node_checks_its_arguments() {
         .stderr(predicates::str::contains(
             "not used with `--provider local`",
         ));
+    // no ssh program: said plainly, exit 3, nothing recorded
+    env.skiff()
+        .env("PATH", env.root().join("empty-path"))
+        .args([
+            "create-node",
+            "web1",
+            "--host",
+            "10.250.0.254",
+            "--user",
+            "root",
+        ])
+        .assert()
+        .code(3)
+        .stderr(predicates::str::contains("the `ssh` program was not found"))
+        .stderr(predicates::str::contains("openssh-client"));
+    assert!(env.cluster().nodes.is_empty());
     env.skiff()
         .args(["destroy-node", "ghost", "--yes"])
         .assert()
         .code(2)
         .stderr(predicates::str::contains("unknown node `ghost`"));
+}
+
+#[test]
+fn a_dropped_session_stops_its_master() {
+    let env = TestEnv::new();
+    if !nodes_available() {
+        return;
+    }
+    let node = TestNode::launch(&env);
+    transport::block_on(async {
+        let s = Session::connect(&node.target(), &env.state_dir())
+            .await
+            .unwrap();
+        s.run_ok(&["true"]).await.unwrap();
+        assert_eq!(env.ssh_masters().len(), 1, "one master per session");
+        drop(s); // an error path that never reached close()
+    })
+    .unwrap();
+    // the shutdown request is sent on drop; the master exits right after
+    let mut left = env.ssh_masters();
+    for _ in 0..50 {
+        if left.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        left = env.ssh_masters();
+    }
+    assert!(left.is_empty(), "ssh masters left running: {left:?}");
+}
+
+/// `vagrant validate` on the Vagrantfile skiff ships (the VM itself cannot run here:
+/// no hypervisor). Vagrant needs a writable home and no provider with
+/// `--ignore-provider`.
+#[test]
+fn vagrantfile_validates() {
+    let Ok(vagrant) = which::which("vagrant") else {
+        let msg = "vagrant is not installed (apt-get install vagrant; see .ci/prepare-nodes.sh)";
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{msg}");
+        }
+        eprintln!("SKIPPED: {msg}");
+        return;
+    };
+    let env = TestEnv::new();
+    let dir = env.root().join("vm");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("Vagrantfile"),
+        skiff::providers::vagrant::VAGRANTFILE,
+    )
+    .unwrap();
+    let shipped =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/vagrant/Vagrantfile"))
+            .unwrap();
+    assert_eq!(shipped, skiff::providers::vagrant::VAGRANTFILE);
+    let out = StdCommand::new(vagrant)
+        .args(["validate", "--ignore-provider"])
+        .current_dir(&dir)
+        .env("HOME", &env.home)
+        .env("VAGRANT_HOME", env.root().join("vagrant.d"))
+        .env("VAGRANT_CHECKPOINT_DISABLE", "1")
+        .env("VAGRANT_NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "vagrant validate failed:\n{text}");
+    assert!(text.contains("validated successfully"), "{text}");
+
+    // and it does catch a broken file (so the check above can fail)
+    std::fs::write(
+        dir.join("Vagrantfile"),
+        "Vagrant.configure(\"2\") { |c| c.vm.bxo = 1 }\n",
+    )
+    .unwrap();
+    let out = StdCommand::new("vagrant")
+        .args(["validate", "--ignore-provider"])
+        .current_dir(&dir)
+        .env("HOME", &env.home)
+        .env("VAGRANT_HOME", env.root().join("vagrant.d"))
+        .env("VAGRANT_CHECKPOINT_DISABLE", "1")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
+
+/// Without a hypervisor `vagrant up` fails; skiff must say so and leave nothing.
+#[test]
+fn a_failed_vagrant_up_leaves_nothing() {
+    if which::which("vagrant").is_err() {
+        eprintln!("SKIPPED: vagrant is not installed");
+        return;
+    }
+    let env = TestEnv::new();
+    let probe = StdCommand::new("sh")
+        .args(["-c", "command -v VBoxManage || command -v virsh"])
+        .output()
+        .unwrap();
+    if probe.status.success() {
+        eprintln!("SKIPPED: a hypervisor is installed; this test wants `vagrant up` to fail");
+        return;
+    }
+    let out = env
+        .skiff()
+        .args(["create-node", "vm", "--provider", "vagrant"])
+        .env("VAGRANT_CHECKPOINT_DISABLE", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("`vagrant up`") && stderr.contains("provider"),
+        "{stderr}"
+    );
+    assert!(env.cluster().nodes.is_empty());
+    assert!(!env.state_dir().join("vagrant/vm").exists());
+}
+
+/// A record that outlived its node (a copied or forgotten cluster.toml) must never
+/// destroy a newer node that got the same number; a node whose PID 1 died is reaped
+/// by the next create.
+#[test]
+fn stale_records_and_dead_nodes_are_harmless() {
+    let a = TestEnv::new();
+    if !nodes_available() {
+        return;
+    }
+    let node = TestNode::launch_named(&a, "old");
+    let number = node.number;
+    let stale = TestEnv::new();
+    std::fs::create_dir_all(stale.state_dir()).unwrap();
+    std::fs::copy(&a.state, &stale.state).unwrap();
+    node.destroy();
+
+    let b = TestEnv::new();
+    let newer = TestNode::launch(&b);
+    stale
+        .skiff()
+        .args(["destroy-node", "old", "--yes"])
+        .assert()
+        .success();
+    assert!(stale.cluster().nodes.is_empty());
+    newer.exec("true"); // still up, whatever number it got
+    if newer.number == number {
+        eprintln!("the newer node reused number {number} and survived the stale destroy");
+    }
+
+    // kill a node's PID 1 (as its TTL would): the next create reaps it
+    let dying = TestNode::launch(&b);
+    let home = skiff::providers::local::home();
+    let init: i32 = std::fs::read_to_string(home.join(format!("nodes/{}/init.pid", dying.number)))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(init),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    for _ in 0..50 {
+        if !pid_alive(init as u32) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let dying_id = b.cluster().node(&dying.name).unwrap().provider_data["id"].clone();
+    let _third = TestNode::launch(&b);
+    // reaped: its folder is gone, or (tests run in parallel) the number already serves
+    // a newer node with another owner token
+    let id_file = home.join(format!("nodes/{}/id", dying.number));
+    let id = std::fs::read_to_string(&id_file).unwrap_or_default();
+    assert_ne!(id.trim(), dying_id, "dead node {} not reaped", dying.number);
+    // its record is still destroyable (nothing left to do but forget it)
+    dying.destroy();
+    newer.exec("true");
 }

@@ -17,6 +17,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use assert_cmd::Command;
 
+pub mod setup;
+
 /// A private world for one test: temp HOME, a state file (cluster.toml) in it, and a
 /// `skiff` command preconfigured to use them with no colour.
 pub struct TestEnv {
@@ -67,6 +69,21 @@ impl TestEnv {
             .env_remove("XDG_CONFIG_HOME")
             .env_remove("CLICOLOR_FORCE")
             // A test node someone forgets to destroy exits by itself after an hour.
+            .env("SKIFF_LOCAL_TTL", "3600")
+            .arg("--state")
+            .arg(&self.state);
+        cmd
+    }
+
+    /// [`TestEnv::skiff`] as a plain `std::process::Command`, for tests that spawn
+    /// several skiffs at once.
+    pub fn skiff_std(&self) -> std::process::Command {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_skiff"));
+        cmd.env("HOME", &self.home)
+            .env("NO_COLOR", "1")
+            .env_remove("SKIFF_STATE")
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("CLICOLOR_FORCE")
             .env("SKIFF_LOCAL_TTL", "3600")
             .arg("--state")
             .arg(&self.state);

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Prepares a fresh Debian 12 machine (as root) for skiff's real-node tests; safe to re-run.
+#
+# - host packages: debootstrap (the node rootfs), apt-cacher-ng (the nodes' only way to
+#   Debian's mirror), openssh-client, iproute2/util-linux/procps (namespaces, mounts),
+#   vagrant (only for `vagrant validate` of vagrant/Vagrantfile)
+# - the cached Debian 12 rootfs at ${SKIFF_LOCAL_ROOTFS:-/var/cache/skiff/rootfs-bookworm}
+#   (debootstrap minbase + openssh-server python3 rdiff sudo ca-certificates curl iproute2
+#   procps; about a minute, once), made by the same script skiff embeds for local nodes.
+#
+# Packaged daemons must not start on install: apt-cacher-ng's would listen on 0.0.0.0:3142.
+# Docker-style hosts already have a /usr/sbin/policy-rc.d that says "exit 101"; elsewhere
+# one is put in place for the install only. Never run "apt-cacher-ng --help" (it has no
+# such flag and starts a daemon on all addresses).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export DEBIAN_FRONTEND=noninteractive
+
+say() { printf 'prepare-nodes: %s\n' "$*" >&2; }
+
+[ "$(id -u)" = 0 ] || { say "needs root (network namespaces, mounts, apt)"; exit 1; }
+
+need=()
+for pkg in debootstrap apt-cacher-ng openssh-client iproute2 util-linux procps vagrant; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  say "installing ${need[*]}"
+  temp_policy=
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
+    temp_policy=1
+  fi
+  trap 'if [ -n "$temp_policy" ]; then rm -f /usr/sbin/policy-rc.d; fi' EXIT
+  apt-get update -q >/dev/null
+  apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
+  if [ -n "$temp_policy" ]; then rm -f /usr/sbin/policy-rc.d; temp_policy=; fi
+fi
+
+# The kernel must allow network namespaces and overlayfs (a probe, undone at once).
+modprobe overlay 2>/dev/null || true
+grep -qw overlay /proc/filesystems || { say "the kernel has no overlayfs"; exit 1; }
+probe=skiff-probe-$$
+ip netns add "$probe" && ip netns del "$probe" || { say "cannot create network namespaces"; exit 1; }
+
+rootfs=${SKIFF_LOCAL_ROOTFS:-/var/cache/skiff/rootfs-bookworm}
+if [ -x "$rootfs/usr/sbin/sshd" ]; then
+  say "rootfs ready at $rootfs"
+else
+  say "creating the Debian 12 rootfs at $rootfs (about a minute, once)"
+  SKIFF_LOCAL_ROOTFS=$rootfs bash providers/local-node.sh ensure-rootfs
+fi
+say "ready"

@@ -1,0 +1,41 @@
+<?php
+// skiff: prepended to every PHP request of the catch-all vhost (installed by `skiff setup-node`).
+//
+// NGINX routes host HOST of app APP, release N, to Apache with the backend host
+// `N.APP.php.skiff`; mod_vhost_alias maps it to /srv/skiff/apps/APP/docroots/N (a symlink to
+// the release's docroot that never changes, so PHP's realpath and opcache caches stay right).
+// This file gives the app the environment snapshotted for that release, from
+// /srv/skiff/apps/APP/docroots/N.json: {"env": {"NAME": "value"}, "env_file": "/path"}.
+(static function () {
+    $root = $_SERVER['DOCUMENT_ROOT'] ?? '';
+    if (!preg_match('~^/srv/skiff/apps/([a-z][a-z0-9-]*)/docroots/([0-9]+)$~', $root, $m)) {
+        return;
+    }
+    $file = "/srv/skiff/apps/{$m[1]}/docroots/{$m[2]}.json";
+    if (!is_readable($file)) {
+        return;
+    }
+    $cfg = json_decode((string) file_get_contents($file), true);
+    if (!is_array($cfg)) {
+        return;
+    }
+    $env = [];
+    if (!empty($cfg['env_file']) && is_readable($cfg['env_file'])) {
+        foreach (file($cfg['env_file'], FILE_IGNORE_NEW_LINES) as $line) {
+            $line = trim($line);
+            if ($line === '' || $line[0] === '#' || strpos($line, '=') === false) {
+                continue;
+            }
+            [$k, $v] = explode('=', $line, 2);
+            $env[trim($k)] = $v;
+        }
+    }
+    foreach (($cfg['env'] ?? []) as $k => $v) {
+        $env[(string) $k] = (string) $v;
+    }
+    foreach ($env as $k => $v) {
+        putenv("$k=$v");
+        $_ENV[$k] = $v;
+        $_SERVER[$k] = $v;
+    }
+})();

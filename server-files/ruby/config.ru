@@ -1,0 +1,50 @@
+# skiff: the Rack entry of one Passenger slot (installed by `skiff setup-node`).
+#
+# setup-node declares a fixed pool of Passenger vhosts (rb01.skiff, rb02.skiff, ...) whose
+# app root is /srv/skiff/slots/ruby/rbNN (this file's folder), so Apache's config never
+# changes when an app is deployed. What the slot runs comes from slot.json beside this file:
+#   {"release": "/srv/skiff/apps/APP/releases/N", "rackup": "config.ru",
+#    "env": {"NAME": "value"}, "env_file": "/path/to/KEY=VALUE file"}
+# No slot.json: the slot is idle and answers 503 with skiff's "not running" page.
+# Deploy = write slot.json, then `skiff-node passenger-restart rbNN`.
+require "json"
+
+slot = File.join(__dir__, "slot.json")
+if !File.exist?(slot)
+  page = File.read("/usr/local/share/skiff/www/not-running.html") rescue "skiff: not running\n"
+  run lambda { |_env| [503, { "content-type" => "text/html; charset=utf-8", "cache-control" => "no-store" }, [page]] }
+else
+  cfg = JSON.parse(File.read(slot))
+  release = File.realpath(cfg.fetch("release"))
+  if cfg["env_file"] && File.exist?(cfg["env_file"])
+    File.foreach(cfg["env_file"]) do |line|
+      line = line.strip
+      next if line.empty? || line.start_with?("#") || !line.include?("=")
+      key, value = line.split("=", 2)
+      ENV[key.strip] = value
+    end
+  end
+  (cfg["env"] || {}).each { |k, v| ENV[k.to_s] = v.to_s }
+  Dir.chdir(release)
+  $LOAD_PATH.unshift(release)
+  rackup = File.join(release, cfg["rackup"] || "config.ru")
+  if File.exist?(File.join(release, "Gemfile"))
+    ENV["BUNDLE_GEMFILE"] = File.join(release, "Gemfile")
+    begin
+      require "bundler/setup"
+    rescue LoadError
+      # no bundler on the node: the app must use only system gems
+    end
+  end
+  built = Rack::Builder.parse_file(rackup)
+  inner = built.is_a?(Array) ? built.first : built
+  # X-Skiff-Release / X-Skiff-Pid let `skiff update` warm the slot (NGINX hides them)
+  release_name = File.basename(release)
+  run lambda { |env|
+    status, headers, body = inner.call(env)
+    headers = headers.dup
+    headers["x-skiff-release"] = release_name
+    headers["x-skiff-pid"] = Process.pid.to_s
+    [status, headers, body]
+  }
+end

@@ -1,0 +1,159 @@
+//! `templates/` and `server-files/` embedded in the binary, so a skiff binary alone can set
+//! up a node and the node can say exactly what it was set up with ([`digest`]).
+//!
+//! The lists below are checked against the folders by a unit test: a file added to either
+//! folder and not listed here fails `cargo test`.
+
+use std::sync::OnceLock;
+
+use sha2::{Digest, Sha256};
+
+/// One embedded file.
+#[derive(Debug, Clone, Copy)]
+pub struct Asset {
+    /// Path relative to its folder (`templates/` or `server-files/`), with `/`.
+    pub path: &'static str,
+    /// The file's bytes.
+    pub bytes: &'static [u8],
+    /// Whether it is installed executable (server-files only).
+    pub executable: bool,
+}
+
+impl Asset {
+    /// The file as text (every embedded file is UTF-8 text).
+    pub fn text(&self) -> &'static str {
+        std::str::from_utf8(self.bytes).expect("embedded assets are UTF-8 text")
+    }
+}
+
+macro_rules! asset {
+    ($dir:literal, $path:literal) => {
+        asset!($dir, $path, false)
+    };
+    ($dir:literal, $path:literal, $exec:expr) => {
+        Asset {
+            path: $path,
+            bytes: include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/", $dir, "/", $path)),
+            executable: $exec,
+        }
+    };
+}
+
+/// Tera templates rendered by `setup-node` (node configs and the scripts that install them).
+pub static TEMPLATES: &[Asset] = &[
+    asset!("templates", "apache/mpm_prefork.conf.tera"),
+    asset!("templates", "apache/ports.conf.tera"),
+    asset!("templates", "apache/skiff-conf.conf.tera"),
+    asset!("templates", "apache/skiff-site.conf.tera"),
+    asset!("templates", "nginx/skiff-proxy.conf.tera"),
+    asset!("templates", "nginx/skiff-routes.map.tera"),
+    asset!("templates", "nginx/skiff.conf.tera"),
+    asset!("templates", "setup/apply.sh.tera"),
+    asset!("templates", "setup/apt.sh.tera"),
+    asset!("templates", "setup/probe.sh.tera"),
+    asset!("templates", "system/apt-proxy.conf.tera"),
+    asset!("templates", "system/setup.toml.tera"),
+    asset!("templates", "system/state.toml.tera"),
+    asset!("templates", "system/sudoers.tera"),
+];
+
+/// Files installed verbatim under `/usr/local/share/skiff/` on every node.
+pub static SERVER_FILES: &[Asset] = &[
+    asset!("server-files", "bin/skiff-node", true),
+    asset!("server-files", "lib/services.sh"),
+    asset!("server-files", "php/prepend.php"),
+    asset!("server-files", "python/skiff_slot.py"),
+    asset!("server-files", "python/slot.wsgi"),
+    asset!("server-files", "ruby/config.ru"),
+    asset!("server-files", "www/404.html"),
+    asset!("server-files", "www/not-running.html"),
+];
+
+/// Files in `server-files/` that are not installed on nodes: `skiff serve` embeds them
+/// itself (src/dev_server) and runs them on this machine.
+pub static LOCAL_ONLY: &[&str] = &["skiff-wsgi-runner.py"];
+
+/// A template by its path under `templates/`.
+pub fn template(path: &str) -> &'static Asset {
+    TEMPLATES
+        .iter()
+        .find(|a| a.path == path)
+        .unwrap_or_else(|| panic!("no embedded template `{path}`"))
+}
+
+/// A server-file by its path under `server-files/`.
+pub fn server_file(path: &str) -> &'static Asset {
+    SERVER_FILES
+        .iter()
+        .find(|a| a.path == path)
+        .unwrap_or_else(|| panic!("no embedded server-file `{path}`"))
+}
+
+/// `sha256:<hex>` over every embedded file (folder, path, length, bytes, in order): equal
+/// digests mean a node got exactly the same templates and server-files.
+pub fn digest() -> &'static str {
+    static DIGEST: OnceLock<String> = OnceLock::new();
+    DIGEST.get_or_init(|| {
+        let mut h = Sha256::new();
+        for (dir, list) in [("templates", TEMPLATES), ("server-files", SERVER_FILES)] {
+            for a in list {
+                h.update(dir.as_bytes());
+                h.update([0]);
+                h.update(a.path.as_bytes());
+                h.update([0]);
+                h.update((a.bytes.len() as u64).to_le_bytes());
+                h.update(a.bytes);
+                h.update([a.executable as u8]);
+            }
+        }
+        format!("sha256:{}", hex::encode(h.finalize()))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn files_under(dir: &Path, base: &Path, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let p = entry.unwrap().path();
+            if p.is_dir() {
+                files_under(&p, base, out);
+            } else {
+                out.push(
+                    p.strip_prefix(base)
+                        .unwrap()
+                        .to_string_lossy()
+                        .replace('\\', "/"),
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn lists_match_the_folders() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        for (dir, list) in [("templates", TEMPLATES), ("server-files", SERVER_FILES)] {
+            let mut on_disk = Vec::new();
+            files_under(&root.join(dir), &root.join(dir), &mut on_disk);
+            on_disk.retain(|p| dir != "server-files" || !LOCAL_ONLY.contains(&p.as_str()));
+            on_disk.sort();
+            let mut listed: Vec<String> = list.iter().map(|a| a.path.to_string()).collect();
+            listed.sort();
+            assert_eq!(
+                listed, on_disk,
+                "src/assets.rs must list every file of {dir}/"
+            );
+        }
+    }
+
+    #[test]
+    fn digest_is_stable_and_text_is_utf8() {
+        assert_eq!(digest(), digest());
+        assert!(digest().starts_with("sha256:"));
+        for a in TEMPLATES.iter().chain(SERVER_FILES) {
+            let _ = a.text();
+        }
+    }
+}

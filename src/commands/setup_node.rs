@@ -1,0 +1,206 @@
+//! `skiff setup-node`: provision a node as a skiff web host (see [`crate::provision`]).
+//!
+//! Status lines (one per step, with its time) go to stderr; the plan (`--dry-run`) and the
+//! `--json` document go to stdout.
+
+use std::time::{Instant, SystemTime};
+
+use crate::cli::SetupNodeArgs;
+use crate::cluster::{SetupStamp, StateFile};
+use crate::error::Result;
+use crate::printer::Printer;
+use crate::provision::{self, Choices, Event, Plan};
+use crate::transport::{self, Session};
+
+/// Runs setup-node for the named (or default) node.
+pub fn run(state: &StateFile, args: &SetupNodeArgs, printer: &Printer) -> Result<()> {
+    let cluster = state.load()?;
+    let name = cluster.pick_node(args.name.as_deref())?;
+    let node = cluster.node(&name)?.clone();
+    let choices = Choices {
+        apt_proxy: args
+            .apt_proxy
+            .as_deref()
+            .map(provision::check_apt_proxy)
+            .transpose()?,
+        python_slots: args.python_slots.into(),
+        ruby_slots: args.ruby_slots.into(),
+        operator_keys: provision::operator_keys(node.identity.as_deref()),
+        skiff_version: env!("CARGO_PKG_VERSION").into(),
+    };
+    let started = Instant::now();
+    let outcome = transport::block_on(async {
+        let t = Instant::now();
+        let session = Session::for_node(&name, &node, state).await?;
+        printer.status(
+            "Connected",
+            format!(
+                "to `{name}` ({}@{}) in {:.2} s",
+                node.user,
+                node.address,
+                t.elapsed().as_secs_f64()
+            ),
+        );
+        let mut on_event = |e: Event| match e {
+            Event::Started { detail, .. } => printer.status("Installing", detail),
+            Event::Done(s) => {
+                printer.status(&verb(&s.step), format!("{} ({:.2} s)", s.detail, s.seconds))
+            }
+        };
+        let result =
+            provision::setup_node(&session, &node.user, &choices, args.dry_run, &mut on_event)
+                .await;
+        let closed = session.close().await;
+        let outcome = result?;
+        closed?;
+        Ok::<_, crate::Error>(outcome)
+    })??;
+
+    if !args.dry_run {
+        let stale = node.setup.as_ref().is_none_or(|s| {
+            s.digest != outcome.digest || s.skiff_version != env!("CARGO_PKG_VERSION")
+        });
+        if outcome.changed || stale {
+            let stamp = SetupStamp {
+                time: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+                skiff_version: env!("CARGO_PKG_VERSION").into(),
+                digest: outcome.digest.clone(),
+            };
+            state.update(&mut super::waiting_notice(printer), |c| {
+                if let Some(n) = c.nodes.get_mut(&name) {
+                    n.setup = Some(stamp);
+                }
+                Ok(())
+            })?;
+        }
+    }
+    let total = started.elapsed().as_secs_f64();
+
+    if printer.json() {
+        let doc = serde_json::json!({
+            "node": name,
+            "dry_run": args.dry_run,
+            "os": outcome.os,
+            "changed": outcome.changed,
+            "empty_plan": outcome.plan.is_empty(),
+            "plan": outcome.plan,
+            "steps": outcome.steps,
+            "seconds": (total * 1000.0).round() / 1000.0,
+            "digest": outcome.digest,
+        });
+        printer.json_value(&doc);
+        return Ok(());
+    }
+    if args.dry_run {
+        print_plan(&outcome.plan, printer);
+        return Ok(());
+    }
+    let what = if outcome.changed {
+        "set up"
+    } else {
+        "already set up: nothing changed"
+    };
+    printer.status("Finished", format!("`{name}` {what} in {total:.2} s"));
+    Ok(())
+}
+
+fn verb(step: &str) -> String {
+    match step {
+        "inspect" => "Inspected",
+        "packages" => "Installed",
+        "users" => "Created",
+        "folders" => "Prepared",
+        "files" => "Wrote",
+        "apache-modules" => "Configured",
+        "config-test" => "Tested",
+        "services" => "Services",
+        "check" => "Checked",
+        "stamp" => "Stamped",
+        other => other,
+    }
+    .to_string()
+}
+
+/// The plan for people: what would change, with unified diffs.
+fn print_plan(plan: &Plan, printer: &Printer) {
+    if plan.is_empty() {
+        printer.data(format!(
+            "Nothing to change on node `{}` ({}).",
+            plan.node, plan.os
+        ));
+        for note in &plan.notes {
+            printer.data(format!("note: {note}"));
+        }
+        return;
+    }
+    printer.data(format!("Plan for node `{}` ({}):", plan.node, plan.os));
+    if plan.repair_dpkg {
+        printer.data("  finish an interrupted dpkg (dpkg --configure -a)");
+    }
+    if !plan.packages.is_empty() {
+        printer.data(format!("  install packages: {}", plan.packages.join(" ")));
+    }
+    if let Some(user) = &plan.create_user {
+        printer.data(format!("  create user: {user}"));
+    }
+    for d in &plan.dirs {
+        let action = match d.action {
+            provision::plan::FileAction::Create => "create folder",
+            _ => "fix folder",
+        };
+        printer.data(format!("  {action} {} ({} {})", d.path, d.mode, d.owner));
+    }
+    for f in &plan.files {
+        let action = match f.action {
+            provision::plan::FileAction::Create => "create",
+            provision::plan::FileAction::Update => "update",
+            provision::plan::FileAction::Chmod => "fix mode/owner of",
+        };
+        printer.data(format!("  {action} {} ({} {})", f.path, f.mode, f.owner));
+        for line in f.diff.lines() {
+            printer.data(format!("    {line}"));
+        }
+    }
+    for r in &plan.removals {
+        printer.data(format!("  remove {r}"));
+    }
+    let a = &plan.apache;
+    if !a.disable_mods.is_empty() {
+        printer.data(format!(
+            "  apache: disable modules {}",
+            a.disable_mods.join(" ")
+        ));
+    }
+    if !a.enable_mods.is_empty() || a.enable_php {
+        let mut mods = a.enable_mods.clone();
+        if a.enable_php {
+            mods.push("php".into());
+        }
+        printer.data(format!("  apache: enable modules {}", mods.join(" ")));
+    }
+    if !a.enable_confs.is_empty() {
+        printer.data(format!(
+            "  apache: enable conf {}",
+            a.enable_confs.join(" ")
+        ));
+    }
+    if !a.disable_sites.is_empty() {
+        printer.data(format!(
+            "  apache: disable sites {}",
+            a.disable_sites.join(" ")
+        ));
+    }
+    if !a.enable_sites.is_empty() {
+        printer.data(format!(
+            "  apache: enable sites {}",
+            a.enable_sites.join(" ")
+        ));
+    }
+    let services = plan.service_phrases();
+    if !services.is_empty() {
+        printer.data(format!("  services: {}", services.join(", ")));
+    }
+    for note in &plan.notes {
+        printer.data(format!("  note: {note}"));
+    }
+}

@@ -1,0 +1,81 @@
+//! `skiff rollback`, `activate`, `versions` and `clean`: what runs at a host, and which
+//! kept version serves it.
+
+use crate::cluster::StateFile;
+use crate::deploy::{self, Choice, SwitchReport};
+use crate::error::Result;
+use crate::printer::Printer;
+use crate::transport;
+
+use super::update::event_printer;
+
+/// `rollback HOST` (`choice` = prev) and `activate HOST N`.
+pub fn activate(state: &StateFile, host: &str, choice: Choice, printer: &Printer) -> Result<()> {
+    let report = transport::block_on(deploy::activate(
+        state,
+        host,
+        choice,
+        event_printer(printer),
+    ))??;
+    print_switch(&report, printer, "Switched");
+    Ok(())
+}
+
+/// `clean HOST --keep N`.
+pub fn clean(state: &StateFile, host: &str, keep: u32, printer: &Printer) -> Result<()> {
+    let report = transport::block_on(deploy::clean(state, host, keep, event_printer(printer)))??;
+    print_switch(&report, printer, "Cleaned");
+    Ok(())
+}
+
+fn print_switch(report: &SwitchReport, printer: &Printer, verb: &str) {
+    if printer.json() {
+        printer.json_value(&serde_json::to_value(report).expect("report serializes"));
+        return;
+    }
+    let show = |v: Option<u32>| v.map(|n| n.to_string()).unwrap_or_else(|| "-".into());
+    let removed = if report.removed.is_empty() {
+        String::new()
+    } else {
+        format!("; removed {:?}", report.removed)
+    };
+    printer.status(
+        verb,
+        format!(
+            "{}: current {}, prev {}{removed}",
+            report.host,
+            show(report.current),
+            show(report.prev)
+        ),
+    );
+}
+
+/// `versions HOST`: a table, or JSON with `--json`.
+pub fn versions(state: &StateFile, host: &str, printer: &Printer) -> Result<()> {
+    let report = transport::block_on(deploy::versions(state, host))??;
+    if printer.json() {
+        printer.json_value(&serde_json::to_value(&report).expect("report serializes"));
+        return Ok(());
+    }
+    printer.data(format!(
+        "{:<8} {:<22} {:>10}  {:<8} {}",
+        "VERSION", "DEPLOYED", "SIZE", "SLOT", "ROLE"
+    ));
+    for v in &report.versions {
+        let role = if v.current {
+            "current"
+        } else if v.prev {
+            "prev"
+        } else {
+            ""
+        };
+        printer.data(format!(
+            "{:<8} {:<22} {:>10}  {:<8} {role}",
+            v.number,
+            v.time,
+            v.size,
+            v.slot.as_deref().unwrap_or("-")
+        ));
+    }
+    Ok(())
+}

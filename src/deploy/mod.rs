@@ -1,0 +1,1177 @@
+//! `skiff update`, `rollback`, `activate`, `versions` and `clean`: releases, routing,
+//! version hosts and rollback.
+//!
+//! The order of an update on every node (see docs/architecture.md):
+//!
+//! 1. lock and read the node state (`begin`);
+//! 2. delta-sync release N, cloned from current;
+//! 3. env snapshot, venv, build commands (`prepare`);
+//! 4. load N into an idle daemon slot, warm it, route `N.HOST`, health-check it through
+//!    NGINX (`trial`);
+//! 5. only when every node passed: flip HOST to N and `prev.HOST` to the old current,
+//!    record the state, prune (`switch`).
+//!
+//! Anything that fails (or Ctrl-C) before 5 undoes its own work (`abort`): the live
+//! version keeps serving and nothing is left to clean by hand.
+
+pub mod remote;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use sha2::Digest;
+
+use crate::app_config::{AppConfig, Runtime};
+use crate::cluster::{AppState, StateFile, Version};
+use crate::error::{Error, Result};
+use crate::node_state::{NodeApp, NodeState, Release, SlotUse, slot_kind};
+use crate::routing;
+use crate::sync::{self, Releases, SyncSummary};
+use crate::transport::ssh::Session;
+
+use remote::{Begun, LockAttempt, PhaseTimes};
+
+/// How long a deploy waits for another deploy of the same app on a node
+/// (`SKIFF_LOCK_TIMEOUT`, in seconds, overrides it).
+pub const LOCK_WAIT: Duration = Duration::from_secs(120);
+
+fn lock_wait() -> Duration {
+    std::env::var("SKIFF_LOCK_TIMEOUT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(LOCK_WAIT)
+}
+
+/// Releases kept per app unless app.toml says otherwise.
+pub const DEFAULT_KEEP: u32 = 5;
+
+/// Processes per Python slot (setup-node's `processes=2`) and Ruby slot
+/// (`PassengerMinInstances 2`): warming waits until this many answer the new release.
+pub const SLOT_PROCESSES: u32 = 2;
+
+/// Something a deploy reports while it runs; the command renders it.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A phase finished on a node.
+    Phase {
+        /// Node name.
+        node: String,
+        /// Phase name.
+        phase: String,
+        /// Seconds it took.
+        seconds: f64,
+    },
+    /// Waiting for another deploy's lock.
+    Waiting {
+        /// Node name.
+        node: String,
+        /// Who holds it.
+        holder: String,
+    },
+    /// A notice worth showing (stale lock broken, venv reused...).
+    Note {
+        /// Node name.
+        node: String,
+        /// The notice.
+        message: String,
+    },
+    /// Sync progress on a node.
+    Progress {
+        /// Node name.
+        node: String,
+        /// Bytes/files so far.
+        progress: sync::Progress,
+    },
+}
+
+/// The event callback.
+pub type EventFn = Arc<dyn Fn(Event) + Send + Sync>;
+
+/// What `skiff update` was asked to do.
+#[derive(Debug, Clone)]
+pub struct UpdateRequest {
+    /// The app folder.
+    pub dir: PathBuf,
+    /// Host names (empty: app.toml's).
+    pub hosts: Vec<String>,
+    /// Nodes (empty: the default node).
+    pub nodes: Vec<String>,
+}
+
+/// Per-node result of an update.
+#[derive(Debug, Clone, Serialize)]
+pub struct NodeReport {
+    /// Node name.
+    pub node: String,
+    /// Daemon slot the release runs in, if any.
+    pub slot: Option<String>,
+    /// Seconds per phase.
+    pub phases: BTreeMap<String, f64>,
+    /// The sync summary.
+    pub sync: SyncSummary,
+    /// Releases removed by pruning.
+    pub pruned: Vec<u32>,
+}
+
+/// The result of an update (`--json` prints it).
+#[derive(Debug, Clone, Serialize)]
+pub struct UpdateReport {
+    /// App name.
+    pub app: String,
+    /// The new version.
+    pub version: u32,
+    /// The version it replaced.
+    pub previous: Option<u32>,
+    /// Per node.
+    pub nodes: Vec<NodeReport>,
+    /// URLs: HOST, `N.HOST`, `prev.HOST`.
+    pub urls: Vec<String>,
+    /// Seconds from start until HOST served the new version on every node.
+    pub served_after: f64,
+    /// Seconds in all.
+    pub seconds: f64,
+}
+
+/// One node being deployed to.
+struct Target {
+    name: String,
+    address: String,
+    session: Session,
+    begun: Begun,
+}
+
+fn now_rfc3339() -> String {
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+}
+
+fn owner_line() -> String {
+    let host = nix::unistd::gethostname()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "unknown".into());
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    format!(
+        "{user}@{host} pid={} since={} epoch={}",
+        std::process::id(),
+        now_rfc3339(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    )
+}
+
+/// Whether a lock owner line names a skiff process on this machine that no longer runs:
+/// such a lock is certainly stale and may be broken (with a notice).
+fn owner_is_dead_here(owner: &str) -> bool {
+    let Ok(host) = nix::unistd::gethostname() else {
+        return false;
+    };
+    let host = host.to_string_lossy();
+    let Some(who) = owner.split_whitespace().next() else {
+        return false;
+    };
+    if who.rsplit_once('@').map(|(_, h)| h) != Some(&*host) {
+        return false;
+    }
+    let Some(pid) = owner
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("pid="))
+        .and_then(|p| p.parse::<i32>().ok())
+    else {
+        return false;
+    };
+    !Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Connects to `node` and takes `app`'s deploy lock, waiting for another deploy (and
+/// saying so) up to [`LOCK_WAIT`]; a lock left by a dead skiff on this machine is broken
+/// with a notice, any other is named and never broken silently.
+async fn connect_and_lock(
+    state: &StateFile,
+    cluster: &crate::cluster::Cluster,
+    node: &str,
+    app: &str,
+    events: &EventFn,
+) -> Result<Target> {
+    let info = cluster.node(node)?;
+    let session = Session::for_node(node, info, state).await?;
+    let owner = owner_line();
+    let start = Instant::now();
+    let mut told = false;
+    let mut break_lock = false;
+    loop {
+        match remote::begin(&session, app, &owner, break_lock).await {
+            Ok(LockAttempt::Taken(begun)) => {
+                return Ok(Target {
+                    name: node.to_string(),
+                    address: info.address.clone(),
+                    session,
+                    begun: *begun,
+                });
+            }
+            Ok(LockAttempt::Held(holder)) => {
+                if owner_is_dead_here(&holder) {
+                    events(Event::Note {
+                        node: node.to_string(),
+                        message: format!(
+                            "breaking a stale deploy lock of `{app}` left by a skiff that is no longer running ({holder})"
+                        ),
+                    });
+                    break_lock = true;
+                    continue;
+                }
+                if !told {
+                    events(Event::Waiting {
+                        node: node.to_string(),
+                        holder: holder.clone(),
+                    });
+                    told = true;
+                }
+                if start.elapsed() >= lock_wait() {
+                    let _ = session.close().await;
+                    return Err(Error::Failed {
+                        message: format!(
+                            "another deploy of `{app}` holds the lock on node `{node}` (gave up after {} s): {holder}",
+                            lock_wait().as_secs()
+                        ),
+                        hint: Some(format!(
+                            "wait for it to finish; if that skiff is gone, remove /var/lib/skiff/locks/{app}.lock on the node"
+                        )),
+                    });
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => {
+                let _ = session.close().await;
+                return Err(e);
+            }
+        }
+    }
+}
+
+/// Locks every node (in parallel); on any failure unlocks those already locked.
+async fn lock_all(
+    state: &StateFile,
+    cluster: &crate::cluster::Cluster,
+    nodes: &[String],
+    app: &str,
+    events: &EventFn,
+) -> Result<Vec<Target>> {
+    let results = futures_util::future::join_all(
+        nodes
+            .iter()
+            .map(|n| connect_and_lock(state, cluster, n, app, events)),
+    )
+    .await;
+    let mut ok = Vec::new();
+    let mut first_err = None;
+    for r in results {
+        match r {
+            Ok(t) => ok.push(t),
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    if let Some(e) = first_err {
+        for t in ok {
+            let _ = remote::unlock(&t.session, app).await;
+            let _ = t.session.close().await;
+        }
+        return Err(e);
+    }
+    Ok(ok)
+}
+
+/// The hosts to deploy: `--host`s (validated) or app.toml's.
+fn hosts_for(config: &AppConfig, requested: &[String]) -> Result<Vec<String>> {
+    let hosts = if requested.is_empty() {
+        config.hostnames.clone()
+    } else {
+        for h in requested {
+            crate::names::check_hostname(h).map_err(|e| {
+                Error::usage(
+                    format!("invalid `--host`: {e}"),
+                    "pass a host name like `blog.example.com`",
+                )
+            })?;
+        }
+        requested.to_vec()
+    };
+    if hosts.is_empty() {
+        return Err(Error::usage(
+            format!("app `{}` has no host names", config.name),
+            "add `hostnames = [\"blog.example.com\"]` to app.toml or pass `--host`",
+        ));
+    }
+    if routing::main_host(&hosts).is_none() {
+        return Err(Error::usage(
+            "every host name is a wildcard; the first plain one is the main host",
+            "add a plain host name first, e.g. `blog.example.com`",
+        ));
+    }
+    Ok(hosts)
+}
+
+/// The plain environment of a release: `[env]` then skiff's own variables.
+fn release_env(config: &AppConfig, n: u32, main: &str) -> BTreeMap<String, String> {
+    let mut env = config.env.clone();
+    env.insert("SKIFF_APP".into(), config.name.clone());
+    env.insert("SKIFF_VERSION".into(), n.to_string());
+    env.insert("SKIFF_HOST".into(), main.to_string());
+    env.insert("SKIFF_CANONICAL_HOST".into(), main.to_string());
+    env
+}
+
+/// Key of the venv for a requirements file: its content and the node's OS.
+fn venv_key(requirements: &[u8], os: &str) -> String {
+    let mut h = sha2::Sha256::new();
+    h.update(os.as_bytes());
+    h.update(b"\0");
+    h.update(requirements);
+    hex::encode(h.finalize())[..16].to_string()
+}
+
+/// Deploys `req.dir` as a new version to every chosen node.
+pub async fn update(
+    state: &StateFile,
+    req: &UpdateRequest,
+    events: EventFn,
+) -> Result<UpdateReport> {
+    let started = Instant::now();
+    let config = AppConfig::load(&req.dir)?;
+    config.refuse_unsupported(&req.dir.join(crate::app_config::FILE_NAME))?;
+    let hosts = hosts_for(&config, &req.hosts)?;
+    let main = routing::main_host(&hosts).expect("checked").to_string();
+    let cluster = state.load()?;
+    let nodes: Vec<String> = if req.nodes.is_empty() {
+        vec![cluster.pick_node(None)?]
+    } else {
+        for n in &req.nodes {
+            cluster.node(n)?;
+        }
+        req.nodes.clone()
+    };
+    let cache = state.dir().join("cache").join(&config.name);
+    let scan_dir = req.dir.clone();
+    let hash_cache = cache.join("hashes.json");
+    let manifest = tokio::task::spawn_blocking(move || {
+        sync::scan::scan(
+            &scan_dir,
+            &sync::scan::ScanOptions {
+                hash_cache: Some(hash_cache),
+            },
+        )
+    })
+    .await
+    .map_err(|e| Error::failed(format!("scanning the app folder failed: {e}")))??;
+    events(Event::Phase {
+        node: String::new(),
+        phase: "scan".into(),
+        seconds: started.elapsed().as_secs_f64(),
+    });
+
+    let targets = lock_all(state, &cluster, &nodes, &config.name, &events).await?;
+    for t in &targets {
+        if let Err(e) = routing::check_hosts_free(&t.begun.state, &config.name, &hosts) {
+            return Err(release_all(targets, &config.name, e).await);
+        }
+    }
+    let n = match config.version {
+        Some(v) => {
+            if let Some(t) = targets.iter().find(|t| {
+                t.begun
+                    .state
+                    .apps
+                    .get(&config.name)
+                    .is_some_and(|a| a.releases.iter().any(|r| r.number == v))
+            }) {
+                let e = Error::usage(
+                    format!(
+                        "version {v} of `{}` already exists on node `{}`",
+                        config.name, t.name
+                    ),
+                    "raise `version` in app.toml, or remove it to use the next number",
+                );
+                return Err(release_all(targets, &config.name, e).await);
+            }
+            v
+        }
+        None => targets
+            .iter()
+            .map(|t| t.begun.state.next_number(&config.name))
+            .max()
+            .unwrap_or(1),
+    };
+
+    // Trials on every node in parallel; Ctrl-C or any failure aborts them all.
+    let trials = futures_util::future::join_all(
+        targets
+            .iter()
+            .map(|t| trial_node(t, &config, &hosts, &main, n, &manifest, &cache, &events)),
+    );
+    let results = tokio::select! {
+        r = trials => r,
+        _ = tokio::signal::ctrl_c() => {
+            for t in &targets {
+                let _ = remote::abort(&t.session, &config.name, Some(n), "", "", &routing::render_map(&t.begun.state)).await;
+            }
+            // slots: restore what they ran (best effort, the abort above restored routes)
+            for t in targets {
+                let _ = t.session.close().await;
+            }
+            return Err(Error::Interrupted);
+        }
+    };
+    let mut prepared = Vec::new();
+    let mut failure = None;
+    for (t, r) in targets.iter().zip(results) {
+        match r {
+            Ok(p) => prepared.push(Some(p)),
+            Err((e, undo)) => {
+                prepared.push(None);
+                if let Some(undo) = undo {
+                    let _ = remote::abort(
+                        &t.session,
+                        &config.name,
+                        Some(n),
+                        &undo.slot,
+                        &undo.kind,
+                        &routing::render_map(&t.begun.state),
+                    )
+                    .await;
+                }
+                failure.get_or_insert(e);
+            }
+        }
+    }
+    if let Some(e) = failure {
+        for (t, p) in targets.iter().zip(&prepared) {
+            if let Some(p) = p {
+                let _ = remote::abort(
+                    &t.session,
+                    &config.name,
+                    Some(n),
+                    p.slot.as_deref().unwrap_or(""),
+                    p.kind,
+                    &routing::render_map(&t.begun.state),
+                )
+                .await;
+            }
+        }
+        for t in targets {
+            let _ = t.session.close().await;
+        }
+        return Err(e);
+    }
+
+    // Every node passed: switch them all.
+    let keep = config.keep.unwrap_or(DEFAULT_KEEP) as usize;
+    let mut reports = Vec::new();
+    let mut previous = None;
+    let mut final_states = Vec::new();
+    for (t, p) in targets.iter().zip(prepared.into_iter().flatten()) {
+        let mut st = p.state.clone();
+        let app = st.apps.get_mut(&config.name).expect("trial added the app");
+        previous = previous.or(app.current);
+        if app.current != Some(n) {
+            app.prev = app.current;
+        }
+        app.current = Some(n);
+        let freed = st.free_spare_slots(&config.name);
+        let prune = st.prune_candidates(&config.name, keep);
+        if let Some(app) = st.apps.get_mut(&config.name) {
+            app.releases.retain(|r| !prune.contains(&r.number));
+        }
+        let routes = routing::render_map(&st);
+        let mut phases = p.phases.clone();
+        match remote::switch(&t.session, &config.name, &st, &routes, &freed, &prune).await {
+            Ok(ph) => phases.extend(ph),
+            Err(e) => {
+                // the switch script restores the old routes itself when NGINX refuses
+                let _ = remote::abort(
+                    &t.session,
+                    &config.name,
+                    Some(n),
+                    p.slot.as_deref().unwrap_or(""),
+                    p.kind,
+                    &routing::render_map(&t.begun.state),
+                )
+                .await;
+                return Err(e);
+            }
+        }
+        for (k, v) in &phases {
+            events(Event::Phase {
+                node: t.name.clone(),
+                phase: k.clone(),
+                seconds: *v,
+            });
+        }
+        reports.push(NodeReport {
+            node: t.name.clone(),
+            slot: p.slot.clone(),
+            phases,
+            sync: p.sync.clone(),
+            pruned: prune,
+        });
+        final_states.push((t.name.clone(), st));
+    }
+    let served_after = started.elapsed().as_secs_f64();
+    record(state, &config.name, &main, &final_states, &events)?;
+    for t in targets {
+        let _ = t.session.close().await;
+    }
+    let mut urls = vec![format!("http://{main}/"), format!("http://{n}.{main}/")];
+    if previous.is_some() {
+        urls.push(format!("http://prev.{main}/"));
+    }
+    Ok(UpdateReport {
+        app: config.name.clone(),
+        version: n,
+        previous,
+        nodes: reports,
+        urls,
+        served_after,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Unlocks and closes every target after a failure, returning the error.
+async fn release_all(targets: Vec<Target>, app: &str, e: Error) -> Error {
+    for t in targets {
+        let _ = remote::unlock(&t.session, app).await;
+        let _ = t.session.close().await;
+    }
+    e
+}
+
+/// A node that passed its trial.
+struct Prepared {
+    state: NodeState,
+    slot: Option<String>,
+    kind: &'static str,
+    phases: PhaseTimes,
+    sync: SyncSummary,
+}
+
+/// What to undo on a node whose trial failed part-way.
+struct Undo {
+    slot: String,
+    kind: String,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn trial_node(
+    t: &Target,
+    config: &AppConfig,
+    hosts: &[String],
+    main: &str,
+    n: u32,
+    manifest: &sync::manifest::Manifest,
+    cache: &Path,
+    events: &EventFn,
+) -> std::result::Result<Prepared, (Error, Option<Undo>)> {
+    let app = &config.name;
+    let none = |e: Error| {
+        (
+            e,
+            Some(Undo {
+                slot: String::new(),
+                kind: String::new(),
+            }),
+        )
+    };
+    let base = t.begun.state.apps.get(app).and_then(|a| a.current);
+    let releases = Releases::for_app(app).map_err(|e| (e, None))?;
+    let node = t.name.clone();
+    let ev = events.clone();
+    let progress: sync::ProgressFn = Arc::new(move |p| {
+        ev(Event::Progress {
+            node: node.clone(),
+            progress: p,
+        })
+    });
+    let options = sync::PushOptions {
+        cache_dir: Some(cache.join("manifests").join(&t.name)),
+        progress: Some(progress),
+        ..Default::default()
+    };
+    let summary = sync::push(&t.session, manifest, &releases, base, n, &options)
+        .await
+        .map_err(none)?;
+    let mut phases = PhaseTimes::new();
+    phases.insert("sync".into(), summary.seconds.total);
+
+    // The release's environment and meta.
+    let env = release_env(config, n, main);
+    let env_lines: String = env.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+    let release_dir = releases.release_dir(n);
+    let mut venv = String::new();
+    let mut requirements = String::new();
+    let mut wheels = String::new();
+    let mut meta = serde_json::json!({ "release": release_dir, "env": env });
+    if t.begun.has_node_config {
+        meta["env_file"] = format!("/srv/skiff/apps/{app}/env/{n}.env").into();
+    }
+    if let Some(py) = &config.python {
+        meta["wsgi"] = py.wsgi.clone().into();
+        if let Some(req) = &py.requirements {
+            let bytes =
+                std::fs::read(config_path(&config_dir(manifest), req)).map_err(|source| {
+                    (
+                        Error::Read {
+                            path: config_path(&config_dir(manifest), req),
+                            source,
+                        },
+                        Some(Undo {
+                            slot: String::new(),
+                            kind: String::new(),
+                        }),
+                    )
+                })?;
+            venv = venv_key(&bytes, &t.begun.os);
+            requirements = req.clone();
+            wheels = py.wheels.clone().unwrap_or_default();
+            meta["venv"] = format!("/srv/skiff/apps/{app}/venvs/{venv}").into();
+        }
+    }
+    if config.runtime == Runtime::Ruby {
+        meta["rackup"] = config.ruby_rackup().into();
+    }
+    let docroot = if config.runtime == Runtime::Php {
+        config.php_docroot().to_string()
+    } else {
+        String::new()
+    };
+    let prep = remote::Prepare {
+        meta: meta.to_string(),
+        venv: venv.clone(),
+        requirements,
+        wheels,
+        docroot,
+        env_lines,
+        commands: config.build.commands.clone(),
+    };
+    let ph = remote::prepare(&t.session, app, n, &prep)
+        .await
+        .map_err(none)?;
+    phases.extend(ph);
+
+    // The state with release N kept (not current yet) and its slot.
+    let mut st = t.begun.state.clone();
+    let entry = st.apps.entry(app.clone()).or_insert_with(|| NodeApp {
+        runtime: config.runtime,
+        hostnames: hosts.to_vec(),
+        current: None,
+        prev: None,
+        releases: Vec::new(),
+    });
+    entry.runtime = config.runtime;
+    entry.hostnames = hosts.to_vec();
+    entry.releases.retain(|r| r.number != n);
+    entry.releases.push(Release {
+        number: n,
+        time: now_rfc3339(),
+        digest: manifest.digest(),
+        size: manifest.total_bytes(),
+        venv: (!venv.is_empty()).then_some(venv),
+    });
+    let (slot, kind) = match slot_kind(config.runtime) {
+        Some(prefix) => {
+            let pool = if prefix == "py" {
+                &t.begun.python_slots
+            } else {
+                &t.begun.ruby_slots
+            };
+            let slot = st.choose_slot(app, n, pool).map_err(none)?;
+            st.slots.insert(
+                slot.clone(),
+                SlotUse {
+                    app: app.clone(),
+                    release: n,
+                },
+            );
+            (Some(slot), if prefix == "py" { "python" } else { "ruby" })
+        }
+        None => (None, ""),
+    };
+    let routes = routing::render_map(&st);
+    let trial = remote::Trial {
+        app,
+        n,
+        slot: slot.as_deref().unwrap_or(""),
+        kind,
+        want: SLOT_PROCESSES,
+        host: main,
+        health: &config.health.path,
+        timeout: config.health.timeout().as_secs_f64(),
+        routes: &routes,
+    };
+    let undo = || Undo {
+        slot: slot.clone().unwrap_or_default(),
+        kind: kind.to_string(),
+    };
+    match remote::trial(&t.session, &trial).await {
+        Ok(Ok(ph)) => phases.extend(ph),
+        Ok(Err(h)) => {
+            let mut output = format!(
+                "HTTP {} from http://{n}.{main}{}",
+                h.status, config.health.path
+            );
+            if !h.body.trim().is_empty() {
+                output.push_str(&format!("\n--- body (first lines)\n{}", h.body.trim_end()));
+            }
+            if !h.error_log.trim().is_empty() {
+                output.push_str(&format!(
+                    "\n--- error log (tail)\n{}",
+                    h.error_log.trim_end()
+                ));
+            }
+            return Err((
+                Error::Remote {
+                    node: t.name.clone(),
+                    command: format!("health check of version {n}"),
+                    status: None,
+                    output,
+                    hint: Some(format!(
+                        "version {n} was removed; HOST still serves the previous version. Fix the app and run `skiff update` again"
+                    )),
+                },
+                Some(undo()),
+            ));
+        }
+        Err(e) => return Err((e, Some(undo()))),
+    }
+    events(Event::Note {
+        node: t.name.clone(),
+        message: format!(
+            "version {n} passed its health check at http://{n}.{main}{}",
+            config.health.path
+        ),
+    });
+    let _ = &t.address;
+    Ok(Prepared {
+        state: st,
+        slot,
+        kind,
+        phases,
+        sync: summary,
+    })
+}
+
+fn config_dir(manifest: &sync::manifest::Manifest) -> PathBuf {
+    manifest.root.clone().unwrap_or_default()
+}
+
+fn config_path(dir: &Path, rel: &str) -> PathBuf {
+    dir.join(rel)
+}
+
+/// Writes the deploy into cluster.toml: the app's versions, current and prev, as the
+/// first node reports them (nodes are switched together).
+fn record(
+    state: &StateFile,
+    app: &str,
+    main: &str,
+    finals: &[(String, NodeState)],
+    events: &EventFn,
+) -> Result<()> {
+    let Some((_, first)) = finals.first() else {
+        return Ok(());
+    };
+    let Some(node_app) = first.apps.get(app) else {
+        return Ok(());
+    };
+    let ev = events.clone();
+    let mut waiting = move |p: &Path| {
+        ev(Event::Note {
+            node: String::new(),
+            message: format!("waiting for another skiff to release `{}`", p.display()),
+        })
+    };
+    state.update(&mut waiting, |cluster| {
+        let entry = cluster
+            .apps
+            .entry(main.to_string())
+            .or_insert_with(|| AppState {
+                name: app.to_string(),
+                ..Default::default()
+            });
+        entry.name = app.to_string();
+        for (node, _) in finals {
+            if !entry.nodes.contains(node) && cluster_has(&cluster.nodes, node) {
+                entry.nodes.push(node.clone());
+            }
+        }
+        entry.versions = node_app
+            .releases
+            .iter()
+            .map(|r| Version {
+                number: r.number,
+                time: r.time.clone(),
+                digest: r.digest.clone(),
+            })
+            .collect();
+        entry.current = node_app.current;
+        entry.prev = node_app.prev;
+        Ok(())
+    })
+}
+
+fn cluster_has(nodes: &BTreeMap<String, crate::cluster::Node>, name: &str) -> bool {
+    nodes.contains_key(name)
+}
+
+/// Which version `activate` should make current.
+#[derive(Debug, Clone, Copy)]
+pub enum Choice {
+    /// `prev.HOST` (rollback).
+    Prev,
+    /// A kept version number.
+    Version(u32),
+}
+
+/// The result of `rollback`, `activate` or `clean` (`--json` prints it).
+#[derive(Debug, Clone, Serialize)]
+pub struct SwitchReport {
+    /// App name.
+    pub app: String,
+    /// The main host.
+    pub host: String,
+    /// Current version afterwards.
+    pub current: Option<u32>,
+    /// Previous version afterwards.
+    pub prev: Option<u32>,
+    /// Releases removed (clean).
+    pub removed: Vec<u32>,
+    /// Nodes switched.
+    pub nodes: Vec<String>,
+}
+
+/// The app name and nodes of `host` from cluster.toml.
+fn app_for_host(cluster: &crate::cluster::Cluster, host: &str) -> Result<(String, Vec<String>)> {
+    let app = cluster.apps.get(host).ok_or_else(|| Error::Usage {
+        message: format!("no app is deployed at `{host}` (according to the cluster state)"),
+        hint: Some(if cluster.apps.is_empty() {
+            "deploy one with `skiff update DIR`".to_string()
+        } else {
+            format!(
+                "known hosts: {}",
+                cluster.apps.keys().cloned().collect::<Vec<_>>().join(", ")
+            )
+        }),
+    })?;
+    if app.nodes.is_empty() {
+        return Err(Error::usage(
+            format!("`{host}` is not deployed to any node"),
+            "deploy it with `skiff update DIR`",
+        ));
+    }
+    Ok((app.name.clone(), app.nodes.clone()))
+}
+
+/// `rollback` / `activate`: makes another kept version current on every node of `host`.
+/// A version whose daemon slot is still warm is a map flip; one that is not running is
+/// loaded into an idle slot, warmed and health-checked first.
+pub async fn activate(
+    state: &StateFile,
+    host: &str,
+    choice: Choice,
+    events: EventFn,
+) -> Result<SwitchReport> {
+    let cluster = state.load()?;
+    let (app, nodes) = app_for_host(&cluster, host)?;
+    let targets = lock_all(state, &cluster, &nodes, &app, &events).await?;
+    let mut finals = Vec::new();
+    let mut result = Ok(());
+    for t in &targets {
+        match activate_node(t, &app, host, choice, &events).await {
+            Ok(st) => finals.push((t.name.clone(), st)),
+            Err(e) => {
+                result = Err(e);
+                break;
+            }
+        }
+    }
+    if let Err(e) = result {
+        return Err(release_all(targets, &app, e).await);
+    }
+    for t in targets {
+        let _ = t.session.close().await;
+    }
+    record(state, &app, host, &finals, &events)?;
+    let (current, prev) = finals
+        .first()
+        .and_then(|(_, st)| st.apps.get(&app))
+        .map(|a| (a.current, a.prev))
+        .unwrap_or((None, None));
+    Ok(SwitchReport {
+        app,
+        host: host.to_string(),
+        current,
+        prev,
+        removed: Vec::new(),
+        nodes,
+    })
+}
+
+async fn activate_node(
+    t: &Target,
+    app: &str,
+    host: &str,
+    choice: Choice,
+    events: &EventFn,
+) -> Result<NodeState> {
+    let mut st = t.begun.state.clone();
+    let node_app = st.apps.get(app).cloned().ok_or_else(|| Error::Failed {
+        message: format!("app `{app}` is not on node `{}`", t.name),
+        hint: Some("deploy it there with `skiff update DIR --node NODE`".into()),
+    })?;
+    let target = match choice {
+        Choice::Prev => node_app.prev.ok_or_else(|| Error::Failed {
+            message: format!(
+                "`{host}` has no previous version on node `{}` to roll back to",
+                t.name
+            ),
+            hint: Some("rollback needs two deploys; see `skiff versions HOST`".into()),
+        })?,
+        Choice::Version(v) => v,
+    };
+    if !node_app.releases.iter().any(|r| r.number == target) {
+        return Err(Error::Usage {
+            message: format!(
+                "version {target} of `{host}` is not kept on node `{}`",
+                t.name
+            ),
+            hint: Some(format!(
+                "kept versions: {}",
+                node_app
+                    .releases
+                    .iter()
+                    .map(|r| r.number.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        });
+    }
+    if node_app.current == Some(target) {
+        remote::unlock(&t.session, app).await?;
+        return Ok(st);
+    }
+    let main = routing::main_host(&node_app.hostnames)
+        .unwrap_or(host)
+        .to_string();
+    let mut slot = None;
+    let mut kind = "";
+    if let Some(prefix) = slot_kind(node_app.runtime)
+        && st.slot_of(app, target).is_none()
+    {
+        let pool = if prefix == "py" {
+            &t.begun.python_slots
+        } else {
+            &t.begun.ruby_slots
+        };
+        let s = st.choose_slot(app, target, pool)?;
+        st.slots.insert(
+            s.clone(),
+            SlotUse {
+                app: app.to_string(),
+                release: target,
+            },
+        );
+        kind = if prefix == "py" { "python" } else { "ruby" };
+        slot = Some(s);
+    }
+    if let Some(s) = &slot {
+        // not running: load it into an idle slot and check it before the flip
+        events(Event::Note {
+            node: t.name.clone(),
+            message: format!("version {target} is not running; loading it into slot {s}"),
+        });
+        let routes = routing::render_map(&st);
+        let trial = remote::Trial {
+            app,
+            n: target,
+            slot: s,
+            kind,
+            want: SLOT_PROCESSES,
+            host: &main,
+            health: "/",
+            timeout: 30.0,
+            routes: &routes,
+        };
+        match remote::trial(&t.session, &trial).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(h)) => {
+                let _ = remote::abort(
+                    &t.session,
+                    app,
+                    None,
+                    s,
+                    kind,
+                    &routing::render_map(&t.begun.state),
+                )
+                .await;
+                return Err(Error::Remote {
+                    node: t.name.clone(),
+                    command: format!("health check of version {target}"),
+                    status: None,
+                    output: format!("HTTP {}\n{}", h.status, h.body),
+                    hint: Some("the live version is unchanged".into()),
+                });
+            }
+            Err(e) => {
+                let _ = remote::abort(
+                    &t.session,
+                    app,
+                    None,
+                    s,
+                    kind,
+                    &routing::render_map(&t.begun.state),
+                )
+                .await;
+                return Err(e);
+            }
+        }
+    }
+    let a = st.apps.get_mut(app).expect("checked above");
+    let old = a.current;
+    a.current = Some(target);
+    a.prev = old;
+    let freed = st.free_spare_slots(app);
+    let routes = routing::render_map(&st);
+    remote::switch(&t.session, app, &st, &routes, &freed, &[]).await?;
+    Ok(st)
+}
+
+/// `clean HOST --keep N`: removes the oldest releases beyond `keep` on every node (never
+/// current, prev or one running in a slot).
+pub async fn clean(
+    state: &StateFile,
+    host: &str,
+    keep: u32,
+    events: EventFn,
+) -> Result<SwitchReport> {
+    if keep == 0 {
+        return Err(Error::usage(
+            "`--keep 0` would remove the live version",
+            "keep at least 1 (current and prev are always kept)",
+        ));
+    }
+    let cluster = state.load()?;
+    let (app, nodes) = app_for_host(&cluster, host)?;
+    let targets = lock_all(state, &cluster, &nodes, &app, &events).await?;
+    let mut finals = Vec::new();
+    let mut removed = Vec::new();
+    for t in &targets {
+        let mut st = t.begun.state.clone();
+        let prune = st.prune_candidates(&app, keep as usize);
+        if let Some(a) = st.apps.get_mut(&app) {
+            a.releases.retain(|r| !prune.contains(&r.number));
+        }
+        let routes = routing::render_map(&st);
+        if let Err(e) = remote::switch(&t.session, &app, &st, &routes, &[], &prune).await {
+            return Err(release_all(targets, &app, e).await);
+        }
+        for p in prune {
+            if !removed.contains(&p) {
+                removed.push(p);
+            }
+        }
+        finals.push((t.name.clone(), st));
+    }
+    for t in targets {
+        let _ = t.session.close().await;
+    }
+    record(state, &app, host, &finals, &events)?;
+    let (current, prev) = finals
+        .first()
+        .and_then(|(_, st)| st.apps.get(&app))
+        .map(|a| (a.current, a.prev))
+        .unwrap_or((None, None));
+    removed.sort_unstable();
+    Ok(SwitchReport {
+        app,
+        host: host.to_string(),
+        current,
+        prev,
+        removed,
+        nodes,
+    })
+}
+
+/// One row of `skiff versions`.
+#[derive(Debug, Clone, Serialize)]
+pub struct VersionRow {
+    /// N.
+    pub number: u32,
+    /// Deploy time.
+    pub time: String,
+    /// Tree size in bytes.
+    pub size: u64,
+    /// Digest of the tree.
+    pub digest: String,
+    /// Serving HOST.
+    pub current: bool,
+    /// Serving `prev.HOST`.
+    pub prev: bool,
+    /// Daemon slot running it (Python/Ruby), if any.
+    pub slot: Option<String>,
+}
+
+/// The result of `skiff versions HOST`.
+#[derive(Debug, Clone, Serialize)]
+pub struct VersionsReport {
+    /// App name.
+    pub app: String,
+    /// The main host.
+    pub host: String,
+    /// Node the list was read from.
+    pub node: String,
+    /// Current version.
+    pub current: Option<u32>,
+    /// Previous version.
+    pub prev: Option<u32>,
+    /// Kept versions, oldest first.
+    pub versions: Vec<VersionRow>,
+}
+
+/// `versions HOST`: the kept versions as the app's first node knows them (no lock).
+pub async fn versions(state: &StateFile, host: &str) -> Result<VersionsReport> {
+    let cluster = state.load()?;
+    let (app, nodes) = app_for_host(&cluster, host)?;
+    let node = nodes[0].clone();
+    let session = Session::for_node(&node, cluster.node(&node)?, state).await?;
+    let st = remote::peek(&session).await;
+    let _ = session.close().await;
+    let st = st?;
+    let a = st.apps.get(&app).ok_or_else(|| Error::Failed {
+        message: format!("app `{app}` is not on node `{node}`"),
+        hint: Some("the cluster state is out of date; deploy again with `skiff update`".into()),
+    })?;
+    Ok(VersionsReport {
+        app: app.clone(),
+        host: host.to_string(),
+        node,
+        current: a.current,
+        prev: a.prev,
+        versions: a
+            .releases
+            .iter()
+            .map(|r| VersionRow {
+                number: r.number,
+                time: r.time.clone(),
+                size: r.size,
+                digest: r.digest.clone(),
+                current: a.current == Some(r.number),
+                prev: a.prev == Some(r.number),
+                slot: st.slot_of(&app, r.number).map(str::to_string),
+            })
+            .collect(),
+    })
+}

@@ -1,0 +1,552 @@
+//! What a set-up node looks like: packages, the deploy user, folders with owners and
+//! modes, every file skiff installs (rendered from the embedded templates and
+//! server-files), Apache modules and sites. Pure data: the plan compares it with a probe.
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use tera::Context;
+
+use super::render::render;
+use crate::assets;
+use crate::error::Result;
+
+/// The deploy user `setup-node` creates.
+pub const DEPLOY_USER: &str = "skiff";
+/// Where server-files live on the node.
+pub const SHARE: &str = "/usr/local/share/skiff";
+/// The stamp recording what the node was set up with.
+pub const STAMP_PATH: &str = "/var/lib/skiff/setup.toml";
+/// Where `--apt-proxy` is written.
+pub const APT_PROXY_PATH: &str = "/etc/apt/apt.conf.d/90skiff-proxy";
+/// Apache's listening ports, pre-seeded before apache2 is installed.
+pub const PORTS_CONF: &str = "/etc/apache2/ports.conf";
+
+/// Default size of the pool of mod_wsgi daemon slots (two per Python app: current, prev).
+pub const DEFAULT_PYTHON_SLOTS: usize = 8;
+/// Default size of the pool of Passenger slots (they cost nothing until used).
+pub const DEFAULT_RUBY_SLOTS: usize = 8;
+/// Largest pool `setup-node` declares (slot names have two digits).
+pub const MAX_SLOTS: usize = 99;
+
+/// mod_wsgi processes and threads per Python slot (as measured in recipes/switch).
+const WSGI_PROCESSES: u32 = 2;
+const WSGI_THREADS: u32 = 4;
+
+/// The distributions setup-node knows, and what differs between them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Distro {
+    /// Debian 12 "bookworm" (PHP 8.2, Passenger 6.0 in main). Verified on test nodes.
+    Debian12,
+    /// Ubuntu 22.04 "jammy" (PHP 8.1; Passenger in universe). Reasoned, not run here.
+    Ubuntu2204,
+    /// Ubuntu 24.04 "noble" (PHP 8.3; Passenger in universe). Reasoned, not run here.
+    Ubuntu2404,
+}
+
+impl Distro {
+    /// Recognises `/etc/os-release`'s ID and VERSION_ID.
+    pub fn from_os_release(id: &str, version: &str) -> Option<Distro> {
+        match (id, version) {
+            ("debian", "12") => Some(Distro::Debian12),
+            ("ubuntu", "22.04") => Some(Distro::Ubuntu2204),
+            ("ubuntu", "24.04") => Some(Distro::Ubuntu2404),
+            _ => None,
+        }
+    }
+
+    /// How people write it.
+    pub fn label(self) -> &'static str {
+        match self {
+            Distro::Debian12 => "Debian 12",
+            Distro::Ubuntu2204 => "Ubuntu 22.04",
+            Distro::Ubuntu2404 => "Ubuntu 24.04",
+        }
+    }
+
+    /// The Apache PHP module the distribution's `libapache2-mod-php` brings (the script
+    /// still takes whichever `php*.load` is installed, so a point upgrade cannot break it).
+    pub fn php_module(self) -> &'static str {
+        match self {
+            Distro::Debian12 => "php8.2",
+            Distro::Ubuntu2204 => "php8.1",
+            Distro::Ubuntu2404 => "php8.3",
+        }
+    }
+
+    /// The packages a skiff web host needs. The names are the same on all three today
+    /// (on Ubuntu, libapache2-mod-passenger comes from `universe`).
+    pub fn packages(self) -> Vec<&'static str> {
+        vec![
+            "nginx",
+            "apache2",
+            "libapache2-mod-wsgi-py3",
+            "libapache2-mod-php",
+            "libapache2-mod-passenger",
+            "python3-venv",
+            "rdiff",
+            "curl",
+            "ca-certificates",
+            "sudo",
+            "tar",
+            "gzip",
+        ]
+    }
+}
+
+/// Which service must re-read its config when a path changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Affects {
+    /// Read on every request or by skiff's own scripts: no reload.
+    Nothing,
+    /// NGINX config.
+    Nginx,
+    /// Apache config.
+    Apache,
+}
+
+impl Affects {
+    fn of(path: &str) -> Affects {
+        if path.starts_with("/etc/nginx/") {
+            Affects::Nginx
+        } else if path.starts_with("/etc/apache2/") {
+            Affects::Apache
+        } else {
+            Affects::Nothing
+        }
+    }
+}
+
+/// How skiff owns a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FileKind {
+    /// skiff's own: a re-run puts back exactly this content.
+    Managed,
+    /// Created when missing, then owned by someone else (`skiff update`): never rewritten.
+    CreateOnly,
+    /// Lines skiff needs in a file others also write (authorized_keys): added when missing.
+    Lines,
+}
+
+/// One file on the node as skiff wants it.
+#[derive(Debug, Clone)]
+pub struct DesiredFile {
+    /// Absolute path on the node.
+    pub path: String,
+    /// Content (for [`FileKind::Lines`]: the lines that must be present).
+    pub content: Vec<u8>,
+    /// Permission bits.
+    pub mode: u32,
+    /// Owner user.
+    pub owner: String,
+    /// Owner group.
+    pub group: String,
+    /// How skiff owns it.
+    pub kind: FileKind,
+    /// Which service re-reads it.
+    pub affects: Affects,
+    /// A check the node runs on the new content before installing it.
+    pub validate: Option<&'static str>,
+}
+
+impl DesiredFile {
+    fn new(path: impl Into<String>, content: impl Into<Vec<u8>>, mode: u32) -> Self {
+        let path = path.into();
+        DesiredFile {
+            affects: Affects::of(&path),
+            path,
+            content: content.into(),
+            mode,
+            owner: "root".into(),
+            group: "root".into(),
+            kind: FileKind::Managed,
+            validate: None,
+        }
+    }
+
+    fn owned_by(mut self, user: &str) -> Self {
+        self.owner = user.into();
+        self.group = user.into();
+        self
+    }
+
+    fn kind(mut self, kind: FileKind) -> Self {
+        self.kind = kind;
+        self
+    }
+
+    /// Hex sha256 of the content.
+    pub fn sha256(&self) -> String {
+        hex::encode(Sha256::digest(&self.content))
+    }
+}
+
+/// One folder on the node as skiff wants it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DesiredDir {
+    /// Absolute path.
+    pub path: String,
+    /// Permission bits.
+    pub mode: u32,
+    /// Owner user.
+    pub owner: String,
+    /// Owner group.
+    pub group: String,
+}
+
+/// Apache's module, conf and site switches.
+#[derive(Debug, Clone, Default)]
+pub struct ApacheWanted {
+    /// Modules that must be enabled (besides PHP).
+    pub mods: Vec<&'static str>,
+    /// Modules that must be off (the other MPMs: mod_php needs prefork).
+    pub mods_off: Vec<&'static str>,
+    /// conf-available entries to enable.
+    pub confs: Vec<&'static str>,
+    /// Sites to enable.
+    pub sites: Vec<&'static str>,
+    /// Sites to disable (the distribution's default).
+    pub sites_off: Vec<&'static str>,
+}
+
+/// Node facts the rendering depends on.
+#[derive(Debug, Clone)]
+pub struct RenderFacts {
+    /// The node has IPv6 (NGINX also listens on [::]:80).
+    pub ipv6: bool,
+    /// `debian 12` and the like, for the stamp.
+    pub os: String,
+}
+
+/// Choices from the command line.
+#[derive(Debug, Clone)]
+pub struct Choices {
+    /// `--apt-proxy`, already validated.
+    pub apt_proxy: Option<String>,
+    /// How many mod_wsgi slots to declare.
+    pub python_slots: usize,
+    /// How many Passenger slots to declare.
+    pub ruby_slots: usize,
+    /// Public keys that must be able to log in as the deploy user.
+    pub operator_keys: Vec<String>,
+    /// The skiff version doing the setup.
+    pub skiff_version: String,
+}
+
+/// Everything setup-node installs.
+#[derive(Debug, Clone)]
+pub struct Desired {
+    /// Packages that must be installed.
+    pub packages: Vec<&'static str>,
+    /// The deploy user.
+    pub user: &'static str,
+    /// Folders, parents first.
+    pub dirs: Vec<DesiredDir>,
+    /// Files (the stamp excluded).
+    pub files: Vec<DesiredFile>,
+    /// Paths that must not exist (the distributions' default sites).
+    pub absent: Vec<String>,
+    /// Apache switches.
+    pub apache: ApacheWanted,
+    /// /var/lib/skiff/setup.toml, written last, only when everything else worked.
+    pub stamp: DesiredFile,
+    /// Rendered ports.conf, also written before apt installs apache2.
+    pub ports_conf: String,
+}
+
+/// Names of the Python slots: py01, py02, ...
+pub fn python_slot_names(n: usize) -> Vec<String> {
+    (1..=n).map(|i| format!("py{i:02}")).collect()
+}
+
+/// Names of the Ruby slots: rb01, rb02, ...
+pub fn ruby_slot_names(n: usize) -> Vec<String> {
+    (1..=n).map(|i| format!("rb{i:02}")).collect()
+}
+
+fn dir(path: &str, mode: u32, owner: &str) -> DesiredDir {
+    DesiredDir {
+        path: path.into(),
+        mode,
+        owner: owner.into(),
+        group: owner.into(),
+    }
+}
+
+impl Desired {
+    /// Renders every file for a node with these facts and choices.
+    pub fn build(distro: Distro, facts: &RenderFacts, choices: &Choices) -> Result<Desired> {
+        let user = DEPLOY_USER;
+        let python_slots = python_slot_names(choices.python_slots);
+        let ruby_slots = ruby_slot_names(choices.ruby_slots);
+
+        let mut ctx = Context::new();
+        ctx.insert("share", SHARE);
+        ctx.insert("user", user);
+        ctx.insert("ipv6", &facts.ipv6);
+        ctx.insert("python_slots", &python_slots);
+        ctx.insert("ruby_slots", &ruby_slots);
+        ctx.insert(
+            "wsgi",
+            &serde_json::json!({"processes": WSGI_PROCESSES, "threads": WSGI_THREADS}),
+        );
+        ctx.insert(
+            "prefork",
+            &serde_json::json!({"start": 10, "min_spare": 10, "max_spare": 20, "max_workers": 150}),
+        );
+        ctx.insert("version", &choices.skiff_version);
+        ctx.insert("digest", assets::digest());
+        ctx.insert("os", &facts.os);
+        let r = |t: &str| render(t, &ctx);
+
+        let mut dirs = vec![
+            dir("/srv/skiff", 0o755, "root"),
+            dir("/srv/skiff/apps", 0o755, user),
+            dir("/srv/skiff/slots", 0o755, "root"),
+            dir("/srv/skiff/slots/python", 0o755, "root"),
+            dir("/srv/skiff/slots/ruby", 0o755, "root"),
+            dir("/etc/skiff", 0o755, "root"),
+            dir("/etc/skiff/env", 0o700, user),
+            dir("/etc/skiff/sites", 0o755, "root"),
+            dir("/etc/skiff/sites/nginx", 0o755, "root"),
+            dir("/etc/skiff/sites/apache", 0o755, "root"),
+            dir("/var/lib/skiff", 0o755, "root"),
+            dir("/var/lib/skiff/staging", 0o755, user),
+            dir("/var/log/skiff", 0o755, user),
+            dir(&format!("/home/{user}/.ssh"), 0o700, user),
+        ];
+        let mut files = vec![
+            DesiredFile::new(PORTS_CONF, r("apache/ports.conf.tera")?, 0o644),
+            DesiredFile::new(
+                "/etc/apache2/mods-available/mpm_prefork.conf",
+                r("apache/mpm_prefork.conf.tera")?,
+                0o644,
+            ),
+            DesiredFile::new(
+                "/etc/apache2/conf-available/skiff.conf",
+                r("apache/skiff-conf.conf.tera")?,
+                0o644,
+            ),
+            DesiredFile::new(
+                "/etc/apache2/sites-available/skiff.conf",
+                r("apache/skiff-site.conf.tera")?,
+                0o644,
+            ),
+            DesiredFile::new(
+                "/etc/nginx/conf.d/skiff.conf",
+                r("nginx/skiff.conf.tera")?,
+                0o644,
+            ),
+            DesiredFile::new(
+                "/etc/nginx/snippets/skiff-proxy.conf",
+                r("nginx/skiff-proxy.conf.tera")?,
+                0o644,
+            ),
+            DesiredFile::new(
+                "/etc/nginx/skiff-routes.map",
+                r("nginx/skiff-routes.map.tera")?,
+                0o644,
+            )
+            .kind(FileKind::CreateOnly),
+            DesiredFile::new(
+                "/var/lib/skiff/state.toml",
+                r("system/state.toml.tera")?,
+                0o644,
+            )
+            .owned_by(user)
+            .kind(FileKind::CreateOnly),
+            DesiredFile {
+                validate: Some("sudoers"),
+                ..DesiredFile::new("/etc/sudoers.d/skiff", r("system/sudoers.tera")?, 0o440)
+            },
+        ];
+        if let Some(url) = &choices.apt_proxy {
+            let mut c = ctx.clone();
+            c.insert("url", url);
+            files.push(DesiredFile::new(
+                APT_PROXY_PATH,
+                render("system/apt-proxy.conf.tera", &c)?,
+                0o644,
+            ));
+        }
+        // server-files, and the version stamp beside them
+        let mut share_dirs = std::collections::BTreeSet::new();
+        share_dirs.insert(SHARE.to_string());
+        for a in assets::SERVER_FILES {
+            let path = format!("{SHARE}/{}", a.path);
+            let mut parent = std::path::Path::new(&path).parent();
+            while let Some(p) = parent {
+                let text = p.to_string_lossy().to_string();
+                if text.len() <= SHARE.len() {
+                    break;
+                }
+                share_dirs.insert(text);
+                parent = p.parent();
+            }
+            let mode = if a.executable { 0o755 } else { 0o644 };
+            files.push(DesiredFile::new(path, a.bytes, mode));
+        }
+        files.push(DesiredFile::new(
+            format!("{SHARE}/VERSION"),
+            format!(
+                "skiff {}\nserver-files {}\n",
+                choices.skiff_version,
+                assets::digest()
+            ),
+            0o644,
+        ));
+        dirs.extend(share_dirs.into_iter().map(|p| dir(&p, 0o755, "root")));
+        // the slot pools: folders and entry scripts the deploy user may touch
+        for slot in &python_slots {
+            let d = format!("/srv/skiff/slots/python/{slot}");
+            dirs.push(dir(&d, 0o755, user));
+            files.push(
+                DesiredFile::new(
+                    format!("{d}/slot.wsgi"),
+                    assets::server_file("python/slot.wsgi").bytes,
+                    0o644,
+                )
+                .owned_by(user),
+            );
+        }
+        for slot in &ruby_slots {
+            let d = format!("/srv/skiff/slots/ruby/{slot}");
+            dirs.push(dir(&d, 0o755, user));
+            dirs.push(dir(&format!("{d}/public"), 0o755, user));
+            files.push(
+                DesiredFile::new(
+                    format!("{d}/config.ru"),
+                    assets::server_file("ruby/config.ru").bytes,
+                    0o644,
+                )
+                .owned_by(user),
+            );
+        }
+        // the operator's keys for the deploy user
+        let mut keys = String::new();
+        for k in &choices.operator_keys {
+            keys.push_str(k.trim());
+            keys.push('\n');
+        }
+        files.push(
+            DesiredFile::new(format!("/home/{user}/.ssh/authorized_keys"), keys, 0o600)
+                .owned_by(user)
+                .kind(FileKind::Lines),
+        );
+
+        let stamp = DesiredFile::new(STAMP_PATH, r("system/setup.toml.tera")?, 0o644);
+        let ports_conf = String::from_utf8(files[0].content.clone()).expect("rendered text");
+        Ok(Desired {
+            packages: distro.packages(),
+            user,
+            dirs,
+            files,
+            absent: vec![
+                "/etc/nginx/sites-enabled/default".into(),
+                "/etc/apache2/sites-enabled/000-default.conf".into(),
+            ],
+            apache: ApacheWanted {
+                mods: vec![
+                    "mpm_prefork",
+                    "wsgi",
+                    "passenger",
+                    "rewrite",
+                    "headers",
+                    "remoteip",
+                    "vhost_alias",
+                ],
+                mods_off: vec!["mpm_event", "mpm_worker"],
+                confs: vec!["skiff"],
+                sites: vec!["skiff"],
+                sites_off: vec!["000-default"],
+            },
+            stamp,
+            ports_conf,
+        })
+    }
+
+    /// Every file, the stamp last.
+    pub fn all_files(&self) -> impl Iterator<Item = &DesiredFile> {
+        self.files.iter().chain(std::iter::once(&self.stamp))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn choices() -> Choices {
+        Choices {
+            apt_proxy: Some("http://10.0.0.1:3142".into()),
+            python_slots: 3,
+            ruby_slots: 2,
+            operator_keys: vec!["ssh-ed25519 AAAAC3Nza test".into()],
+            skiff_version: "0.1.0".into(),
+        }
+    }
+
+    #[test]
+    fn renders_the_pool_and_the_front_door() {
+        let facts = RenderFacts {
+            ipv6: false,
+            os: "debian 12".into(),
+        };
+        let d = Desired::build(Distro::Debian12, &facts, &choices()).unwrap();
+        let file = |p: &str| {
+            let f = d.files.iter().find(|f| f.path == p).unwrap();
+            String::from_utf8(f.content.clone()).unwrap()
+        };
+        let site = file("/etc/apache2/sites-available/skiff.conf");
+        assert!(site.contains("WSGIDaemonProcess py03 "));
+        assert!(!site.contains("py04"));
+        assert!(site.contains("PassengerAppRoot /srv/skiff/slots/ruby/rb02"));
+        assert!(site.contains("VirtualDocumentRoot /srv/skiff/apps/%2/docroots/%1"));
+        let nginx = file("/etc/nginx/conf.d/skiff.conf");
+        assert!(nginx.contains("include /etc/nginx/skiff-routes.map;"));
+        assert!(nginx.contains("listen 80 default_server;"));
+        assert!(!nginx.contains("[::]"), "no IPv6 listener without IPv6");
+        assert_eq!(
+            file("/etc/apache2/ports.conf").trim_end().lines().last(),
+            Some("Listen 127.0.0.1:8080")
+        );
+        assert!(file(APT_PROXY_PATH).contains("\"http://10.0.0.1:3142\""));
+        let sudoers = file("/etc/sudoers.d/skiff");
+        assert!(
+            sudoers.contains("skiff ALL=(root) NOPASSWD: /usr/local/share/skiff/bin/skiff-node")
+        );
+        assert!(
+            d.files
+                .iter()
+                .any(|f| f.path == "/usr/local/share/skiff/bin/skiff-node" && f.mode == 0o755)
+        );
+        assert!(
+            d.dirs
+                .iter()
+                .any(|x| x.path == "/usr/local/share/skiff/python")
+        );
+        assert!(
+            d.dirs
+                .iter()
+                .any(|x| x.path == "/etc/skiff/env" && x.mode == 0o700)
+        );
+        let stamp = String::from_utf8(d.stamp.content.clone()).unwrap();
+        assert!(stamp.contains(assets::digest()));
+        assert!(stamp.contains("python_slots = 3"));
+    }
+
+    #[test]
+    fn ipv6_adds_a_listener() {
+        let facts = RenderFacts {
+            ipv6: true,
+            os: "debian 12".into(),
+        };
+        let d = Desired::build(Distro::Debian12, &facts, &choices()).unwrap();
+        let f = d
+            .files
+            .iter()
+            .find(|f| f.path == "/etc/nginx/conf.d/skiff.conf")
+            .unwrap();
+        assert!(String::from_utf8_lossy(&f.content).contains("listen [::]:80 default_server;"));
+    }
+}

@@ -1,0 +1,547 @@
+//! `skiff setup-node`: turn a bare Debian/Ubuntu node into a skiff web host, idempotently.
+//!
+//! The node is driven by a few shell scripts rendered from `templates/` (embedded, see
+//! [`crate::assets`]) over the command's one SSH session, as root (through `sudo -n` when
+//! the login user is not root):
+//! 1. **probe** (read-only, one round trip): OS, packages, files with their digests (and
+//!    content where it differs), folders, Apache's switches, services, config tests;
+//! 2. the **plan** is computed here ([`plan::compute`]): an empty plan ends a re-run;
+//!    `--dry-run` stops here and shows it with unified diffs;
+//! 3. **packages** (only when some are missing, or dpkg was interrupted), then a re-probe;
+//! 4. **apply**: user, folders, files, Apache modules, then `nginx -t` and
+//!    `apache2ctl configtest` gate the reloads (a rejected config is replaced by the
+//!    previous one and nothing reloads), then a check that unknown hosts get skiff's 404,
+//!    then the stamp `/var/lib/skiff/setup.toml`.
+//!
+//! The node layout this builds, and why Apache gets a fixed pool of slots, is described
+//! in docs/node-layout.md.
+
+pub mod desired;
+pub mod plan;
+pub mod probe;
+mod render;
+pub mod scripts;
+
+use std::path::Path;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::assets;
+use crate::error::{Error, Result};
+use crate::transport::{Output, Session};
+
+pub use desired::{Choices, DEFAULT_PYTHON_SLOTS, DEFAULT_RUBY_SLOTS, Distro, MAX_SLOTS};
+pub use plan::Plan;
+
+/// One finished step, as shown in the status lines and `--json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepDone {
+    /// Step name: `connect`, `inspect`, `packages`, `users`, `folders`, `files`,
+    /// `apache-modules`, `config-test`, `services`, `check`, `stamp`.
+    pub step: String,
+    /// Seconds it took.
+    pub seconds: f64,
+    /// What it did, in a few words.
+    pub detail: String,
+}
+
+/// Progress sent to the command while setup runs.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A long step begins (packages).
+    Started {
+        /// Step name.
+        step: String,
+        /// What it is about to do.
+        detail: String,
+    },
+    /// A step finished.
+    Done(StepDone),
+}
+
+/// What `setup-node` did (or, with `--dry-run`, would do).
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    /// The plan computed from the first probe (what differed).
+    pub plan: Plan,
+    /// Whether anything was changed on the node.
+    pub changed: bool,
+    /// Steps with their times.
+    pub steps: Vec<StepDone>,
+    /// The assets digest the node now records.
+    pub digest: String,
+    /// The operating system found.
+    pub os: String,
+}
+
+/// Runs provisioning scripts as root over a session.
+pub struct RootShell<'a> {
+    session: &'a Session,
+    sudo: bool,
+}
+
+impl<'a> RootShell<'a> {
+    /// Scripts go through `sudo -n` unless the login user is root.
+    pub fn new(session: &'a Session, login_user: &str) -> Self {
+        RootShell {
+            session,
+            sudo: login_user != "root",
+        }
+    }
+
+    fn node(&self) -> &str {
+        self.session.node()
+    }
+
+    /// Runs `script` with `sh -s` as root; a non-zero exit is a normal [`Output`].
+    pub async fn run(&self, script: &str) -> Result<Output> {
+        if self.sudo {
+            let out = self
+                .session
+                .run_with_input(&["sudo", "-n", "sh", "-s"], script.as_bytes())
+                .await?;
+            let err = String::from_utf8_lossy(&out.stderr);
+            if out.status == Some(1) && err.contains("sudo:") && err.contains("password") {
+                return Err(Error::Remote {
+                    node: self.node().into(),
+                    command: "sudo -n sh -s".into(),
+                    status: out.status,
+                    output: err.into_owned(),
+                    hint: Some(
+                        "setup-node needs root: log in as root, or give the login user \
+                         passwordless sudo"
+                            .into(),
+                    ),
+                });
+            }
+            Ok(out)
+        } else {
+            self.session.script(script, &[]).await
+        }
+    }
+
+    async fn run_ok(&self, what: &str, script: &str) -> Result<Output> {
+        let out = self.run(script).await?;
+        if out.success() {
+            return Ok(out);
+        }
+        Err(Error::Remote {
+            node: self.node().into(),
+            command: what.into(),
+            status: out.status,
+            output: out.tail(30),
+            hint: None,
+        })
+    }
+}
+
+/// The public keys that must be able to log in as the deploy user: the `.pub` beside the
+/// node's identity file, or the one `ssh-keygen -y` derives from it. Empty when the node
+/// has no identity file (then the login user's authorized keys on the node are used).
+pub fn operator_keys(identity: Option<&Path>) -> Vec<String> {
+    let Some(identity) = identity else {
+        return Vec::new();
+    };
+    let mut pub_path = identity.as_os_str().to_owned();
+    pub_path.push(".pub");
+    if let Ok(text) = std::fs::read_to_string(&pub_path) {
+        let keys: Vec<String> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| looks_like_key(l))
+            .map(String::from)
+            .collect();
+        if !keys.is_empty() {
+            return keys;
+        }
+    }
+    let derived = std::process::Command::new("ssh-keygen")
+        .args(["-y", "-P", "", "-f"])
+        .arg(identity)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output();
+    match derived {
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::trim)
+            .filter(|l| looks_like_key(l))
+            .map(String::from)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn looks_like_key(line: &str) -> bool {
+    let mut it = line.split_whitespace();
+    matches!(
+        (it.next(), it.next()),
+        (Some(kind), Some(blob))
+            if (kind.starts_with("ssh-") || kind.starts_with("ecdsa-") || kind.starts_with("sk-"))
+                && blob.len() > 16
+                && blob.chars().all(|c| c.is_ascii_alphanumeric() || "+/=".contains(c))
+    )
+}
+
+/// Checks an `--apt-proxy` URL: `http://HOST[:PORT][/PATH]` (or https), nothing that could
+/// break out of apt's quoted string.
+pub fn check_apt_proxy(url: &str) -> Result<String> {
+    let bad = |why: &str| {
+        Error::usage(
+            format!("invalid `--apt-proxy` value `{url}`: {why}"),
+            "write a URL like `http://10.0.0.1:3142`",
+        )
+    };
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| bad("it must start with http:// or https://"))?;
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, _)) if !h.ends_with(']') && h.contains(':') => (authority, None),
+        Some((h, p)) => (h, Some(p)),
+        None => (authority, None),
+    };
+    if host.is_empty()
+        || !host
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-[]:".contains(c))
+    {
+        return Err(bad(
+            "the host has characters a host name or address cannot have",
+        ));
+    }
+    if let Some(p) = port
+        && p.parse::<u16>().map_or(true, |n| n == 0)
+    {
+        return Err(bad("the port must be a number from 1 to 65535"));
+    }
+    if !path
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-._~/%".contains(c))
+    {
+        return Err(bad("the path has characters apt's config cannot hold"));
+    }
+    Ok(url.to_string())
+}
+
+fn secs(t: Instant) -> f64 {
+    (t.elapsed().as_secs_f64() * 1000.0).round() / 1000.0
+}
+
+async fn probe(
+    shell: &RootShell<'_>,
+    desired: &desired::Desired,
+    login_user: &str,
+) -> Result<probe::Facts> {
+    let lib = assets::server_file("lib/services.sh").text();
+    let script = probe::script(desired, login_user, lib)?;
+    let out = shell.run_ok("setup-node probe", &script).await?;
+    let facts = probe::parse(shell.node(), &out.stdout_text())?;
+    if facts.uid != Some(0) {
+        return Err(Error::Failed {
+            message: format!("the probe on node `{}` did not run as root", shell.node()),
+            hint: Some("log in as root, or give the login user passwordless sudo".into()),
+        });
+    }
+    Ok(facts)
+}
+
+fn facts_for(facts: &probe::Facts) -> desired::RenderFacts {
+    desired::RenderFacts {
+        ipv6: facts.ipv6,
+        os: facts.os(),
+    }
+}
+
+/// The config tests the probe ran, as an error when one fails.
+fn failing_test(node: &str, facts: &probe::Facts) -> Option<Error> {
+    for svc in ["nginx", "apache2"] {
+        if let Some(t) = facts.tests.get(svc)
+            && t.status != 0
+        {
+            return Some(scripts::rejected(node, svc, t.output.clone(), false));
+        }
+    }
+    None
+}
+
+fn apply_detail(step: &str, plan: &Plan) -> Option<String> {
+    let count = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+    Some(match step {
+        "users" => format!("user {}", plan.create_user.as_ref()?),
+        "folders" if !plan.dirs.is_empty() => count(plan.dirs.len(), "folder"),
+        "files" if !plan.files.is_empty() || !plan.removals.is_empty() => {
+            let mut s = count(plan.files.len(), "file");
+            if !plan.removals.is_empty() {
+                s.push_str(&format!(", removed {}", plan.removals.join(", ")));
+            }
+            s
+        }
+        "apache-modules" if !plan.apache.is_empty() => {
+            let mut on: Vec<String> = plan.apache.enable_mods.clone();
+            if plan.apache.enable_php {
+                on.push("php".into());
+            }
+            on.extend(plan.apache.enable_confs.iter().map(|c| format!("conf {c}")));
+            on.extend(plan.apache.enable_sites.iter().map(|s| format!("site {s}")));
+            let mut off: Vec<String> = plan.apache.disable_mods.clone();
+            off.extend(
+                plan.apache
+                    .disable_sites
+                    .iter()
+                    .map(|s| format!("site {s}")),
+            );
+            let mut s = String::from("Apache: ");
+            if !on.is_empty() {
+                s.push_str(&format!("enabled {}", on.join(", ")));
+            }
+            if !off.is_empty() {
+                if !on.is_empty() {
+                    s.push_str("; ");
+                }
+                s.push_str(&format!("disabled {}", off.join(", ")));
+            }
+            s
+        }
+        "config-test" => "nginx -t and apache2ctl configtest: ok".into(),
+        "services" if !plan.service_phrases().is_empty() => plan
+            .service_phrases()
+            .iter()
+            .map(|p| {
+                p.replacen("start ", "started ", 1)
+                    .replacen("reload ", "reloaded ", 1)
+                    .replacen("restart ", "restarted ", 1)
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+        "check" => "unknown hosts get skiff's 404 page".into(),
+        "stamp" => "recorded in /var/lib/skiff/setup.toml".into(),
+        _ => return None,
+    })
+}
+
+/// Sets up the node behind `session`: probe, plan, and unless `dry_run`, packages and
+/// apply. `events` receives progress (one `Done` per step, with its time).
+pub async fn setup_node(
+    session: &Session,
+    login_user: &str,
+    choices: &Choices,
+    dry_run: bool,
+    events: &mut dyn FnMut(Event),
+) -> Result<Outcome> {
+    let node = session.node().to_string();
+    let shell = RootShell::new(session, login_user);
+    let mut steps = Vec::new();
+    fn done(
+        events: &mut dyn FnMut(Event),
+        steps: &mut Vec<StepDone>,
+        step: &str,
+        t: Instant,
+        detail: String,
+    ) {
+        let s = StepDone {
+            step: step.into(),
+            seconds: secs(t),
+            detail,
+        };
+        events(Event::Done(s.clone()));
+        steps.push(s);
+    }
+
+    // 1. probe, rendered for a guess of the node (its content answers stand for the rest)
+    let t = Instant::now();
+    let guess_facts = desired::RenderFacts {
+        ipv6: true,
+        os: String::new(),
+    };
+    let guess = desired::Desired::build(Distro::Debian12, &guess_facts, choices)?;
+    let facts = probe(&shell, &guess, login_user).await?;
+    let distro =
+        Distro::from_os_release(&facts.os_id, &facts.os_version).ok_or_else(|| Error::Failed {
+            message: format!(
+                "node `{node}` runs {} {}, which setup-node does not support",
+                facts.os_id, facts.os_version
+            ),
+            hint: Some("setup-node supports Debian 12, Ubuntu 22.04 and Ubuntu 24.04".into()),
+        })?;
+    let mut choices = choices.clone();
+    let no_key = choices.operator_keys.is_empty() && facts.login_keys.is_empty();
+    if choices.operator_keys.is_empty() {
+        choices.operator_keys = facts.login_keys.clone();
+    }
+    let desired = desired::Desired::build(distro, &facts_for(&facts), &choices)?;
+    let mut plan = plan::compute(&node, distro.label(), &desired, &guess, &facts)?;
+    if no_key {
+        plan.notes.push(format!(
+            "no operator key found: nobody can log in as `{}` until a key is added to its \
+             authorized_keys (create the node with `--identity FILE` to use that key)",
+            desired.user
+        ));
+    }
+    let first_plan = plan.clone();
+    let summary = if plan.is_empty() {
+        format!("{}: nothing to change", distro.label())
+    } else {
+        let mut parts = vec![distro.label().to_string()];
+        if !plan.packages.is_empty() {
+            parts.push(format!(
+                "{} package{} to install",
+                plan.packages.len(),
+                if plan.packages.len() == 1 { "" } else { "s" }
+            ));
+        }
+        if !plan.files.is_empty() {
+            parts.push(format!(
+                "{} file{} to write",
+                plan.files.len(),
+                if plan.files.len() == 1 { "" } else { "s" }
+            ));
+        }
+        parts.join(", ")
+    };
+    done(events, &mut steps, "inspect", t, summary);
+
+    if dry_run {
+        return Ok(Outcome {
+            plan: first_plan,
+            changed: false,
+            steps,
+            digest: assets::digest().to_string(),
+            os: distro.label().into(),
+        });
+    }
+
+    // 2. packages, then a fresh look at what they brought
+    let mut facts = facts;
+    if plan.needs_apt() {
+        let t = Instant::now();
+        let what = if plan.packages.is_empty() {
+            "nothing new; finishing an interrupted dpkg".to_string()
+        } else {
+            plan.packages.join(" ")
+        };
+        events(Event::Started {
+            step: "packages".into(),
+            detail: what,
+        });
+        let script = scripts::apt_script(&plan, &desired)?;
+        let out = shell.run(&script).await?;
+        if !out.success() {
+            let output = String::from_utf8_lossy(&out.stderr).into_owned();
+            let hint = if distro != Distro::Debian12 && output.contains("Unable to locate package")
+            {
+                "Passenger for Apache comes from Ubuntu's `universe` component: enable it \
+                 (`add-apt-repository universe`), then run setup-node again"
+            } else {
+                "see /var/log/skiff/apt.log on the node; setup-node can be run again safely"
+            };
+            return Err(Error::Remote {
+                node,
+                command: "apt-get install".into(),
+                status: out.status,
+                output,
+                hint: Some(hint.into()),
+            });
+        }
+        done(
+            events,
+            &mut steps,
+            "packages",
+            t,
+            if plan.packages.is_empty() {
+                "nothing: finished the interrupted dpkg".into()
+            } else {
+                format!("{} packages", plan.packages.len())
+            },
+        );
+        facts = probe(&shell, &desired, login_user).await?;
+        plan = plan::compute(&node, distro.label(), &desired, &desired, &facts)?;
+    }
+
+    // 3. apply, or just make sure the node is healthy
+    if plan.is_empty() {
+        if let Some(err) = failing_test(&node, &facts) {
+            return Err(err);
+        }
+        return Ok(Outcome {
+            changed: !steps.iter().all(|s| s.step == "inspect"),
+            plan: first_plan,
+            steps,
+            digest: assets::digest().to_string(),
+            os: distro.label().into(),
+        });
+    }
+    let lib = assets::server_file("lib/services.sh").text();
+    let script = scripts::apply_script(&plan, &desired, lib)?;
+    let out = shell.run(&script).await?;
+    let report = scripts::parse_report(&out.stdout_text());
+    for s in &report.steps {
+        if let Some(detail) = apply_detail(&s.name, &plan) {
+            let step = StepDone {
+                step: s.name.clone(),
+                seconds: (s.seconds * 1000.0).round() / 1000.0,
+                detail,
+            };
+            events(Event::Done(step.clone()));
+            steps.push(step);
+        }
+    }
+    if let Some((what, output)) = report.failure {
+        return Err(scripts::rejected(&node, &what, output, what != "check"));
+    }
+    if !out.success() {
+        return Err(Error::Remote {
+            node,
+            command: "setup-node apply".into(),
+            status: out.status,
+            output: out.tail(30),
+            hint: Some("setup-node can be run again safely".into()),
+        });
+    }
+    Ok(Outcome {
+        plan: first_plan,
+        changed: true,
+        steps,
+        digest: assets::digest().to_string(),
+        os: distro.label().into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn apt_proxy_urls() {
+        for good in [
+            "http://10.0.0.1:3142",
+            "https://proxy.example.com/apt/",
+            "http://[::1]:3142",
+        ] {
+            assert!(check_apt_proxy(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "10.0.0.1:3142",
+            "http://x\";Acquire::foo",
+            "http://host:0",
+            "http://host:99999",
+            "http://ho st",
+            "ftp://x",
+            "http://",
+        ] {
+            let e = check_apt_proxy(bad).unwrap_err();
+            assert!(e.to_string().contains("--apt-proxy"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn keys_are_recognised() {
+        assert!(looks_like_key(
+            "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIF op@x"
+        ));
+        assert!(!looks_like_key("command=\"x\" ssh-ed25519 AAAA"));
+        assert!(!looks_like_key("# comment"));
+    }
+}
