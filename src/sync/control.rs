@@ -1,7 +1,8 @@
 //! The control archive: what the node does besides unpacking new files.
 //!
-//! A small gzip tar built in memory and sent first on the upload's stdin (its length is
-//! passed to the node script so `head -c` splits it off): the NUL-separated lists of paths
+//! A small tar (gzip-compressed when it is not small) built in memory and sent first on
+//! the upload's stdin (its kind and length are passed to the node script so `head -c`
+//! splits it off): the NUL-separated lists of paths
 //! to remove and to chmod, the deltas for large changed files with their expected sha256,
 //! and the new manifest (whole, or as a delta against the base release's manifest).
 
@@ -51,10 +52,34 @@ pub enum ManifestPayload {
     Delta(Vec<u8>),
 }
 
+/// Control archives at least this big are compressed; smaller ones go as plain tar (one
+/// process less on the node, which counts on a busy machine).
+const COMPRESS_ABOVE: usize = 16 * 1024;
+
+/// A built control archive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Archive {
+    /// The tar, gzip-compressed when `compressed`.
+    pub bytes: Vec<u8>,
+    /// Whether `bytes` is gzip.
+    pub compressed: bool,
+}
+
+impl Archive {
+    /// How the node script is told the archive's kind and length: `t:LEN` or `z:LEN`.
+    pub fn spec(&self) -> String {
+        format!(
+            "{}:{}",
+            if self.compressed { 'z' } else { 't' },
+            self.bytes.len()
+        )
+    }
+}
+
 impl Control {
-    /// The gzip-compressed tar of the control files.
-    pub fn archive(&self) -> Result<Vec<u8>> {
-        let mut b = tar::Builder::new(GzEncoder::new(Vec::new(), Compression::new(6)));
+    /// The tar of the control files (compressed when big).
+    pub fn archive(&self) -> Result<Archive> {
+        let mut b = tar::Builder::new(Vec::new());
         let nul_list = |paths: &mut dyn Iterator<Item = &String>| -> Vec<u8> {
             let mut out = Vec::new();
             for p in paths {
@@ -92,8 +117,19 @@ impl Control {
             ManifestPayload::Whole(text) => add(&mut b, "manifest", text)?,
             ManifestPayload::Delta(delta) => add(&mut b, "manifest.delta", delta)?,
         }
-        let gz = b.into_inner().map_err(stream_err)?;
-        gz.finish().map_err(stream_err)
+        let raw = b.into_inner().map_err(stream_err)?;
+        if raw.len() < COMPRESS_ABOVE {
+            return Ok(Archive {
+                bytes: raw,
+                compressed: false,
+            });
+        }
+        let mut gz = GzEncoder::new(Vec::new(), Compression::new(6));
+        gz.write_all(&raw).map_err(stream_err)?;
+        Ok(Archive {
+            bytes: gz.finish().map_err(stream_err)?,
+            compressed: true,
+        })
     }
 }
 
@@ -121,8 +157,13 @@ mod tests {
     use flate2::read::GzDecoder;
     use std::io::Read;
 
-    fn entries(gz: &[u8]) -> Vec<(String, Vec<u8>)> {
-        let mut a = tar::Archive::new(GzDecoder::new(gz));
+    fn entries(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
+        let reader: Box<dyn Read> = if bytes.starts_with(&[0x1f, 0x8b]) {
+            Box::new(GzDecoder::new(bytes))
+        } else {
+            Box::new(bytes)
+        };
+        let mut a = tar::Archive::new(reader);
         a.entries()
             .unwrap()
             .map(|e| {
@@ -148,7 +189,9 @@ mod tests {
             }],
             manifest: ManifestPayload::Whole(b"m".to_vec()),
         };
-        let got = entries(&c.archive().unwrap());
+        let a = c.archive().unwrap();
+        assert!(!a.compressed && a.spec() == format!("t:{}", a.bytes.len()));
+        let got = entries(&a.bytes);
         let get = |n: &str| got.iter().find(|e| e.0 == n).unwrap().1.clone();
         assert_eq!(get("rm"), b"a b\0c\nd\0");
         assert_eq!(get("chmod755"), b"x\0");
@@ -160,5 +203,13 @@ mod tests {
             format!("0 644 {}\n", hex::encode([1u8; 32]))
         );
         assert_eq!(get("manifest"), b"m");
+        // A big one is compressed.
+        let big = Control {
+            manifest: ManifestPayload::Whole("line of a manifest\n".repeat(5_000).into_bytes()),
+            ..Control::default()
+        };
+        let a = big.archive().unwrap();
+        assert!(a.compressed && a.spec().starts_with("z:"));
+        assert_eq!(entries(&a.bytes)[0].1.len(), 95_000);
     }
 }

@@ -50,6 +50,10 @@ pub const BIG: u64 = 8 * 1024 * 1024;
 /// at level 6 (size), where the CPU time is negligible either way.
 const FAST_COMPRESSION_ABOVE: u64 = 8 * 1024 * 1024;
 
+/// Chunks smaller than this go plain: compressing them saves little and costs the node a
+/// gzip process.
+const SMALL_CHUNK: usize = 16 * 1024;
+
 /// Files at least this big are sampled for compressibility.
 const SAMPLE_ABOVE: u64 = 128 * 1024;
 
@@ -356,7 +360,8 @@ impl Producer<'_> {
             self.append(&mut b, rel)?;
         }
         let raw = b.into_inner().map_err(stream_err)?;
-        if compressible && self.mode == Mode::Compress {
+        // A small chunk is not worth a gzip process on the node.
+        if compressible && self.mode == Mode::Compress && raw.len() >= SMALL_CHUNK {
             let mut gz = GzEncoder::new(
                 Vec::with_capacity(raw.len() / 3),
                 Compression::new(self.level),
@@ -689,6 +694,7 @@ mod tests {
         let secs = sections(&out);
         // Folders and links, the big file alone (plain: it is random), the sampled random
         // file in a plain chunk, the text compressed (too little data to probe the link).
+        // (The small executable went with the text.)
         let kinds: String = secs.iter().map(|s| s.0).collect();
         assert_eq!(kinds, "tttz", "{kinds}");
         assert!(secs[3].1.len() < 10_000);

@@ -263,7 +263,7 @@ pub struct Push {
 enum First {
     /// Everything in one script: prepare, upload, publish (the plan is certain).
     Go {
-        control: Vec<u8>,
+        control: control::Archive,
         data: Option<DataJob>,
     },
     /// Prepare (and signatures for the files the cached manifest says changed).
@@ -606,7 +606,7 @@ impl Run {
         deltas: Vec<DeltaItem>,
         base: &BaseState,
         whole_manifest: bool,
-    ) -> Result<(Vec<u8>, Option<DataJob>)> {
+    ) -> Result<(control::Archive, Option<DataJob>)> {
         let mut control = Control {
             remove: plan.remove.clone(),
             chmod: plan
@@ -664,7 +664,7 @@ impl Run {
         mode: &str,
         digest: &str,
         extra: &[&str],
-        control: Vec<u8>,
+        control: control::Archive,
         data: Option<DataJob>,
     ) -> Result<(Frames, Option<DataStats>)> {
         let script = remote::script();
@@ -675,7 +675,7 @@ impl Run {
             "sh".into(),
         ];
         args.extend(self.fixed_args(mode, digest));
-        args.push(control.len().to_string());
+        args.push(control.spec());
         args.push(if data.is_some() { "1" } else { "0" }.into());
         args.extend(extra.iter().map(|s| s.to_string()));
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -683,7 +683,7 @@ impl Run {
 
         let counter = Arc::new(AtomicU64::new(0));
         let (input, producer): (Box<dyn AsyncRead + Unpin + Send>, _) = match data {
-            None => (Box::new(Cursor::new(control)), None),
+            None => (Box::new(Cursor::new(control.bytes)), None),
             Some(job) => {
                 let literal = job.content_bytes();
                 let (reader, writer) = std::io::pipe()
@@ -692,7 +692,7 @@ impl Run {
                     .map_err(|e| Error::failed(format!("could not use a pipe: {e}")))?;
                 let handle = std::thread::spawn(move || job.write_to(writer));
                 (
-                    Box::new(Cursor::new(control).chain(reader)),
+                    Box::new(Cursor::new(control.bytes).chain(reader)),
                     Some((handle, literal)),
                 )
             }

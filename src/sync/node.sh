@@ -6,17 +6,17 @@
 #
 #   prepare R N B D [BLOCK PATH]...   clone release B of folder R into R/.tmp-N/tree,
 #                                     check it against B.manifest, make signatures
-#   go      R N B D L DATA ND         prepare, then (if the base is what skiff expected)
+#   go      R N B D C DATA ND         prepare, then (if the base is what skiff expected)
 #                                     upload from stdin in the same round trip; ND is
 #                                     the sha256 of the new manifest
 #   sigs    R N B D [BLOCK PATH]...   signatures only (after a prepare that found the
 #                                     cached base manifest stale)
-#   upload  R N B D L DATA            apply the stream on stdin to R/.tmp-N, then publish
+#   upload  R N B D C DATA            apply the stream on stdin to R/.tmp-N, then publish
 #
 # R: releases folder (absolute). N: new release number. B: base release number or "".
 # D: in prepare, the sha256 skiff expects of B.manifest ("" if it has none cached); in
-# upload, the sha256 of the new manifest. L: bytes of the control archive at the head of
-# stdin. DATA: 1 if data sections follow it: lines `t LEN` (a plain tar of LEN bytes),
+# upload, the sha256 of the new manifest. C: `t:LEN` or `z:LEN`, the control archive at
+# the head of stdin (plain or gzip tar, LEN bytes). DATA: 1 if data sections follow it: lines `t LEN` (a plain tar of LEN bytes),
 # `z LEN` (a gzip tar), and `e 0`, the end. Without the end the stream was cut short (GNU
 # tar accepts an archive cut at an entry boundary), so nothing is published.
 #
@@ -82,8 +82,10 @@ say() { printf '%s %s\n%s' "$1" "${#2}" "$2"; }
 die() { code=$1; shift; printf '%s\n' "$*" >&2; exit "$code"; }
 
 prepare() {
-  mkdir -p -- "$R"
-  cd -- "$R"
+  if ! cd -- "$R" 2>/dev/null; then
+    mkdir -p -- "$R"
+    cd -- "$R"
+  fi
   if [ -e "$N" ] || [ -L "$N" ]; then
     die 3 "release $N already exists in $R"
   fi
@@ -158,11 +160,14 @@ upload() {
   if [ ! -d "$T/tree" ]; then
     die 5 "the staging folder $R/$T is gone (did another sync start?)"
   fi
-  A=$(pwd)
+  A=$R
   C=$T/ctl
-  rm -rf -- "$C"
-  mkdir -p -- "$C" "$W"
-  head -c "$L" | tar -xzf - -C "$C"
+  if [ -e "$C" ]; then rm -rf -- "$C"; fi
+  if [ -d "$W" ]; then mkdir -- "$C"; else mkdir -p -- "$C" "$W"; fi
+  case ${CTL%%:*} in
+    z) head -c "${CTL#*:}" | tar -xzf - -C "$C" ;;
+    *) head -c "${CTL#*:}" | tar -xf - -C "$C" ;;
+  esac
   # Removed first: deleted entries, and entries sent whole that the clone has (GNU tar
   # would unlink a file before extracting over it, but not a folder of another kind).
   if [ -s "$C/rm" ]; then
@@ -248,7 +253,7 @@ case $MODE in
     say R ready
     ;;
   go)
-    L=$1 DATA=$2 ND=$3
+    CTL=$1 DATA=$2 ND=$3
     shift 3
     prepare
     if [ "$STALE" = 1 ]; then
@@ -265,7 +270,7 @@ case $MODE in
     say R ready
     ;;
   upload)
-    L=$1 DATA=$2
+    CTL=$1 DATA=$2
     upload
     ;;
   *) die 2 "unknown mode $MODE" ;;
