@@ -109,6 +109,7 @@ both() {  # both SCENARIO REP BASE CACHE
   else run_rsync "$1"; run_skiff "$1" "$3" "$4"; fi
 }
 
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "cold copy x$REPS..." >&2
 for i in $(seq "$REPS"); do
   on_node "rm -rf $R/* $R/.tmp-* $RS && mkdir -p $RS"
@@ -130,7 +131,8 @@ for i in $(seq "$REPS"); do
   both oneline "$i" "$REL" "$CACHE"
 done
 
-python3 - "$RESULTS" "$REPS" <<'EOF'
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+python3 - "$RESULTS" "$REPS" "$LOAD_BEFORE" "$LOAD_AFTER" <<'EOF'
 import statistics, sys
 rows = [l.split() for l in open(sys.argv[1])]
 def med(scen, tool, col):
@@ -155,4 +157,5 @@ rt1 = med("oneline", "skiff", 4)
 print(f"{'one-line change':<16} {'round trips':<12} {int(rt1):>12}")
 line("cold", "cold copy", "wall", 2, 1.2, secs)
 line("cold", "cold copy", "bytes", 3, None, byt)
+print(f"machine load average (1, 5, 15 min): {sys.argv[3]} before, {sys.argv[4]} after")
 EOF
