@@ -8,10 +8,11 @@
 //!   node publishes nothing: GNU tar alone would accept an archive cut at an entry
 //!   boundary, so the explicit end is what proves the upload complete.
 //!
-//! Sections: first every folder and symlink, then files in chunks of about [`CHUNK`]
-//! bytes (files that do not compress, judged from their first 64 KiB, in chunks of their
-//! own), and each file of [`BIG`] bytes or more alone, streamed (its plain length is known
-//! in advance) or spooled compressed to a temp file.
+//! Sections: first every folder and symlink; then files, compressed in chunks of about
+//! [`CHUNK`] bytes built in memory (a compressible file of [`BIG`] bytes or more alone,
+//! spooled to a temp file), or plain in groups of up to [`PLAIN_GROUP`] bytes streamed
+//! straight from the files (a plain tar's length is known in advance). Files whose first
+//! 64 KiB do not compress always go plain.
 //!
 //! Compression adapts to the link: measured on this project's 2-core machine, deflate here
 //! and GNU gzip's inflate on the node (about 150 MB/s) made a LAN cold copy much slower
@@ -20,8 +21,9 @@
 //! and time idle (waiting for the producer). The stream starts compressed. When the writer
 //! mostly waits for the producer and enough is left to send, the next [`PROBE`] bytes go
 //! plain and the link's speed is measured on their second half (the first half fills the
-//! buffers between here and the node); at [`FAST_LINK`] or more the rest goes plain,
-//! re-checked as it goes, else compressed. Small transfers never probe.
+//! buffers between here and the node). If plain tar moves at least as fast as compression
+//! here (measured, at most [`FAST_LINK`]), the rest goes plain, re-checked as it goes;
+//! else compressed. Small transfers never probe.
 
 use std::fs;
 use std::io::{self, Read, Seek, Write};
@@ -40,10 +42,14 @@ use super::manifest::{Kind, Manifest, local_path};
 use super::scan::{changed_during_scan, stamp_of};
 use crate::error::{Error, Result};
 
-/// Content bytes gathered into one section of small files.
+/// Content bytes gathered into one compressed section (built in memory).
 pub const CHUNK: u64 = 8 * 1024 * 1024;
 
-/// Files at least this big get a section of their own.
+/// Content bytes gathered into one plain section (streamed, so it may be big: fewer
+/// `tar` processes on the node).
+pub const PLAIN_GROUP: u64 = 64 * 1024 * 1024;
+
+/// Compressible files at least this big are compressed alone, into a temp file.
 pub const BIG: u64 = 8 * 1024 * 1024;
 
 /// Transfers with more content than this compress at gzip level 1 (speed), smaller ones
@@ -149,6 +155,7 @@ impl DataJob {
                 mode: Mode::Compress,
                 mark: (link.snapshot(), 0),
                 left: self.content_bytes(),
+                compression: (0, 0),
                 level: if self.content_bytes() > FAST_COMPRESSION_ABOVE {
                     1
                 } else {
@@ -218,6 +225,8 @@ struct Producer<'a> {
     mark: ((u64, u64, u64), u64),
     /// Content bytes left to send.
     left: u64,
+    /// Content bytes compressed here and the nanoseconds it took.
+    compression: (u64, u64),
     level: u32,
     stats: DataStats,
 }
@@ -239,8 +248,8 @@ impl Producer<'_> {
         let mut others = Vec::new();
         let mut files = Vec::new();
         for rel in &self.job.paths {
-            match m.entries.get(rel).map(|e| &e.kind) {
-                Some(Kind::File { .. }) => files.push(rel.clone()),
+            match m.entries.get(rel) {
+                Some(e) if e.is_file() => files.push((rel.clone(), e.size)),
                 Some(_) => others.push(rel.clone()),
                 None => return Err(Error::failed(format!("`{rel}` is not in the manifest"))),
             }
@@ -249,33 +258,54 @@ impl Producer<'_> {
         if !others.is_empty() {
             self.chunk(&others, false)?;
         }
-        let mut plain: (Vec<String>, u64) = (Vec::new(), 0);
-        let mut packed: (Vec<String>, u64) = (Vec::new(), 0);
-        for rel in files {
-            let size = m.entries[&rel].size;
-            if size >= BIG {
-                self.big_file(&rel, size)?;
-                continue;
-            }
-            let target = if size >= SAMPLE_ABOVE && !self.compressible(&rel) {
-                &mut plain
-            } else {
-                &mut packed
-            };
-            target.0.push(rel);
-            target.1 += size;
-            for (acc, compressible) in [(&mut plain, false), (&mut packed, true)] {
-                if acc.1 >= CHUNK {
-                    let list = std::mem::take(&mut acc.0);
-                    acc.1 = 0;
-                    self.chunk(&list, compressible)?;
+        let mut files = files.into_iter().peekable();
+        // Incompressible files met while compressing, sent plain in groups.
+        let mut pending: (Vec<String>, u64) = (Vec::new(), 0);
+        while files.peek().is_some() {
+            self.adapt();
+            if self.mode == Mode::Compress {
+                let mut group = Vec::new();
+                let mut bytes = 0;
+                while bytes < CHUNK {
+                    let Some((rel, size)) = files.next() else {
+                        break;
+                    };
+                    if size >= SAMPLE_ABOVE && !self.compressible(&rel) {
+                        pending.0.push(rel);
+                        pending.1 += size;
+                    } else if size >= BIG {
+                        self.spooled(&rel)?;
+                    } else {
+                        group.push(rel);
+                        bytes += size;
+                    }
                 }
+                if !group.is_empty() {
+                    self.chunk(&group, true)?;
+                }
+                if pending.1 >= PLAIN_GROUP {
+                    let (group, _) = std::mem::take(&mut pending);
+                    self.plain(&group)?;
+                }
+            } else {
+                let limit = if matches!(self.mode, Mode::Probe { .. }) {
+                    PROBE / 2
+                } else {
+                    PLAIN_GROUP
+                };
+                let (mut group, mut bytes) = std::mem::take(&mut pending);
+                while bytes < limit {
+                    let Some((rel, size)) = files.next() else {
+                        break;
+                    };
+                    group.push(rel);
+                    bytes += size;
+                }
+                self.plain(&group)?;
             }
         }
-        for (acc, compressible) in [(plain, false), (packed, true)] {
-            if !acc.0.is_empty() {
-                self.chunk(&acc.0, compressible)?;
-            }
+        if !pending.0.is_empty() {
+            self.plain(&pending.0)?;
         }
         self.send(b"e 0\n".to_vec())
     }
@@ -336,14 +366,14 @@ impl Producer<'_> {
                 return;
             }
             Mode::Probe { half: Some(half) } if input >= PROBE => {
-                self.mode = if rate(since(half)) >= FAST_LINK {
+                self.mode = if rate(since(half)) >= self.threshold() {
                     Mode::Plain
                 } else {
                     Mode::Compress
                 };
             }
             Mode::Plain if input >= ADAPT_EVERY => {
-                if rate(since(self.mark.0)) < FAST_LINK / 1.5 {
+                if rate(since(self.mark.0)) < self.threshold() / 1.5 {
                     self.mode = Mode::Compress;
                 }
             }
@@ -362,12 +392,14 @@ impl Producer<'_> {
         let raw = b.into_inner().map_err(stream_err)?;
         // A small chunk is not worth a gzip process on the node.
         if compressible && self.mode == Mode::Compress && raw.len() >= SMALL_CHUNK {
+            let t = Instant::now();
             let mut gz = GzEncoder::new(
                 Vec::with_capacity(raw.len() / 3),
                 Compression::new(self.level),
             );
             gz.write_all(&raw).map_err(stream_err)?;
             let gz = gz.finish().map_err(stream_err)?;
+            self.compressed(raw.len() as u64, t.elapsed().as_nanos() as u64);
             if gz.len() * 10 < raw.len() * 9 {
                 return self.section('z', gz);
             }
@@ -375,38 +407,43 @@ impl Producer<'_> {
         self.section('t', raw)
     }
 
-    /// A big file: streamed plain (its length is known), or compressed into a temp file
-    /// first (the compressed length must be known before it is sent).
-    fn big_file(&mut self, rel: &str, size: u64) -> Result<()> {
-        self.adapt();
-        if self.mode == Mode::Compress && self.compressible(rel) {
-            let mut spool = tempfile::tempfile().map_err(stream_err)?;
-            {
-                let mut b = tar::Builder::new(GzEncoder::new(
-                    io::BufWriter::with_capacity(PIECE, &mut spool),
-                    Compression::new(self.level),
-                ));
-                self.append(&mut b, rel)?;
-                let gz = b.into_inner().map_err(stream_err)?;
-                gz.finish()
-                    .map_err(stream_err)?
-                    .flush()
-                    .map_err(stream_err)?;
-            }
-            let len = spool.stream_position().map_err(stream_err)?;
-            spool.rewind().map_err(stream_err)?;
-            self.send(format!("z {len}\n").into_bytes())?;
-            let mut left = len;
-            while left > 0 {
-                let mut piece = vec![0u8; PIECE.min(left as usize)];
-                spool.read_exact(&mut piece).map_err(stream_err)?;
-                left -= piece.len() as u64;
-                self.send(piece)?;
-            }
-            self.stats.sections.0 += 1;
-            return Ok(());
+    /// A big compressible file, compressed into a temp file first (a section's length
+    /// must be known before it is sent).
+    fn spooled(&mut self, rel: &str) -> Result<()> {
+        let mut spool = tempfile::tempfile().map_err(stream_err)?;
+        let t = Instant::now();
+        let before = self.stats.bytes;
+        {
+            let mut b = tar::Builder::new(GzEncoder::new(
+                io::BufWriter::with_capacity(PIECE, &mut spool),
+                Compression::new(self.level),
+            ));
+            self.append(&mut b, rel)?;
+            let gz = b.into_inner().map_err(stream_err)?;
+            gz.finish()
+                .map_err(stream_err)?
+                .flush()
+                .map_err(stream_err)?;
         }
-        let len = plain_tar_len(rel, size)?;
+        self.compressed(self.stats.bytes - before, t.elapsed().as_nanos() as u64);
+        let len = spool.stream_position().map_err(stream_err)?;
+        spool.rewind().map_err(stream_err)?;
+        self.send(format!("z {len}\n").into_bytes())?;
+        let mut left = len;
+        while left > 0 {
+            let mut piece = vec![0u8; PIECE.min(left as usize)];
+            spool.read_exact(&mut piece).map_err(stream_err)?;
+            left -= piece.len() as u64;
+            self.send(piece)?;
+        }
+        self.stats.sections.0 += 1;
+        Ok(())
+    }
+
+    /// Files streamed as one plain section, read while they are sent (its length is known
+    /// in advance: the tar writer's headers plus the padded contents).
+    fn plain(&mut self, paths: &[String]) -> Result<()> {
+        let len = plain_tar_len(&self.job.manifest, paths)?;
         self.send(format!("t {len}\n").into_bytes())?;
         let mut out = Pieces {
             tx: Some(self.tx.clone()),
@@ -415,18 +452,37 @@ impl Producer<'_> {
         };
         {
             let mut b = tar::Builder::new(&mut out);
-            self.append(&mut b, rel)?;
+            for rel in paths {
+                self.append(&mut b, rel)?;
+            }
             b.into_inner().map_err(stream_err)?;
         }
         out.flush().map_err(stream_err)?;
         if out.count != len {
             return Err(Error::failed(format!(
-                "`{rel}` made a tar section of {} bytes, {len} were announced",
+                "a tar section of {} bytes went out where {len} were announced",
                 out.count
             )));
         }
         self.stats.sections.1 += 1;
         Ok(())
+    }
+
+    /// Records the speed of compression here (content bytes per second).
+    fn compressed(&mut self, bytes: u64, ns: u64) {
+        self.compression.0 += bytes;
+        self.compression.1 += ns;
+    }
+
+    /// Plain tar must move at least this fast (bytes per second) to beat compression: the
+    /// speed of compression measured here, at most [`FAST_LINK`] (GNU gzip's inflate on
+    /// the node is not faster).
+    fn threshold(&self) -> f64 {
+        let (bytes, ns) = self.compression;
+        if bytes < ADAPT_EVERY || ns == 0 {
+            return FAST_LINK;
+        }
+        (bytes as f64 / (ns as f64 / 1e9)).min(FAST_LINK)
     }
 
     /// Appends one entry of the manifest to a tar builder, reading files with checks.
@@ -512,17 +568,21 @@ impl Producer<'_> {
     }
 }
 
-/// The exact length of a plain tar holding only the file `rel` of `size` bytes: the tar
-/// writer's own headers (a dry run with an empty file) plus the padded content.
-fn plain_tar_len(rel: &str, size: u64) -> Result<u64> {
+/// The exact length of a plain tar of the files `paths`: the tar writer's own headers (a
+/// dry run with empty files) plus the padded contents.
+fn plain_tar_len(manifest: &Manifest, paths: &[String]) -> Result<u64> {
     let mut b = tar::Builder::new(Pieces::counter());
-    let mut h = tar::Header::new_gnu();
-    h.set_entry_type(tar::EntryType::Regular);
-    h.set_size(0);
-    b.append_data(&mut h, rel, io::empty())
-        .map_err(|e| write_err(rel, e))?;
+    let mut content = 0;
+    for rel in paths {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_size(0);
+        b.append_data(&mut h, rel, io::empty())
+            .map_err(|e| write_err(rel, e))?;
+        content += manifest.entries[rel].size.div_ceil(512) * 512;
+    }
     let headers = b.into_inner().map_err(stream_err)?.count;
-    Ok(headers + size.div_ceil(512) * 512)
+    Ok(headers + content)
 }
 
 /// A writer that hands [`PIECE`]-sized pieces to the writer thread (or, as a counter,
@@ -670,7 +730,7 @@ mod tests {
     }
 
     #[test]
-    fn sections_unpack_to_the_same_tree_and_big_files_stream_plain() {
+    fn sections_unpack_to_the_same_tree_and_random_files_stream_plain() {
         let t = tempfile::tempdir().unwrap();
         let r = t.path().join("app");
         let long = "d".repeat(120);
@@ -692,12 +752,37 @@ mod tests {
         let stats = job.write_to(&mut out).unwrap();
         assert_eq!(stats.entries as usize, m.entries.len());
         let secs = sections(&out);
-        // Folders and links, the big file alone (plain: it is random), the sampled random
-        // file in a plain chunk, the text compressed (too little data to probe the link).
-        // (The small executable went with the text.)
+        // Folders and links; the text (and the small executable) compressed (too little
+        // data to probe the link); both random files, judged from a sample, plain and
+        // streamed in one section.
         let kinds: String = secs.iter().map(|s| s.0).collect();
-        assert_eq!(kinds, "tttz", "{kinds}");
-        assert!(secs[3].1.len() < 10_000);
+        assert_eq!(kinds, "tzt", "{kinds}");
+        assert!(secs[1].1.len() < 10_000);
+        assert!(secs[2].1.len() > BIG as usize + 600_000);
+        let dest = t.path().join("out");
+        fs::create_dir(&dest).unwrap();
+        assert!(unpack(&out, &dest).success());
+        let back = scan(&dest, &ScanOptions::default()).unwrap();
+        assert_eq!(back.to_text(), m.to_text());
+    }
+
+    #[test]
+    fn a_big_compressible_file_is_compressed_alone_through_a_temp_file() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path().join("app");
+        fs::create_dir(&r).unwrap();
+        let line = "a big log line that compresses well\n";
+        fs::write(
+            r.join("big.log"),
+            line.repeat(BIG as usize / line.len() + 10),
+        )
+        .unwrap();
+        let m = Arc::new(scan(&r, &ScanOptions::default()).unwrap());
+        let job = DataJob::new(m.clone(), m.entries.keys().cloned().collect());
+        let mut out = Vec::new();
+        let stats = job.write_to(&mut out).unwrap();
+        assert_eq!(stats.sections, (1, 0));
+        assert!(out.len() < 200_000, "{}", out.len());
         let dest = t.path().join("out");
         fs::create_dir(&dest).unwrap();
         assert!(unpack(&out, &dest).success());
