@@ -5,21 +5,29 @@
 //!    every file in parallel, optionally through a hash cache).
 //! 2. [`push`] compares it, on the laptop, with the base release's manifest (cached from
 //!    the push that made the base, or read from the node) and builds the new release
-//!    `N` as a hard-link clone of the base: new and small changed files in one gzip tar
-//!    stream, large changed files as rsync deltas against the node's copy (signatures made
-//!    on the node by `rdiff`, deltas here by fast_rsync, patches applied and sha256-checked
-//!    on the node), removals and exec-bit changes in the same batch. Nothing is ever written
-//!    into a file shared by hard link with the base; the release is built in
-//!    `R/.tmp-N` and renamed to `R/N` only when complete (with its manifest beside it as
-//!    `R/N.manifest`), so a sync killed at any point leaves the base untouched and the next
-//!    sync clears the leftovers.
+//!    `N` as a hard-link clone of the base, checked against the base's manifest (kinds,
+//!    modes, sizes; extras removed, missing entries sent): new and small changed files
+//!    in tar sections on one stream ([`data`]: plain or gzip, chosen by measuring the
+//!    link), large changed files as rsync deltas against the node's copy ([`delta`]:
+//!    signatures made on the node by `rdiff`, deltas here by fast_rsync, patches applied
+//!    and sha256-checked on the node), removals and exec-bit changes in the same batch
+//!    ([`control`]). Nothing is ever written into a file shared by hard link with the
+//!    base; the release is built in `R/.tmp-N` and renamed to `R/N` only when complete
+//!    (with its manifest beside it as `R/N.manifest`), so a sync killed at any point
+//!    leaves the base untouched and the next sync clears the leftovers. After publishing,
+//!    the node makes the next sync's clone of `N` in the background (`R/.spare-N`).
 //!
 //! Round trips: with the base manifest cached and no large changed file, one (prepare,
 //! upload and publish in one script); otherwise two (prepare + signatures, then upload),
 //! three when the cache was stale and large files changed, plus one if a delta fails to
 //! apply (those files are then sent whole, and the summary says so).
 //!
-//! The caller holds the app's deploy lock on the node: a sync removes every `R/.tmp-*`.
+//! The node side is one embedded POSIX sh script ([`remote`], `node.sh`), sent with each
+//! call. The caller holds the app's deploy lock on the node: a sync removes every
+//! `R/.tmp-*` and every `R/.spare-*` but the base's. The releases folder and its files
+//! must belong to the user that syncs (with `fs.protected_hardlinks`, the Debian and
+//! Ubuntu default, `cp -al` cannot link other users' files), and nothing may write in
+//! place into a release's files: they are shared by hard link with other releases.
 
 pub mod control;
 pub mod data;
