@@ -409,18 +409,27 @@ pub async fn update(
     };
 
     // Trials on every node in parallel; Ctrl-C or any failure aborts them all.
+    // The slot each node loads N into, chosen before anything is sent (a full pool
+    // fails here), and known to the Ctrl-C path below.
+    let mut planned = Vec::new();
+    for t in &targets {
+        match plan_slot(&t.begun, &config.name, n, config.runtime) {
+            Ok(p) => planned.push(p),
+            Err(e) => return Err(release_all(targets, &config.name, e).await),
+        }
+    }
     let trials = futures_util::future::join_all(
         targets
             .iter()
-            .map(|t| trial_node(t, &config, &hosts, &main, n, &manifest, &cache, &events)),
+            .zip(&planned)
+            .map(|(t, p)| trial_node(t, &config, &hosts, &main, n, &manifest, &cache, p, &events)),
     );
     let results = tokio::select! {
         r = trials => r,
         _ = tokio::signal::ctrl_c() => {
-            for t in &targets {
-                let _ = remote::abort(&t.session, &config.name, Some(n), "", "", &routing::render_map(&t.begun.state)).await;
+            for (t, (slot, kind)) in targets.iter().zip(&planned) {
+                let _ = remote::abort(&t.session, &config.name, Some(n), slot.as_deref().unwrap_or(""), kind, &routing::render_map(&t.begun.state)).await;
             }
-            // slots: restore what they ran (best effort, the abort above restored routes)
             for t in targets {
                 let _ = t.session.close().await;
             }
@@ -541,6 +550,26 @@ pub async fn update(
     })
 }
 
+/// The daemon slot (and its kind) that release `n` of `app` would load into on a node.
+fn plan_slot(
+    begun: &Begun,
+    app: &str,
+    n: u32,
+    runtime: Runtime,
+) -> Result<(Option<String>, &'static str)> {
+    match slot_kind(runtime) {
+        Some("py") => Ok((
+            Some(begun.state.choose_slot(app, n, &begun.python_slots)?),
+            "python",
+        )),
+        Some(_) => Ok((
+            Some(begun.state.choose_slot(app, n, &begun.ruby_slots)?),
+            "ruby",
+        )),
+        None => Ok((None, "")),
+    }
+}
+
 /// Unlocks and closes every target after a failure, returning the error.
 async fn release_all(targets: Vec<Target>, app: &str, e: Error) -> Error {
     for t in targets {
@@ -574,6 +603,7 @@ async fn trial_node(
     n: u32,
     manifest: &sync::manifest::Manifest,
     cache: &Path,
+    planned: &(Option<String>, &'static str),
     events: &EventFn,
 ) -> std::result::Result<Prepared, (Error, Option<Undo>)> {
     let app = &config.name;
@@ -681,25 +711,16 @@ async fn trial_node(
         size: manifest.total_bytes(),
         venv: (!venv.is_empty()).then_some(venv),
     });
-    let (slot, kind) = match slot_kind(config.runtime) {
-        Some(prefix) => {
-            let pool = if prefix == "py" {
-                &t.begun.python_slots
-            } else {
-                &t.begun.ruby_slots
-            };
-            let slot = st.choose_slot(app, n, pool).map_err(none)?;
-            st.slots.insert(
-                slot.clone(),
-                SlotUse {
-                    app: app.clone(),
-                    release: n,
-                },
-            );
-            (Some(slot), if prefix == "py" { "python" } else { "ruby" })
-        }
-        None => (None, ""),
-    };
+    let (slot, kind) = (planned.0.clone(), planned.1);
+    if let Some(slot) = &slot {
+        st.slots.insert(
+            slot.clone(),
+            SlotUse {
+                app: app.clone(),
+                release: n,
+            },
+        );
+    }
     let routes = routing::render_map(&st);
     let trial = remote::Trial {
         app,
