@@ -139,7 +139,6 @@ pub struct UpdateReport {
 /// One node being deployed to.
 struct Target {
     name: String,
-    address: String,
     session: Session,
     begun: Begun,
 }
@@ -208,7 +207,6 @@ async fn connect_and_lock(
             Ok(LockAttempt::Taken(begun)) => {
                 return Ok(Target {
                     name: node.to_string(),
-                    address: info.address.clone(),
                     session,
                     begun: *begun,
                 });
@@ -327,12 +325,12 @@ fn release_env(config: &AppConfig, n: u32, main: &str) -> BTreeMap<String, Strin
     env
 }
 
-/// Key of the venv for a requirements file: its content and the node's OS.
-fn venv_key(requirements: &[u8], os: &str) -> String {
+/// Key of the venv for a requirements file: its sha256 and the node's OS.
+fn venv_key(requirements_sha256: &[u8], os: &str) -> String {
     let mut h = sha2::Sha256::new();
     h.update(os.as_bytes());
     h.update(b"\0");
-    h.update(requirements);
+    h.update(requirements_sha256);
     hex::encode(h.finalize())[..16].to_string()
 }
 
@@ -651,20 +649,18 @@ async fn trial_node(
     if let Some(py) = &config.python {
         meta["wsgi"] = py.wsgi.clone().into();
         if let Some(req) = &py.requirements {
-            let bytes =
-                std::fs::read(config_path(&config_dir(manifest), req)).map_err(|source| {
-                    (
-                        Error::Read {
-                            path: config_path(&config_dir(manifest), req),
-                            source,
-                        },
-                        Some(Undo {
-                            slot: String::new(),
-                            kind: String::new(),
-                        }),
-                    )
+            // the manifest already hashed the file: no second read
+            let hash = manifest
+                .entries
+                .get(req.as_str())
+                .and_then(|e| e.sha256())
+                .ok_or_else(|| {
+                    none(Error::usage(
+                        format!("`{req}` (python.requirements) is not in the shipped tree"),
+                        "check .skiffignore: the requirements file must be shipped",
+                    ))
                 })?;
-            venv = venv_key(&bytes, &t.begun.os);
+            venv = venv_key(hash, &t.begun.os);
             requirements = req.clone();
             wheels = py.wheels.clone().unwrap_or_default();
             meta["venv"] = format!("/srv/skiff/apps/{app}/venvs/{venv}").into();
@@ -775,7 +771,6 @@ async fn trial_node(
             config.health.path
         ),
     });
-    let _ = &t.address;
     Ok(Prepared {
         state: st,
         slot,
@@ -783,14 +778,6 @@ async fn trial_node(
         phases,
         sync: summary,
     })
-}
-
-fn config_dir(manifest: &sync::manifest::Manifest) -> PathBuf {
-    manifest.root.clone().unwrap_or_default()
-}
-
-fn config_path(dir: &Path, rel: &str) -> PathBuf {
-    dir.join(rel)
 }
 
 /// Writes the deploy into cluster.toml: the app's versions, current and prev, as the
@@ -825,7 +812,7 @@ fn record(
             });
         entry.name = app.to_string();
         for (node, _) in finals {
-            if !entry.nodes.contains(node) && cluster_has(&cluster.nodes, node) {
+            if !entry.nodes.contains(node) && cluster.nodes.contains_key(node) {
                 entry.nodes.push(node.clone());
             }
         }
@@ -842,10 +829,6 @@ fn record(
         entry.prev = node_app.prev;
         Ok(())
     })
-}
-
-fn cluster_has(nodes: &BTreeMap<String, crate::cluster::Node>, name: &str) -> bool {
-    nodes.contains_key(name)
 }
 
 /// Which version `activate` should make current.
