@@ -94,7 +94,7 @@ mod tests {
         let mut ctx = Context::new();
         ctx.insert("x", "a b");
         let out = render_override(&file, "nginx/skiff-proxy.conf.tera", &ctx).unwrap();
-        assert_eq!(out, "# mine 'a b'\n");
+        assert_eq!(out, format!("# mine {}\n", crate::transport::quote("a b")));
         std::fs::write(&file, "{{ broken").unwrap();
         let err = render_override(&file, "nginx/skiff-proxy.conf.tera", &ctx).unwrap_err();
         assert!(err.to_string().contains("skiff-proxy.conf.tera"), "{err}");
