@@ -530,3 +530,49 @@ fn sections_not_built_yet_are_refused_before_any_change() {
         "{stderr}"
     );
 }
+
+#[test]
+fn ctrl_c_during_a_deploy_leaves_the_live_version_and_nothing_to_clean() {
+    if !nodes_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    let node = TestNode::launch_set_up(&env);
+    let dir = fixture(&env, "python");
+    deploy(&env, &node, &dir);
+    // version 2 takes 4 s to answer its health path: the deploy is mid-trial at 1.5 s
+    edit(
+        &dir.join("app.py"),
+        "        body = b\"ok\\n\"",
+        "        import time\n        time.sleep(4)\n        body = b\"ok\\n\"",
+    );
+    let child = env
+        .skiff_std()
+        .args(["update"])
+        .arg(&dir)
+        .args(["--node", &node.name])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    let (code, body) = get(&node.address, "pyapp.test", "/");
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(field(&body, "version"), "1", "{body}");
+    assert_eq!(releases_on_node(&node, "pyapp").trim(), "1");
+    assert_eq!(node.exec("ls /var/lib/skiff/locks/ | wc -l").trim(), "0");
+    assert_eq!(
+        node.exec("ls /srv/skiff/slots/python/*/slot.json | wc -l")
+            .trim(),
+        "1",
+        "only the live version's slot runs anything"
+    );
+    env.assert_no_masters();
+}
