@@ -69,7 +69,7 @@ const SAMPLE_LEN: usize = 64 * 1024;
 /// A link that moves plain tar faster than this (bytes per second) gets no compression:
 /// above it, deflate here and GNU gzip's inflate on the node cost more time than the
 /// bytes they save.
-const FAST_LINK: f64 = 150e6;
+pub const FAST_LINK: f64 = 150e6;
 
 /// Content bytes between two looks at the link.
 const ADAPT_EVERY: u64 = 8 * 1024 * 1024;

@@ -1,7 +1,7 @@
 //! Delta sync: ship an app tree into a new release on a node in a few SSH round trips.
 //!
 //! How a sync goes (see DESIGN.md "Deploy", step 3):
-//! 1. [`scan`] the local tree into a [`Manifest`] (ignore rules, symlink checks, sha256 of
+//! 1. [`scan()`] the local tree into a [`Manifest`] (ignore rules, symlink checks, sha256 of
 //!    every file in parallel, optionally through a hash cache).
 //! 2. [`push`] compares it, on the laptop, with the base release's manifest (cached from
 //!    the push that made the base, or read from the node) and builds the new release
@@ -239,7 +239,7 @@ pub struct SyncSummary {
 /// The caller holds the app's deploy lock. `new` must not exist yet; `base` must have been
 /// made by a push (it needs `base.manifest`).
 ///
-/// To save time, make the local part ([`scan`], then [`Push::new`]) while the SSH
+/// To save time, make the local part ([`scan()`], then [`Push::new`]) while the SSH
 /// connection is being made, then call [`Push::run`]; this function does them in a row.
 pub async fn push(
     session: &Session,
