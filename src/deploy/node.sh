@@ -77,7 +77,7 @@ idle_slot() {
 
 drop_release() { # drop_release APP N
   _a=$APPS/$1
-  rm -rf "$_a/releases/$2" "$_a/releases/.tmp-$2" "$_a/releases/$2.manifest" \
+  rm -rf "$_a/releases/$2" "$_a/releases/.tmp-$2" "$_a/releases/.spare-$2" "$_a/releases/$2.manifest" \
     "$_a/meta/$2.json" "$_a/docroots/$2" "$_a/docroots/$2.json" "$_a/env/$2.env"
 }
 
