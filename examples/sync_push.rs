@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use skiff::sync::{self, PushOptions, Releases, ScanOptions};
+use skiff::sync::{self, Push, PushOptions, Releases, ScanOptions};
 use skiff::transport::{Session, Target};
 
 struct Args {
@@ -92,10 +92,23 @@ fn main() -> ExitCode {
 }
 
 async fn run(a: Args) -> skiff::Result<String> {
-    let t = Instant::now();
+    // The local part (scan, plan, streams) runs while the SSH connection is made: what
+    // `skiff update` does too.
     let hash_cache = a.cache.as_ref().map(|c| c.join("hashes.json"));
-    let manifest = sync::scan(&a.dir, &ScanOptions { hash_cache })?;
-    let scan_secs = t.elapsed().as_secs_f64();
+    let dir = a.dir.clone();
+    let releases = Releases::new(&a.releases)?;
+    let options = PushOptions {
+        cache_dir: a.cache.as_ref().map(|c| c.join("manifests")),
+        ..PushOptions::default()
+    };
+    let (base, new) = (a.base, a.new);
+    let local = tokio::task::spawn_blocking(move || {
+        let t = Instant::now();
+        let manifest = sync::scan(&dir, &ScanOptions { hash_cache })?;
+        let scan_secs = t.elapsed().as_secs_f64();
+        let push = Push::new(&manifest, "bench", &releases, base, new, &options)?;
+        Ok::<_, skiff::Error>((push, scan_secs))
+    });
     let target = Target {
         node: "bench".into(),
         address: a.host.clone(),
@@ -106,12 +119,15 @@ async fn run(a: Args) -> skiff::Result<String> {
     let t = Instant::now();
     let session = Session::connect(&target, &a.ssh_dir).await?;
     let connect_secs = t.elapsed().as_secs_f64();
-    let releases = Releases::new(&a.releases)?;
-    let options = PushOptions {
-        cache_dir: a.cache.as_ref().map(|c| c.join("manifests")),
-        ..PushOptions::default()
+    let (push, scan_secs) = match local.await {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => {
+            session.close().await?;
+            return Err(e);
+        }
+        Err(e) => panic!("scan thread: {e}"),
     };
-    let result = sync::push(&session, &manifest, &releases, a.base, a.new, &options).await;
+    let result = push.run(&session).await;
     session.close().await?;
     let summary = result?;
     let mut v = serde_json::to_value(&summary).expect("serialisable");

@@ -69,6 +69,10 @@ pub static SERVER_FILES: &[Asset] = &[
     asset!("server-files", "www/not-running.html"),
 ];
 
+/// Files in `server-files/` that are not installed on nodes: `skiff serve` embeds them
+/// itself (src/dev_server) and runs them on this machine.
+pub static LOCAL_ONLY: &[&str] = &["skiff-wsgi-runner.py"];
+
 /// A template by its path under `templates/`.
 pub fn template(path: &str) -> &'static Asset {
     TEMPLATES
@@ -133,6 +137,7 @@ mod tests {
         for (dir, list) in [("templates", TEMPLATES), ("server-files", SERVER_FILES)] {
             let mut on_disk = Vec::new();
             files_under(&root.join(dir), &root.join(dir), &mut on_disk);
+            on_disk.retain(|p| dir != "server-files" || !LOCAL_ONLY.contains(&p.as_str()));
             on_disk.sort();
             let mut listed: Vec<String> = list.iter().map(|a| a.path.to_string()).collect();
             listed.sort();

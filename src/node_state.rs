@@ -31,6 +31,10 @@ pub struct NodeState {
     /// Occupied daemon slots of the node's pool: slot name -> what runs there.
     #[serde(default)]
     pub slots: BTreeMap<String, SlotUse>,
+    /// When each slot was last freed (Unix seconds): a slot freed a moment ago may still
+    /// be respawning its processes, so the longest-free slot is used first.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub freed_at: BTreeMap<String, u64>,
 }
 
 fn schema_default() -> u32 {
@@ -43,6 +47,7 @@ impl Default for NodeState {
             schema: SCHEMA_VERSION,
             apps: BTreeMap::new(),
             slots: BTreeMap::new(),
+            freed_at: BTreeMap::new(),
         }
     }
 }
@@ -143,11 +148,6 @@ impl NodeState {
     /// it; a slot of this app holding neither current nor prev; a free slot; the slot
     /// holding prev (prev then stops running, and `prev.HOST` says so). Never the slot
     /// holding current: that one is serving.
-    ///
-    /// Free slots are taken round-robin, starting after current's slot: the slot a
-    /// switch just freed is restarting (Apache respawns mod_wsgi daemons on a
-    /// once-a-second tick), while one freed longer ago has idle processes that load the
-    /// release at once.
     pub fn choose_slot(&self, app: &str, release: u32, pool: &[String]) -> Result<String> {
         if let Some(s) = self.slot_of(app, release) {
             return Ok(s.to_string());
@@ -162,16 +162,10 @@ impl NodeState {
         if let Some(s) = mine_spare {
             return Ok(s.clone());
         }
-        let start = current
-            .and_then(|c| self.slot_of(app, c))
-            .and_then(|cs| pool.iter().position(|s| s == cs))
-            .map_or(0, |i| i + 1);
         if let Some(s) = pool
             .iter()
-            .cycle()
-            .skip(start)
-            .take(pool.len())
-            .find(|s| !self.slots.contains_key(*s))
+            .filter(|s| !self.slots.contains_key(*s))
+            .min_by_key(|s| self.freed_at.get(*s).copied().unwrap_or(0))
         {
             return Ok(s.clone());
         }
@@ -211,8 +205,13 @@ impl NodeState {
             .filter(|(_, u)| u.app == app && Some(u.release) != current && Some(u.release) != prev)
             .map(|(s, _)| s.clone())
             .collect();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
         for s in &spare {
             self.slots.remove(s);
+            self.freed_at.insert(s.clone(), now);
         }
         spare
     }
@@ -309,36 +308,13 @@ mod tests {
         assert_eq!(s.choose_slot("a", 3, &pool()).unwrap(), "py02");
         s.slots.remove("py03");
         assert_eq!(s.choose_slot("a", 3, &pool()).unwrap(), "py03");
+        // among free slots, the one freed longest ago (never = 0) comes first
+        s.slots.remove("py02");
+        s.freed_at.insert("py02".into(), 5);
+        s.freed_at.insert("py03".into(), 9);
+        assert_eq!(s.choose_slot("a", 3, &pool()).unwrap(), "py02");
         // already running: same slot
         assert_eq!(s.choose_slot("a", 2, &pool()).unwrap(), "py01");
-    }
-
-    #[test]
-    fn free_slots_are_taken_round_robin_after_current() {
-        let pool: Vec<String> = (1..=4).map(|i| format!("py{i:02}")).collect();
-        let mut s = NodeState::default();
-        s.apps.insert("a".into(), app(Some(3), Some(2), &[2, 3]));
-        for (slot, release) in [("py02", 2), ("py03", 3)] {
-            s.slots.insert(
-                slot.into(),
-                SlotUse {
-                    app: "a".into(),
-                    release,
-                },
-            );
-        }
-        // py01 was freed by the last switch: py04 comes first, then the wrap-around
-        assert_eq!(s.choose_slot("a", 4, &pool).unwrap(), "py04");
-        s.slots.insert(
-            "py04".into(),
-            SlotUse {
-                app: "b".into(),
-                release: 1,
-            },
-        );
-        assert_eq!(s.choose_slot("a", 4, &pool).unwrap(), "py01");
-        // an app without a current version starts at the beginning of the pool
-        assert_eq!(s.choose_slot("c", 1, &pool).unwrap(), "py01");
     }
 
     #[test]

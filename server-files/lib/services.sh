@@ -84,18 +84,8 @@ skiff_stop() {
 # skiff_nginx_workers: pids of NGINX's current worker processes
 skiff_nginx_workers() {
   _m=$(cat /run/nginx.pid 2>/dev/null) || return 0
-  # one process for all (a reload is on the switch path); the loop below forks per process
-  if command -v pgrep >/dev/null 2>&1; then
-    pgrep -P "$_m" || true
-    return 0
-  fi
-  for _c in /proc/[0-9]*/stat; do
-    _p=${_c#/proc/}; _p=${_p%/stat}
-    # field 4 of /proc/PID/stat is the parent (the command name, field 2, has no spaces here)
-    if [ "$(cut -d' ' -f4 "$_c" 2>/dev/null)" = "$_m" ]; then echo "$_p"; fi
-  done
-  # (a trailing `[ ] && echo` would make the function fail, and `set -e` callers with it)
-  return 0
+  # one `ps`, not a fork per process: this runs on every version switch
+  ps -o pid= --ppid "$_m" 2>/dev/null || true
 }
 
 # skiff_nginx_settled OLD_PIDS: `nginx -s reload` only signals the master, which starts new
@@ -106,7 +96,7 @@ skiff_nginx_settled() {
   while [ "$_i" -lt 1000 ]; do
     _busy=0
     for _p in $1; do
-      if [ -r "/proc/$_p/cmdline" ] && ! tr '\0' ' ' <"/proc/$_p/cmdline" 2>/dev/null | grep -q 'shutting down'; then
+      if [ -r "/proc/$_p/cmdline" ] && ! grep -qa 'shutting down' "/proc/$_p/cmdline" 2>/dev/null; then
         _busy=1
       fi
     done
@@ -128,7 +118,8 @@ skiff_reload() {
     nginx)
       _old=$(skiff_nginx_workers)
       if skiff_has_systemd; then systemctl reload nginx; else nginx -s reload; fi
-      skiff_nginx_settled "$_old"
+      # SKIFF_NGINX_NOWAIT=1: the caller polls by itself (a deploy's health check)
+      [ "${SKIFF_NGINX_NOWAIT:-0}" = 1 ] || skiff_nginx_settled "$_old"
       ;;
     apache2)
       if skiff_has_systemd; then systemctl reload apache2; else apache2ctl graceful; fi

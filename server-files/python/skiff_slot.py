@@ -12,15 +12,16 @@ slot runs is decided by files the deploy user owns, never by Apache's config:
                         "env_file": "/path/to/KEY=VALUE file"}         (optional)
 
 No slot.json: the slot is idle and answers 503 with skiff's "not running" page.
-Deploy = write slot.json (temp file + rename), then restart the slot's processes
-(`skiff-node wsgi-restart pyNN`, or touch slot.wsgi); nothing else on the node restarts.
 
-A process that started idle has imported nothing of any app, so it loads the release
-itself on its first request after slot.json appears: loading a release into an idle slot
-needs no restart. That matters for speed: Apache respawns a mod_wsgi daemon process only
-on its once-a-second maintenance tick, so a restart costs 0-1 s before the new process
-even starts. A slot that runs a release is still restarted to load another one (its
-modules would linger in the interpreter).
+A process loads its app once: at start when slot.json exists (preload: a live slot that
+restarts is ready before its first request), else lazily at its first request after
+slot.json appears. So a *fresh* slot (restarted with no slot.json, as `skiff update`
+leaves every slot it frees) takes a new release without a restart: write slot.json and
+warm it. A process that already runs another release keeps answering with it (its
+X-Skiff-Release says so), and `skiff update` then restarts the slot's processes
+(`skiff-node wsgi-restart pyNN`); nothing else on the node restarts. Apache respawns a
+daemon process only on its once-a-second maintenance tick, so skipping the restart saves
+up to a second per deploy.
 """
 
 import glob
@@ -81,6 +82,11 @@ def _add_venv(venv):
         sys.path.insert(0, sp)
 
 
+def load(slot_dir):
+    """Returns the WSGI application of this slot process (see the module docs)."""
+    return _Slot(slot_dir)
+
+
 def _read_slot(slot_dir):
     try:
         with open(os.path.join(slot_dir, "slot.json"), encoding="utf-8") as f:
@@ -89,48 +95,7 @@ def _read_slot(slot_dir):
         return None
 
 
-def load(slot_dir):
-    """Returns the WSGI application this slot serves (or the idle page, which loads the
-    release itself once slot.json names one)."""
-    cfg = _read_slot(slot_dir)
-    if cfg is None:
-        return _Idle(slot_dir)
-    return _load_release(cfg)
-
-
-class _Idle:
-    """The application of a process that started without slot.json: "not running" until
-    slot.json appears, then the release it names, loaded in this process (once, under a
-    lock: the daemon process has several threads). A load that failed is not retried in
-    this process (it may have half-imported the app): every request gets the error again
-    (mod_wsgi logs it, the health check fails) until skiff restarts the slot."""
-
-    def __init__(self, slot_dir):
-        self.slot_dir = slot_dir
-        self.idle = _idle()
-        self.app = None
-        self.error = None
-        self.lock = threading.Lock()
-
-    def __call__(self, environ, start_response):
-        app = self.app
-        if app is None:
-            with self.lock:
-                if self.error is not None:
-                    raise RuntimeError("skiff: loading the release failed in this process") from self.error
-                if self.app is None:
-                    cfg = _read_slot(self.slot_dir)
-                    if cfg is not None:
-                        try:
-                            self.app = _load_release(cfg)
-                        except BaseException as e:
-                            self.error = e
-                            raise
-                app = self.app or self.idle
-        return app(environ, start_response)
-
-
-def _load_release(cfg):
+def _load_app(cfg):
     release = os.path.realpath(cfg["release"])
     if cfg.get("venv"):
         _add_venv(cfg["venv"])
@@ -142,6 +107,30 @@ def _load_release(cfg):
     module, _, attr = (cfg.get("wsgi") or "app:application").partition(":")
     app = getattr(importlib.import_module(module), attr or "application")
     return _marked(app, os.path.basename(release))
+
+
+class _Slot:
+    """One daemon process's view of its slot: idle until slot.json names a release,
+    then that release for the rest of the process's life."""
+
+    def __init__(self, slot_dir):
+        self.slot_dir = slot_dir
+        self.app = None
+        self.lock = threading.Lock()
+        self.idle = _idle()
+        cfg = _read_slot(slot_dir)
+        if cfg is not None:
+            self.app = _load_app(cfg)
+
+    def __call__(self, environ, start_response):
+        if self.app is None:
+            with self.lock:
+                if self.app is None:
+                    cfg = _read_slot(self.slot_dir)
+                    if cfg is None:
+                        return self.idle(environ, start_response)
+                    self.app = _load_app(cfg)
+        return self.app(environ, start_response)
 
 
 def _marked(app, release):

@@ -15,6 +15,7 @@ use crate::transport::{self, Session};
 /// Runs setup-node for the named (or default) node.
 pub fn run(state: &StateFile, args: &SetupNodeArgs, printer: &Printer) -> Result<()> {
     let cluster = state.load()?;
+    provision::render::set_override_dir(state.dir().join("templates"));
     let name = cluster.pick_node(args.name.as_deref())?;
     let node = cluster.node(&name)?.clone();
     let choices = Choices {

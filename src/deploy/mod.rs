@@ -34,8 +34,17 @@ use crate::transport::ssh::Session;
 
 use remote::{Begun, LockAttempt, PhaseTimes};
 
-/// How long a deploy waits for another deploy of the same app on a node.
+/// How long a deploy waits for another deploy of the same app on a node
+/// (`SKIFF_LOCK_TIMEOUT`, in seconds, overrides it).
 pub const LOCK_WAIT: Duration = Duration::from_secs(120);
+
+fn lock_wait() -> Duration {
+    std::env::var("SKIFF_LOCK_TIMEOUT")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map(Duration::from_secs)
+        .unwrap_or(LOCK_WAIT)
+}
 
 /// Releases kept per app unless app.toml says otherwise.
 pub const DEFAULT_KEEP: u32 = 5;
@@ -130,7 +139,6 @@ pub struct UpdateReport {
 /// One node being deployed to.
 struct Target {
     name: String,
-    address: String,
     session: Session,
     begun: Begun,
     /// Laptop-side seconds: opening the SSH session, and the `begin` round trip that
@@ -206,7 +214,6 @@ async fn connect_and_lock(
             Ok(LockAttempt::Taken(begun)) => {
                 return Ok(Target {
                     name: node.to_string(),
-                    address: info.address.clone(),
                     session,
                     begun: *begun,
                     connect_seconds,
@@ -231,11 +238,12 @@ async fn connect_and_lock(
                     });
                     told = true;
                 }
-                if start.elapsed() >= LOCK_WAIT {
+                if start.elapsed() >= lock_wait() {
                     let _ = session.close().await;
                     return Err(Error::Failed {
                         message: format!(
-                            "another deploy of `{app}` holds the lock on node `{node}`: {holder}"
+                            "another deploy of `{app}` holds the lock on node `{node}` (gave up after {} s): {holder}",
+                            lock_wait().as_secs()
                         ),
                         hint: Some(format!(
                             "wait for it to finish; if that skiff is gone, remove /var/lib/skiff/locks/{app}.lock on the node"
@@ -260,7 +268,7 @@ async fn lock_all(
     app: &str,
     events: &EventFn,
 ) -> Result<Vec<Target>> {
-    let results = futures_join_all(
+    let results = futures_util::future::join_all(
         nodes
             .iter()
             .map(|n| connect_and_lock(state, cluster, n, app, events)),
@@ -284,37 +292,6 @@ async fn lock_all(
         return Err(e);
     }
     Ok(ok)
-}
-
-async fn futures_join_all<F: std::future::Future>(
-    futures: impl Iterator<Item = F>,
-) -> Vec<F::Output> {
-    let handles: Vec<_> = futures.collect();
-    let mut out = Vec::with_capacity(handles.len());
-    // Futures borrow from the caller, so they are polled together on this task.
-    let mut pinned: Vec<_> = handles.into_iter().map(Box::pin).collect();
-    let mut results: Vec<Option<F::Output>> = (0..pinned.len()).map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (i, f) in pinned.iter_mut().enumerate() {
-            if results[i].is_none() {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => results[i] = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    for r in results {
-        out.push(r.expect("every future finished"));
-    }
-    out
 }
 
 /// The hosts to deploy: `--host`s (validated) or app.toml's.
@@ -357,12 +334,12 @@ fn release_env(config: &AppConfig, n: u32, main: &str) -> BTreeMap<String, Strin
     env
 }
 
-/// Key of the venv for a requirements file: its content and the node's OS.
-fn venv_key(requirements: &[u8], os: &str) -> String {
+/// Key of the venv for a requirements file: its sha256 and the node's OS.
+fn venv_key(requirements_sha256: &[u8], os: &str) -> String {
     let mut h = sha2::Sha256::new();
     h.update(os.as_bytes());
     h.update(b"\0");
-    h.update(requirements);
+    h.update(requirements_sha256);
     hex::encode(h.finalize())[..16].to_string()
 }
 
@@ -439,18 +416,27 @@ pub async fn update(
     };
 
     // Trials on every node in parallel; Ctrl-C or any failure aborts them all.
-    let trials = futures_join_all(
+    // The slot each node loads N into, chosen before anything is sent (a full pool
+    // fails here), and known to the Ctrl-C path below.
+    let mut planned = Vec::new();
+    for t in &targets {
+        match plan_slot(&t.begun, &config.name, n, config.runtime) {
+            Ok(p) => planned.push(p),
+            Err(e) => return Err(release_all(targets, &config.name, e).await),
+        }
+    }
+    let trials = futures_util::future::join_all(
         targets
             .iter()
-            .map(|t| trial_node(t, &config, &hosts, &main, n, &manifest, &cache, &events)),
+            .zip(&planned)
+            .map(|(t, p)| trial_node(t, &config, &hosts, &main, n, &manifest, &cache, p, &events)),
     );
     let results = tokio::select! {
         r = trials => r,
         _ = tokio::signal::ctrl_c() => {
-            for t in &targets {
-                let _ = remote::abort(&t.session, &config.name, Some(n), "", "", &routing::render_map(&t.begun.state)).await;
+            for (t, (slot, kind)) in targets.iter().zip(&planned) {
+                let _ = remote::abort(&t.session, &config.name, Some(n), slot.as_deref().unwrap_or(""), kind, &routing::render_map(&t.begun.state)).await;
             }
-            // slots: restore what they ran (best effort, the abort above restored routes)
             for t in targets {
                 let _ = t.session.close().await;
             }
@@ -571,6 +557,26 @@ pub async fn update(
     })
 }
 
+/// The daemon slot (and its kind) that release `n` of `app` would load into on a node.
+fn plan_slot(
+    begun: &Begun,
+    app: &str,
+    n: u32,
+    runtime: Runtime,
+) -> Result<(Option<String>, &'static str)> {
+    match slot_kind(runtime) {
+        Some("py") => Ok((
+            Some(begun.state.choose_slot(app, n, &begun.python_slots)?),
+            "python",
+        )),
+        Some(_) => Ok((
+            Some(begun.state.choose_slot(app, n, &begun.ruby_slots)?),
+            "ruby",
+        )),
+        None => Ok((None, "")),
+    }
+}
+
 /// Unlocks and closes every target after a failure, returning the error.
 async fn release_all(targets: Vec<Target>, app: &str, e: Error) -> Error {
     for t in targets {
@@ -604,6 +610,7 @@ async fn trial_node(
     n: u32,
     manifest: &sync::manifest::Manifest,
     cache: &Path,
+    planned: &(Option<String>, &'static str),
     events: &EventFn,
 ) -> std::result::Result<Prepared, (Error, Option<Undo>)> {
     let app = &config.name;
@@ -653,20 +660,18 @@ async fn trial_node(
     if let Some(py) = &config.python {
         meta["wsgi"] = py.wsgi.clone().into();
         if let Some(req) = &py.requirements {
-            let bytes =
-                std::fs::read(config_path(&config_dir(manifest), req)).map_err(|source| {
-                    (
-                        Error::Read {
-                            path: config_path(&config_dir(manifest), req),
-                            source,
-                        },
-                        Some(Undo {
-                            slot: String::new(),
-                            kind: String::new(),
-                        }),
-                    )
+            // the manifest already hashed the file: no second read
+            let hash = manifest
+                .entries
+                .get(req.as_str())
+                .and_then(|e| e.sha256())
+                .ok_or_else(|| {
+                    none(Error::usage(
+                        format!("`{req}` (python.requirements) is not in the shipped tree"),
+                        "check .skiffignore: the requirements file must be shipped",
+                    ))
                 })?;
-            venv = venv_key(&bytes, &t.begun.os);
+            venv = venv_key(hash, &t.begun.os);
             requirements = req.clone();
             wheels = py.wheels.clone().unwrap_or_default();
             meta["venv"] = format!("/srv/skiff/apps/{app}/venvs/{venv}").into();
@@ -709,25 +714,16 @@ async fn trial_node(
         size: manifest.total_bytes(),
         venv: (!venv.is_empty()).then_some(venv),
     });
-    let (slot, kind) = match slot_kind(config.runtime) {
-        Some(prefix) => {
-            let pool = if prefix == "py" {
-                &t.begun.python_slots
-            } else {
-                &t.begun.ruby_slots
-            };
-            let slot = st.choose_slot(app, n, pool).map_err(none)?;
-            st.slots.insert(
-                slot.clone(),
-                SlotUse {
-                    app: app.clone(),
-                    release: n,
-                },
-            );
-            (Some(slot), if prefix == "py" { "python" } else { "ruby" })
-        }
-        None => (None, ""),
-    };
+    let (slot, kind) = (planned.0.clone(), planned.1);
+    if let Some(slot) = &slot {
+        st.slots.insert(
+            slot.clone(),
+            SlotUse {
+                app: app.clone(),
+                release: n,
+            },
+        );
+    }
     let routes = routing::render_map(&st);
     let trial = remote::Trial {
         app,
@@ -784,7 +780,6 @@ async fn trial_node(
             config.health.path
         ),
     });
-    let _ = &t.address;
     Ok(Prepared {
         state: st,
         slot,
@@ -792,14 +787,6 @@ async fn trial_node(
         phases,
         sync: summary,
     })
-}
-
-fn config_dir(manifest: &sync::manifest::Manifest) -> PathBuf {
-    manifest.root.clone().unwrap_or_default()
-}
-
-fn config_path(dir: &Path, rel: &str) -> PathBuf {
-    dir.join(rel)
 }
 
 /// Writes the deploy into cluster.toml: the app's versions, current and prev, as the
@@ -834,7 +821,7 @@ fn record(
             });
         entry.name = app.to_string();
         for (node, _) in finals {
-            if !entry.nodes.contains(node) && cluster_has(&cluster.nodes, node) {
+            if !entry.nodes.contains(node) && cluster.nodes.contains_key(node) {
                 entry.nodes.push(node.clone());
             }
         }
@@ -851,10 +838,6 @@ fn record(
         entry.prev = node_app.prev;
         Ok(())
     })
-}
-
-fn cluster_has(nodes: &BTreeMap<String, crate::cluster::Node>, name: &str) -> bool {
-    nodes.contains_key(name)
 }
 
 /// Which version `activate` should make current.

@@ -11,8 +11,8 @@
 #     prepare: APP N META VENV REQ WHEELS DOCROOT ENVLINES [CMD...]
 #                                  env snapshot, venv, build commands, release meta
 #   trial APP N SLOT KIND WANT HOST HEALTH TIMEOUT ROUTES
-#                                  load N into SLOT (restart only it, unless it was an
-#                                  idle Python slot), warm it while N.HOST is routed,
+#                                  load N into SLOT (restart only it, and a fresh Python
+#                                  slot not even that), warm it while N.HOST is routed,
 #                                  health-check N.HOST through NGINX
 #   switch APP STATE ROUTES FREED PRUNE
 #                                  routes + state.toml, idle freed slots, prune, unlock
@@ -45,12 +45,20 @@ check_app() { printf '%s' "$1" | grep -Eqx '[a-z][a-z0-9-]{0,31}' || die "bad ap
 check_n() { printf '%s' "$1" | grep -Eqx '[0-9]{1,9}' || die "bad release number: $1" 2; }
 check_slot() { [ -z "$1" ] || printf '%s' "$1" | grep -Eqx '(py|rb)[0-9]{2}' || die "bad slot: $1" 2; }
 
-# install_routes TEXT: the routing table through skiff-node (config test, reload, restore)
+# install_routes TEXT: the routing table through skiff-node (config test, reload, restore);
+# returns once NGINX's old workers stopped taking requests. (Not sooner: during NGINX's
+# reload its old workers take requests for another 0.1 s, and where a wildcard host name
+# covers N.HOST they would send a health check of N.HOST to the live version, whose 2xx
+# must not pass for the new one's.)
 install_routes() {
   mkdir -p "$STAGING"
   _f=$(mktemp "$STAGING/routes.XXXXXX")
   printf '%s' "$1" >"$_f"
-  if ! "$NODE" routes "$_f" >/dev/null; then rm -f "$_f"; die "NGINX refused the new routing table; the previous one is back in place" 4; fi
+  if ! "$NODE" routes "$_f" >/dev/null; then
+    rm -f "$_f"
+    echo "skiff: NGINX refused the new routing table; the previous one is back in place" >&2
+    return 1
+  fi
   rm -f "$_f"
 }
 
@@ -74,7 +82,7 @@ idle_slot() {
 
 drop_release() { # drop_release APP N
   _a=$APPS/$1
-  rm -rf "$_a/releases/$2" "$_a/releases/.tmp-$2" "$_a/releases/$2.manifest" \
+  rm -rf "$_a/releases/$2" "$_a/releases/.tmp-$2" "$_a/releases/.spare-$2" "$_a/releases/$2.manifest" \
     "$_a/meta/$2.json" "$_a/docroots/$2" "$_a/docroots/$2.json" "$_a/env/$2.env"
 }
 
@@ -157,37 +165,36 @@ routed() {
 trial_step() {
   app=$1 n=$2 slot=$3 kind=$4 want=$5 host=$6 health=$7 timeout=$8 routes=$9
   check_app "$app"; check_n "$n"; check_slot "$slot"
-  hot=0
+  restarted=0
   if [ -n "$slot" ]; then
     d=$(slot_dir "$slot" "$kind")
     [ -d "$d" ] || die "slot $slot does not exist on this node (re-run setup-node)"
     # keep what the slot ran, so an abort can put it back
-    if [ -f "$d/slot.json" ]; then
-      cp -p "$d/slot.json" "$d/slot.json.before"
-    else
-      rm -f "$d/slot.json.before"
-      # an idle Python slot loads the release itself on its next request (skiff_slot.py):
-      # no restart, which Apache would only carry out on its next once-a-second tick
-      if [ "$kind" = python ]; then hot=1; fi
-    fi
+    if [ -f "$d/slot.json" ]; then cp -p "$d/slot.json" "$d/slot.json.before"; else rm -f "$d/slot.json.before"; fi
     install -m 0640 -g www-data "$APPS/$app/meta/$n.json" "$d/slot.json.tmp"
     mv -f "$d/slot.json.tmp" "$d/slot.json"
-    if [ "$hot" = 0 ]; then restart_slot "$slot" "$kind" || die "could not restart slot $slot"; fi
+    # A fresh Python slot (freed and restarted by an earlier switch) loads N lazily on its
+    # first request (skiff_slot.py): no restart, which Apache would only carry out on its
+    # next once-a-second tick. Passenger restarts at once.
+    if [ "$kind" = ruby ]; then
+      restart_slot "$slot" "$kind" || die "could not restart slot $slot"
+      restarted=1
+    fi
   fi
   phase load
   # N.HOST goes into the routing table while the slot warms (unless `ready` started it
   # already); only the health check below uses N.HOST, after both are done
   [ -n "$rpid" ] || routes_start "$routes"
   if [ -n "$slot" ]; then
-    # warm: at most 2 requests at a time, until WANT distinct processes answer release N.
-    # A round: two curls (each its own header file) and one awk, which adds the PIDs that
-    # answered N to the list in $out and prints how many there are and the milliseconds
-    # since the start (from /proc/uptime): few forks, as a round is on the deploy's path
+    # Warm: at most 2 requests at a time, until WANT distinct processes answer release
+    # N. A process still running another release answers with that one, and one that
+    # started before this skiff_slot.py (an upgrade) answers with the idle page (503, no
+    # X-Skiff-Release): then (once) the slot's processes are restarted.
+    # A round is two curls (each its own header file: one response each, no interleaving)
+    # and one awk, which adds the PIDs that answered N to the list in $out and prints how
+    # many there are and whether another release or the idle page answered.
     out=$(mktemp)
-    read -r tw _ </proc/uptime
-    # shellcheck disable=SC2046
-    set -- $(awk -v t="$timeout" 'BEGIN{print int(t * 50) + 1, int(t * 1000)}')
-    rounds=$1 tms=$2
+    rounds=$(awk -v t="$timeout" 'BEGIN{print int(t * 50) + 1}')
     ok=0 r=0 got=0
     while [ "$r" -lt "$rounds" ]; do
       r=$((r + 1))
@@ -199,29 +206,33 @@ trial_step() {
       c2=$!
       wait "$c1" "$c2" || true
       # shellcheck disable=SC2046
-      set -- $(awk -v n="$n" -v t0="$tw" -v list="$out" '
+      set -- $(awk -v n="$n" -v list="$out" '
+        function judge(f) {
+          if (rel[f] == n && pid[f] != "") { if (!(pid[f] in seen)) { seen[pid[f]] = 1; print pid[f] >>list } }
+          else if (rel[f] != "") other = 1
+          else if (st[f] == 503) other = 1
+        }
         BEGIN { while ((getline p <list) > 0) seen[p] = 1; close(list) }
         { sub(/\r$/, "") }
-        FNR == 1 { rel = "" }
-        tolower($1) == "x-skiff-release:" { rel = $2 }
-        tolower($1) == "x-skiff-pid:" && rel == n && !($2 in seen) { seen[$2] = 1; print $2 >>list }
-        END { c = 0; for (p in seen) c++; getline up <"/proc/uptime"; split(up, u, " "); print c, int((u[1] - t0) * 1000) }' "$out.1" "$out.2")
+        FNR == 1 { st[FILENAME] = $2 }
+        tolower($1) == "x-skiff-release:" { rel[FILENAME] = $2 }
+        tolower($1) == "x-skiff-pid:" { pid[FILENAME] = $2 }
+        END { for (f in st) judge(f); c = 0; for (p in seen) c++; print c, other + 0 }' "$out.1" "$out.2")
       got=$1
       if [ "$got" -ge "$want" ]; then ok=1; break; fi
-      [ "$2" -gt "$tms" ] && break
-      if [ "$hot" = 1 ] && [ "$2" -gt 1500 ]; then
-        # processes that do not load by themselves (started before slot.json was
-        # removed, or an older skiff_slot.py): restart them after all
-        hot=0
+      if [ "$2" = 1 ] && [ "$restarted" = 0 ]; then
         restart_slot "$slot" "$kind" || { routed; die "could not restart slot $slot"; }
+        restarted=1
         echo "restarted $slot"
       fi
       sleep 0.02
     done
     rm -f "$out" "$out.1" "$out.2"
-    if [ "$ok" != 1 ] && [ "${got:-0}" -lt 1 ]; then
+    if [ "$ok" != 1 ] && [ "$got" -lt 1 ]; then
       routed
-      die "slot $slot did not answer with release $n within ${timeout}s" 6
+      echo "skiff: slot $slot did not answer with release $n within ${timeout}s; the app's error log says:" >&2
+      tail -n 20 /var/log/apache2/error.log >&2 2>/dev/null || true
+      exit 6
     fi
     echo "warm $got $want $r"
     phase warm
@@ -230,15 +241,13 @@ trial_step() {
   phase route
   # health: N.HOST through NGINX, 2xx or 3xx within the timeout
   body=$(mktemp)
-  rounds=$(awk -v t="$timeout" 'BEGIN{print int(t * 20) + 1}')
-  th=$(now)
+  rounds=$(awk -v t="$timeout" 'BEGIN{print int(t * 50) + 1}')
   r=0 code=000
   while [ "$r" -lt "$rounds" ]; do
     r=$((r + 1))
     code=$(curl -s -o "$body" -w '%{http_code}' -m 10 -H "Host: $n.$host" "http://127.0.0.1$health" 2>/dev/null || true)
     case $code in 2?? | 3??) break ;; esac
-    awk -v e="$(echo "$(now) $th" | awk '{print $1 - $2}')" -v t="$timeout" 'BEGIN{exit !(e > t)}' && break
-    sleep 0.05
+    sleep 0.02
   done
   case $code in
     2?? | 3??) echo "health $code"; rm -f "$body" ;;
@@ -343,7 +352,7 @@ case $step in
         idle_slot "$slot" "$kind"
       fi
     fi
-    [ -n "$routes" ] && install_routes "$routes"
+    if [ -n "$routes" ]; then install_routes "$routes" || echo "skiff: the old routing table could not be reinstalled either" >&2; fi
     [ -n "$n" ] && { check_n "$n"; drop_release "$app" "$n"; }
     rm -rf "$LOCKS/$app.lock"
     ;;

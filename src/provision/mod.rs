@@ -19,7 +19,7 @@
 pub mod desired;
 pub mod plan;
 pub mod probe;
-mod render;
+pub mod render;
 pub mod scripts;
 
 use std::path::Path;

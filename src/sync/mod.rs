@@ -1,32 +1,41 @@
 //! Delta sync: ship an app tree into a new release on a node in a few SSH round trips.
 //!
 //! How a sync goes (see DESIGN.md "Deploy", step 3):
-//! 1. [`scan`] the local tree into a [`Manifest`] (ignore rules, symlink checks, sha256 of
+//! 1. [`scan()`] the local tree into a [`Manifest`] (ignore rules, symlink checks, sha256 of
 //!    every file in parallel, optionally through a hash cache).
 //! 2. [`push`] compares it, on the laptop, with the base release's manifest (cached from
 //!    the push that made the base, or read from the node) and builds the new release
-//!    `N` as a hard-link clone of the base: new and small changed files in one gzip tar
-//!    stream, large changed files as rsync deltas against the node's copy (signatures made
-//!    on the node by `rdiff`, deltas here by fast_rsync, patches applied and sha256-checked
-//!    on the node), removals and exec-bit changes in the same batch. Nothing is ever written
-//!    into a file shared by hard link with the base; the release is built in
-//!    `R/.tmp-N` and renamed to `R/N` only when complete (with its manifest beside it as
-//!    `R/N.manifest`), so a sync killed at any point leaves the base untouched and the next
-//!    sync clears the leftovers.
+//!    `N` as a hard-link clone of the base, checked against the base's manifest (kinds,
+//!    modes, sizes; extras removed, missing entries sent): new and small changed files
+//!    in tar sections on one stream ([`data`]: plain or gzip, chosen by measuring the
+//!    link), large changed files as rsync deltas against the node's copy ([`delta`]:
+//!    signatures made on the node by `rdiff`, deltas here by fast_rsync, patches applied
+//!    and sha256-checked on the node), removals and exec-bit changes in the same batch
+//!    ([`control`]). Nothing is ever written into a file shared by hard link with the
+//!    base; the release is built in `R/.tmp-N` and renamed to `R/N` only when complete
+//!    (with its manifest beside it as `R/N.manifest`), so a sync killed at any point
+//!    leaves the base untouched and the next sync clears the leftovers. After publishing,
+//!    the node makes the next sync's clone of `N` in the background (`R/.spare-N`).
 //!
 //! Round trips: with the base manifest cached and no large changed file, one (prepare,
 //! upload and publish in one script); otherwise two (prepare + signatures, then upload),
 //! three when the cache was stale and large files changed, plus one if a delta fails to
 //! apply (those files are then sent whole, and the summary says so).
 //!
-//! The caller holds the app's deploy lock on the node: a sync removes every `R/.tmp-*`.
+//! The node side is one embedded POSIX sh script ([`remote`], `node.sh`), sent with each
+//! call. The caller holds the app's deploy lock on the node: a sync removes every
+//! `R/.tmp-*` and every `R/.spare-*` but the base's. The releases folder and its files
+//! must belong to the user that syncs (with `fs.protected_hardlinks`, the Debian and
+//! Ubuntu default, `cp -al` cannot link other users' files), and nothing may write in
+//! place into a release's files: they are shared by hard link with other releases.
 
+pub mod control;
+pub mod data;
 pub mod delta;
 pub mod manifest;
 pub mod plan;
 pub mod remote;
 pub mod scan;
-pub mod stream;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -49,12 +58,17 @@ pub use scan::{ScanOptions, scan};
 
 use crate::error::{Error, Result};
 use crate::transport::{Output, Session, command_line};
+use control::{Control, DeltaItem, ManifestPayload};
+use data::{DataJob, DataStats};
 use manifest::{Kind, digest_of, local_path};
 use remote::Frames;
-use stream::{Control, DataJob, DataStats, DeltaItem, ManifestPayload};
 
 /// Block size of the signature used to send a manifest as a delta of the base's.
 const MANIFEST_BLOCK: u32 = 256;
+
+/// Exit status of the node script in `go` mode when the base is not what the cache said
+/// (it then leaves the upload unread).
+const STALE_EXIT: i32 = 10;
 
 /// How many cached manifests to keep per node and releases folder.
 const CACHE_KEEP: u32 = 10;
@@ -169,6 +183,8 @@ pub struct Fallback {
 /// Seconds spent in each phase.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct Phases {
+    /// Local work before the first round trip (cached manifest, plan, control archive).
+    pub local: f64,
     /// Clone the base on the node, check it, read its manifest if not cached (and, when
     /// everything fits in one round trip, upload and publish too).
     pub prepare: f64,
@@ -178,7 +194,7 @@ pub struct Phases {
     pub deltas: f64,
     /// Sending the streams, applying them and publishing the release.
     pub upload: f64,
-    /// The whole push.
+    /// The whole push (local work plus time over the session; not the connect).
     pub total: f64,
 }
 
@@ -222,6 +238,9 @@ pub struct SyncSummary {
 /// `rdiff` (librsync >= 2.2); write access to the releases folder (created if missing).
 /// The caller holds the app's deploy lock. `new` must not exist yet; `base` must have been
 /// made by a push (it needs `base.manifest`).
+///
+/// To save time, make the local part ([`scan()`], then [`Push::new`]) while the SSH
+/// connection is being made, then call [`Push::run`]; this function does them in a row.
 pub async fn push(
     session: &Session,
     local: &Manifest,
@@ -230,198 +249,291 @@ pub async fn push(
     new: u32,
     options: &PushOptions,
 ) -> Result<SyncSummary> {
-    let started = Instant::now();
-    if local.root.is_none() {
-        return Err(Error::failed(
-            "sync::push needs a manifest made by sync::scan (it reads the files)",
-        ));
-    }
-    if base == Some(new) {
-        return Err(Error::usage(
-            format!("release {new} cannot be its own base"),
-            "pick a new release number",
-        ));
-    }
-    let mut run = Run {
-        session,
-        releases,
-        base,
-        new,
-        local: Arc::new(local.clone()),
-        new_text: local.to_text(),
-        threshold: options.delta_threshold,
-        progress: options.progress.clone(),
-        sent: 0,
-        received: 0,
-        round_trips_at_start: session.round_trips(),
-        bytes_literal: 0,
-        bytes_delta: 0,
-    };
-    let new_digest = digest_of(run.new_text.as_bytes());
-    let cache = options
-        .cache_dir
-        .as_deref()
-        .map(|d| ManifestCache::new(d, session.node(), releases.dir()));
-    let cached = match (base, &cache) {
-        (Some(b), Some(c)) => c.load(b),
-        _ => None,
-    };
-    let mut phases = Phases::default();
-    let mut fallbacks = Vec::new();
+    Push::new(local, session.node(), releases, base, new, options)?
+        .run(session)
+        .await
+}
 
-    // Round trip 1: prepare (and, when the cache makes the plan certain, everything).
-    let mut base_state = BaseState {
-        manifest: cached.as_ref().map(|(_, m)| m.clone()),
-        text: cached.as_ref().map(|(t, _)| t.clone()),
-        missing: BTreeSet::new(),
-        cached: cached.is_some(),
-    };
-    let expected_base_digest = base_state
-        .text
-        .as_deref()
-        .map(|t| digest_of(t.as_bytes()))
-        .unwrap_or_default();
-    let t = Instant::now();
-    let first_plan = Plan::new(
-        &run.local,
-        base_state.manifest.as_ref(),
-        &base_state.missing,
-        run.threshold,
-    );
-    let mut signatures = BTreeMap::new();
-    let mut requests = Vec::new();
-    let mut published = None;
-    if base.is_none() || (cached.is_some() && first_plan.delta.is_empty()) {
-        let (control, data) = run.upload_parts(&first_plan, Vec::new(), &base_state, false)?;
-        let extra = [new_digest.as_str()];
-        let (frames, _) = run
-            .stream("go", &expected_base_digest, &extra, control, data)
-            .await?;
-        match frames.result.as_deref() {
-            Some("done") => published = Some(first_plan),
-            Some("stale") => base_state.update(&frames, releases, base)?,
-            other => return Err(run.unexpected(other)),
-        }
-    } else {
-        requests = signature_requests(&first_plan, base_state.manifest.as_ref());
-        let frames = run
-            .script("prepare", &expected_base_digest, &requests)
-            .await?;
-        let stale = frames.manifest.is_some() || !frames.missing.is_empty();
-        base_state.update(&frames, releases, base)?;
-        if !stale {
-            signatures = frames.signatures;
-        }
-    }
-    phases.prepare = t.elapsed().as_secs_f64();
+/// A push prepared on the laptop (cached base manifest read, plan made, the first
+/// stream's control part built), ready to [`Push::run`] over a session to the node.
+pub struct Push {
+    run: Run,
+    local_secs: f64,
+    new_digest: String,
+    cache: Option<ManifestCache>,
+    base_state: BaseState,
+    expected_base_digest: String,
+    first_plan: Plan,
+    first: First,
+}
 
-    let plan = match published {
-        Some(plan) => plan,
-        None => {
-            let mut plan = Plan::new(
-                &run.local,
-                base_state.manifest.as_ref(),
-                &base_state.missing,
-                run.threshold,
-            );
-            // Signatures, unless prepare already made exactly these.
-            let wanted = signature_requests(&plan, base_state.manifest.as_ref());
-            if !wanted.is_empty() && (wanted != requests || signatures.len() < wanted.len()) {
+/// How the first round trip goes.
+enum First {
+    /// Everything in one script: prepare, upload, publish (the plan is certain).
+    Go {
+        control: control::Archive,
+        data: Option<DataJob>,
+    },
+    /// Prepare (and signatures for the files the cached manifest says changed).
+    Prepare { requests: Vec<(String, u32)> },
+}
+
+impl Push {
+    /// Does the local part of a push to node `node` (its name, for the manifest cache).
+    ///
+    /// See [`push`] for the arguments.
+    pub fn new(
+        local: &Manifest,
+        node: &str,
+        releases: &Releases,
+        base: Option<u32>,
+        new: u32,
+        options: &PushOptions,
+    ) -> Result<Push> {
+        let started = Instant::now();
+        if local.root.is_none() {
+            return Err(Error::failed(
+                "sync::push needs a manifest made by sync::scan (it reads the files)",
+            ));
+        }
+        if base == Some(new) {
+            return Err(Error::usage(
+                format!("release {new} cannot be its own base"),
+                "pick a new release number",
+            ));
+        }
+        let run = Run {
+            node: node.to_string(),
+            releases: releases.clone(),
+            base,
+            new,
+            local: Arc::new(local.clone()),
+            new_text: local.to_text(),
+            threshold: options.delta_threshold,
+            progress: options.progress.clone(),
+            sent: 0,
+            received: 0,
+            round_trips_at_start: 0,
+            bytes_literal: 0,
+            bytes_delta: 0,
+        };
+        let new_digest = digest_of(run.new_text.as_bytes());
+        let cache = options
+            .cache_dir
+            .as_deref()
+            .map(|d| ManifestCache::new(d, node, releases.dir()));
+        let cached = match (base, &cache) {
+            (Some(b), Some(c)) => c.load(b),
+            _ => None,
+        };
+        let base_state = BaseState {
+            cached: cached.is_some(),
+            manifest: cached.as_ref().map(|(_, m)| m.clone()),
+            text: cached.map(|(t, _)| t),
+            missing: BTreeSet::new(),
+        };
+        let expected_base_digest = base_state
+            .text
+            .as_deref()
+            .map(|t| digest_of(t.as_bytes()))
+            .unwrap_or_default();
+        let first_plan = Plan::new(
+            &run.local,
+            base_state.manifest.as_ref(),
+            &base_state.missing,
+            run.threshold,
+        );
+        let first = if base.is_none() || (base_state.cached && first_plan.delta.is_empty()) {
+            let (control, data) = run.upload_parts(&first_plan, Vec::new(), &base_state, false)?;
+            First::Go { control, data }
+        } else {
+            First::Prepare {
+                requests: signature_requests(&first_plan, base_state.manifest.as_ref()),
+            }
+        };
+        Ok(Push {
+            run,
+            local_secs: started.elapsed().as_secs_f64(),
+            new_digest,
+            cache,
+            base_state,
+            expected_base_digest,
+            first_plan,
+            first,
+        })
+    }
+
+    /// Sends the push over `session` (a connection to the node named in [`Push::new`]).
+    pub async fn run(self, session: &Session) -> Result<SyncSummary> {
+        let Push {
+            mut run,
+            local_secs,
+            new_digest,
+            cache,
+            mut base_state,
+            expected_base_digest,
+            first_plan,
+            first,
+        } = self;
+        let run_started = Instant::now();
+        run.round_trips_at_start = session.round_trips();
+        let (releases, base, new) = (run.releases.clone(), run.base, run.new);
+        let releases = &releases;
+        let mut phases = Phases {
+            local: local_secs,
+            ..Phases::default()
+        };
+        let mut fallbacks = Vec::new();
+
+        // Round trip 1: prepare (and, when the cache makes the plan certain, everything).
+        let t = Instant::now();
+        let mut signatures = BTreeMap::new();
+        let mut requests = Vec::new();
+        let mut published = None;
+        match first {
+            First::Go { control, data } => {
+                let (frames, _) = run
+                    .stream(
+                        session,
+                        "go",
+                        &expected_base_digest,
+                        &[&new_digest],
+                        control,
+                        data,
+                    )
+                    .await?;
+                match frames.result.as_deref() {
+                    Some("done") => published = Some(first_plan),
+                    Some("stale") => base_state.update(&frames, releases, base)?,
+                    other => return Err(run.unexpected(other)),
+                }
+            }
+            First::Prepare { requests: r } => {
+                requests = r;
+                let frames = run
+                    .script(session, "prepare", &expected_base_digest, &requests)
+                    .await?;
+                let stale = frames.manifest.is_some() || !frames.missing.is_empty();
+                base_state.update(&frames, releases, base)?;
+                if !stale {
+                    signatures = frames.signatures;
+                }
+            }
+        }
+        phases.prepare = t.elapsed().as_secs_f64();
+
+        let plan = match published {
+            Some(plan) => plan,
+            None => {
+                let mut plan = Plan::new(
+                    &run.local,
+                    base_state.manifest.as_ref(),
+                    &base_state.missing,
+                    run.threshold,
+                );
+                // Signatures, unless prepare already made exactly these.
+                let wanted = signature_requests(&plan, base_state.manifest.as_ref());
+                if !wanted.is_empty() && (wanted != requests || signatures.len() < wanted.len()) {
+                    let t = Instant::now();
+                    let frames = run.script(session, "sigs", "", &wanted).await?;
+                    signatures = frames.signatures;
+                    phases.signatures = t.elapsed().as_secs_f64();
+                }
+                // Deltas, computed locally in parallel.
                 let t = Instant::now();
-                let frames = run.script("sigs", "", &wanted).await?;
-                signatures = frames.signatures;
-                phases.signatures = t.elapsed().as_secs_f64();
-            }
-            // Deltas, computed locally in parallel.
-            let t = Instant::now();
-            let local = run.local.clone();
-            let outcomes =
-                tokio::task::spawn_blocking(move || compute_deltas(&local, &wanted, &signatures))
-                    .await
-                    .map_err(|e| Error::failed(format!("delta worker failed: {e}")))??;
-            let mut items = Vec::new();
-            for (path, outcome) in outcomes {
-                match outcome {
-                    DeltaOutcome::Delta(item) => items.push(item),
-                    DeltaOutcome::Whole(reason) => {
-                        if let Some(reason) = reason {
-                            fallbacks.push(Fallback {
-                                path: path.clone(),
-                                reason,
-                            });
+                let local = run.local.clone();
+                let outcomes = tokio::task::spawn_blocking(move || {
+                    compute_deltas(&local, &wanted, &signatures)
+                })
+                .await
+                .map_err(|e| Error::failed(format!("delta worker failed: {e}")))??;
+                let mut items = Vec::new();
+                for (path, outcome) in outcomes {
+                    match outcome {
+                        DeltaOutcome::Delta(item) => items.push(item),
+                        DeltaOutcome::Whole(reason) => {
+                            if let Some(reason) = reason {
+                                fallbacks.push(Fallback {
+                                    path: path.clone(),
+                                    reason,
+                                });
+                            }
+                            plan.delta.retain(|p| p != &path);
+                            plan.whole.push(path.clone());
+                            plan.remove.push(path);
                         }
-                        plan.delta.retain(|p| p != &path);
-                        plan.whole.push(path.clone());
-                        plan.remove.push(path);
                     }
                 }
-            }
-            phases.deltas = t.elapsed().as_secs_f64();
+                phases.deltas = t.elapsed().as_secs_f64();
 
-            // Upload and publish.
-            let t = Instant::now();
-            let (control, data) = run.upload_parts(&plan, items.clone(), &base_state, false)?;
-            let extra: [&str; 0] = [];
-            let (frames, _) = run
-                .stream("upload", &new_digest, &extra, control, data)
-                .await?;
-            run.bytes_delta += items.iter().map(|d| d.delta.len() as u64).sum::<u64>();
-            match frames.result.as_deref() {
-                Some("done") => {}
-                Some("partial") => {
-                    // Deltas that did not apply or verify: send those files whole.
-                    let mut again = Plan::default();
-                    for i in frames.failed {
-                        let item = items
-                            .get(i)
-                            .ok_or_else(|| run.unexpected(Some("partial")))?;
-                        fallbacks.push(Fallback {
-                            path: item.path.clone(),
-                            reason: "rdiff patch failed on the node, or its result did not \
-                                     match the file's sha256"
-                                .into(),
-                        });
-                        plan.delta.retain(|p| p != &item.path);
-                        again.whole.push(item.path.clone());
-                        again.remove.push(item.path.clone());
+                // Upload and publish.
+                let t = Instant::now();
+                let (control, data) = run.upload_parts(&plan, items.clone(), &base_state, false)?;
+                let (frames, _) = run
+                    .stream(session, "upload", &new_digest, &[], control, data)
+                    .await?;
+                run.bytes_delta += items.iter().map(|d| d.delta.len() as u64).sum::<u64>();
+                match frames.result.as_deref() {
+                    Some("done") => {}
+                    Some("partial") => {
+                        // Deltas that did not apply or verify: send those files whole.
+                        let mut again = Plan::default();
+                        for i in frames.failed {
+                            let item = items
+                                .get(i)
+                                .ok_or_else(|| run.unexpected(Some("partial")))?;
+                            fallbacks.push(Fallback {
+                                path: item.path.clone(),
+                                reason: "rdiff patch failed on the node, or its result did not \
+                                         match the file's sha256"
+                                    .into(),
+                            });
+                            plan.delta.retain(|p| p != &item.path);
+                            again.whole.push(item.path.clone());
+                            again.remove.push(item.path.clone());
+                        }
+                        plan.whole.extend(again.whole.iter().cloned());
+                        let (control, data) = run.upload_parts(
+                            &again,
+                            Vec::new(),
+                            &base_state,
+                            frames.manifest_failed,
+                        )?;
+                        let (frames, _) = run
+                            .stream(session, "upload", &new_digest, &[], control, data)
+                            .await?;
+                        if frames.result.as_deref() != Some("done") {
+                            return Err(run.unexpected(frames.result.as_deref()));
+                        }
                     }
-                    plan.whole.extend(again.whole.iter().cloned());
-                    let (control, data) =
-                        run.upload_parts(&again, Vec::new(), &base_state, frames.manifest_failed)?;
-                    let (frames, _) = run
-                        .stream("upload", &new_digest, &extra, control, data)
-                        .await?;
-                    if frames.result.as_deref() != Some("done") {
-                        return Err(run.unexpected(frames.result.as_deref()));
-                    }
+                    other => return Err(run.unexpected(other)),
                 }
-                other => return Err(run.unexpected(other)),
+                phases.upload = t.elapsed().as_secs_f64();
+                plan
             }
-            phases.upload = t.elapsed().as_secs_f64();
-            plan
+        };
+
+        if let Some(c) = &cache {
+            c.store(new, &run.new_text)?;
         }
-    };
-
-    if let Some(c) = &cache {
-        c.store(new, &run.new_text)?;
+        phases.total = local_secs + run_started.elapsed().as_secs_f64();
+        Ok(SyncSummary {
+            node: session.node().to_string(),
+            release: new,
+            base,
+            digest: new_digest,
+            files: plan.counts,
+            delta_files: plan.delta.len(),
+            bytes_literal: run.bytes_literal,
+            bytes_delta: run.bytes_delta,
+            bytes_sent: run.sent,
+            bytes_received: run.received,
+            round_trips: session.round_trips() - run.round_trips_at_start,
+            base_manifest_cached: base_state.cached,
+            fallbacks,
+            seconds: phases,
+        })
     }
-    phases.total = started.elapsed().as_secs_f64();
-    Ok(SyncSummary {
-        node: session.node().to_string(),
-        release: new,
-        base,
-        digest: new_digest,
-        files: plan.counts,
-        delta_files: plan.delta.len(),
-        bytes_literal: run.bytes_literal,
-        bytes_delta: run.bytes_delta,
-        bytes_sent: run.sent,
-        bytes_received: run.received,
-        round_trips: session.round_trips() - run.round_trips_at_start,
-        base_manifest_cached: base_state.cached,
-        fallbacks,
-        seconds: phases,
-    })
 }
 
 /// What skiff knows of the base release.
@@ -447,9 +559,9 @@ impl BaseState {
 }
 
 /// The state of one push.
-struct Run<'a> {
-    session: &'a Session,
-    releases: &'a Releases,
+struct Run {
+    node: String,
+    releases: Releases,
     base: Option<u32>,
     new: u32,
     local: Arc<Manifest>,
@@ -463,7 +575,7 @@ struct Run<'a> {
     bytes_delta: u64,
 }
 
-impl Run<'_> {
+impl Run {
     fn fixed_args(&self, mode: &str, digest: &str) -> Vec<String> {
         vec![
             mode.to_string(),
@@ -477,6 +589,7 @@ impl Run<'_> {
     /// Runs the node script with no input stream (prepare, sigs).
     async fn script(
         &mut self,
+        session: &Session,
         mode: &str,
         digest: &str,
         requests: &[(String, u32)],
@@ -489,7 +602,7 @@ impl Run<'_> {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let script = remote::script();
         self.sent += (script.len() + command_line(&args).len() + 12) as u64;
-        let out = self.session.script(script, &args).await?;
+        let out = session.script(script, &args).await?;
         self.received += (out.stdout.len() + out.stderr.len()) as u64;
         self.check(mode, out, None)
     }
@@ -501,7 +614,7 @@ impl Run<'_> {
         deltas: Vec<DeltaItem>,
         base: &BaseState,
         whole_manifest: bool,
-    ) -> Result<(Vec<u8>, Option<DataJob>)> {
+    ) -> Result<(control::Archive, Option<DataJob>)> {
         let mut control = Control {
             remove: plan.remove.clone(),
             chmod: plan
@@ -523,14 +636,10 @@ impl Run<'_> {
         let data = if plan.whole.is_empty() {
             None
         } else {
-            let mut job = DataJob {
-                manifest: self.local.clone(),
-                paths: plan.whole.clone(),
-                progress_base: delta_bytes,
-                files_base: control.deltas.len() as u64,
-                totals: (0, 0),
-                progress: self.progress.clone(),
-            };
+            let mut job = DataJob::new(self.local.clone(), plan.whole.clone());
+            job.progress_base = delta_bytes;
+            job.files_base = control.deltas.len() as u64;
+            job.progress = self.progress.clone();
             let files = plan
                 .whole
                 .iter()
@@ -559,10 +668,11 @@ impl Run<'_> {
     /// Runs the node script with the control archive and the data archive on stdin.
     async fn stream(
         &mut self,
+        session: &Session,
         mode: &str,
         digest: &str,
         extra: &[&str],
-        control: Vec<u8>,
+        control: control::Archive,
         data: Option<DataJob>,
     ) -> Result<(Frames, Option<DataStats>)> {
         let script = remote::script();
@@ -573,7 +683,7 @@ impl Run<'_> {
             "sh".into(),
         ];
         args.extend(self.fixed_args(mode, digest));
-        args.push(control.len().to_string());
+        args.push(control.spec());
         args.push(if data.is_some() { "1" } else { "0" }.into());
         args.extend(extra.iter().map(|s| s.to_string()));
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -581,7 +691,7 @@ impl Run<'_> {
 
         let counter = Arc::new(AtomicU64::new(0));
         let (input, producer): (Box<dyn AsyncRead + Unpin + Send>, _) = match data {
-            None => (Box::new(Cursor::new(control)), None),
+            None => (Box::new(Cursor::new(control.bytes)), None),
             Some(job) => {
                 let literal = job.content_bytes();
                 let (reader, writer) = std::io::pipe()
@@ -590,7 +700,7 @@ impl Run<'_> {
                     .map_err(|e| Error::failed(format!("could not use a pipe: {e}")))?;
                 let handle = std::thread::spawn(move || job.write_to(writer));
                 (
-                    Box::new(Cursor::new(control).chain(reader)),
+                    Box::new(Cursor::new(control.bytes).chain(reader)),
                     Some((handle, literal)),
                 )
             }
@@ -599,7 +709,7 @@ impl Run<'_> {
             inner: input,
             count: counter.clone(),
         };
-        let result = self.session.run_with_input(&argv, counted).await;
+        let result = session.run_with_input(&argv, counted).await;
         self.sent += counter.load(Ordering::Relaxed);
         let produced = match producer {
             None => None,
@@ -639,7 +749,8 @@ impl Run<'_> {
 
     /// Turns the script's output into frames, or its failure into an error with a hint.
     fn check(&self, mode: &str, out: Output, producer_err: Option<&Error>) -> Result<Frames> {
-        if !out.success() {
+        let stale = mode == "go" && out.status == Some(STALE_EXIT);
+        if !out.success() && !stale {
             if let Some(e) = producer_err {
                 return Err(Error::failed(e.to_string()));
             }
@@ -650,6 +761,7 @@ impl Run<'_> {
                 }
                 Some(5) => "another sync of this app ran at the same time; run again".into(),
                 Some(6) => "run again; if it persists, report a bug with this output".into(),
+                Some(7) => "the connection dropped during the upload; run again".into(),
                 _ if out.tail(5).contains("not found") => {
                     "the node lacks a tool the sync needs: install `rdiff`, GNU tar, gzip \
                      (run `skiff setup-node`)"
@@ -658,7 +770,7 @@ impl Run<'_> {
                 _ => "run again; nothing was published, the base release is untouched".into(),
             };
             return Err(Error::Remote {
-                node: self.session.node().to_string(),
+                node: self.node.clone(),
                 command: format!(
                     "sync {mode} of release {} in {}",
                     self.new,
@@ -670,7 +782,7 @@ impl Run<'_> {
             });
         }
         let frames = remote::parse(&out.stdout).map_err(|why| Error::Remote {
-            node: self.session.node().to_string(),
+            node: self.node.clone(),
             command: format!("sync {mode} of release {}", self.new),
             status: out.status,
             output: format!("{why}\n{}", out.tail(20)),
@@ -681,7 +793,7 @@ impl Run<'_> {
 
     fn unexpected(&self, result: Option<&str>) -> Error {
         Error::Remote {
-            node: self.session.node().to_string(),
+            node: self.node.clone(),
             command: format!("sync of release {}", self.new),
             status: Some(0),
             output: format!("unexpected result `{}`", result.unwrap_or("(none)")),

@@ -6,48 +6,100 @@
 #
 #   prepare R N B D [BLOCK PATH]...   clone release B of folder R into R/.tmp-N/tree,
 #                                     check it against B.manifest, make signatures
-#   go      R N B D L DATA ND         prepare, then (if the base is what skiff expected)
+#   go      R N B D C DATA ND         prepare, then (if the base is what skiff expected)
 #                                     upload from stdin in the same round trip; ND is
 #                                     the sha256 of the new manifest
 #   sigs    R N B D [BLOCK PATH]...   signatures only (after a prepare that found the
 #                                     cached base manifest stale)
-#   upload  R N B D L DATA            apply the stream on stdin to R/.tmp-N, then publish
+#   upload  R N B D C DATA            apply the stream on stdin to R/.tmp-N, then publish
 #
 # R: releases folder (absolute). N: new release number. B: base release number or "".
 # D: in prepare, the sha256 skiff expects of B.manifest ("" if it has none cached); in
-# upload, the sha256 of the new manifest. L: bytes of the control archive at the head of
-# stdin. DATA: 1 if a data archive follows it.
+# upload, the sha256 of the new manifest. C: `t:LEN` or `z:LEN`, the control archive at
+# the head of stdin (plain or gzip tar, LEN bytes). DATA: 1 if data sections follow it: lines `t LEN` (a plain tar of LEN bytes),
+# `z LEN` (a gzip tar), and `e 0`, the end. Without the end the stream was cut short (GNU
+# tar accepts an archive cut at an entry boundary), so nothing is published.
 #
 # Output (stdout) is framed: `TAG LENGTH\n` then LENGTH bytes, repeated. Tags: M (base
 # manifest, gzip), X (base paths missing from or different on this node, one escaped path a
 # line), S<i> (signature of the i-th requested file), F (indices of failed deltas, and `m`
 # if the manifest delta did not give the expected manifest), R
 # (result: ready | stale | done | partial). Errors go to stderr with a non-zero exit:
-# 3 release N exists, 4 base missing, 5 staging gone, 6 manifest mismatch.
+# 3 release N exists, 4 base missing, 5 staging gone, 6 manifest mismatch, 7 data cut short;
+# 10 (go mode) the base is not what skiff expected: frames say why, stdin was not read.
 #
 # Layout: R/N/ is a release tree, R/N.manifest its manifest, R/.tmp-N/ a sync in progress
-# (tree/ the future release, ctl/ the control files, work/ temp files). Only R/.tmp-N is
-# ever written before the final two renames, and files shared with B by hard links are
-# only ever unlinked or replaced by rename, never written in place.
+# (tree/ the future release, ctl/ the control files, work/ temp files), R/.spare-N a
+# hard-link clone of release N made and checked in the background right after N was
+# published (under `flock R`), so the next sync from N starts without waiting for
+# `cp -al` and the check (the critical path of a small change). Changes made to release N
+# after that, in place (a chmod or an edit of a file shared by hard link), are not seen;
+# extra and deleted files in N do not matter (the spare has its own folders). Only R/.tmp-N and R/.spare-* are ever written before the final two renames, and
+# files shared with B by hard links are only ever unlinked or replaced by rename, never
+# written in place.
 
 set -eu
 umask 022
 LC_ALL=C
 export LC_ALL
 
+# inventory DIR OUT: kind, mode, size and escaped path of every entry of DIR, sorted (the
+# manifest's lines without the content field; folder modes and sizes not compared).
+inventory() {
+  (cd -- "$1" && find . -mindepth 1 -printf '%y %m %s %P\0') |
+    sed -z -e 's/^d [0-7]* [0-9]* /d 755 0 /' -e 's/%/%25/g' -e 's/\n/%0A/g' |
+    tr '\0' '\n' | sort >"$2"
+}
+# wanted MANIFEST OUT: the same lines as the manifest says they should be.
+wanted() {
+  tail -n +2 "$1" | cut -d' ' -f1-3,5- | sort >"$2"
+}
+# check CLONE HAVE WANT MISSING: removes from CLONE what the manifest does not list and
+# writes the escaped paths the manifest lists but CLONE lacks (or has otherwise) to MISSING.
+check() {
+  comm -13 "$2" "$3" | cut -d' ' -f4- >"$4"
+  comm -23 "$2" "$3" | cut -d' ' -f4- | tr '\n' '\0' |
+    sed -z -e 's/%0A/\n/g' -e 's/%25/%/g' | (cd -- "$1" && xargs -0 -r rm -rf --)
+}
+# spare N: in the background, under the lock of R, a checked hard-link clone of release N
+# for the next sync: .spare-N (the tree) and .spare-N.missing (normally empty).
+spare() {
+  exec 9<.
+  flock 9
+  S=.spare-$1
+  rm -rf -- "$S" "$S.part" "$S.missing" "$S.work"
+  mkdir -- "$S.work"
+  wanted "$1.manifest" "$S.work/want" &
+  cp -al -- "$1" "$S.part"
+  inventory "$S.part" "$S.work/have"
+  wait $!
+  check "$S.part" "$S.work/have" "$S.work/want" "$S.missing"
+  rm -rf -- "$S.work"
+  mv -T -- "$S.part" "$S"
+}
 emit() { printf '%s %s\n' "$1" "$(wc -c <"$2")"; cat -- "$2"; }
 say() { printf '%s %s\n%s' "$1" "${#2}" "$2"; }
 die() { code=$1; shift; printf '%s\n' "$*" >&2; exit "$code"; }
 
 prepare() {
-  mkdir -p -- "$R"
-  cd -- "$R"
+  if ! cd -- "$R" 2>/dev/null; then
+    mkdir -p -- "$R"
+    cd -- "$R"
+  fi
   if [ -e "$N" ] || [ -L "$N" ]; then
     die 3 "release $N already exists in $R"
   fi
-  # Leftovers of interrupted syncs (the caller holds the app's deploy lock).
-  for t in .tmp-*; do
-    if [ -e "$t" ]; then rm -rf -- "$t"; fi
+  # Wait for a spare clone still being made (it holds the lock of R), then remove the
+  # leftovers of interrupted syncs (the caller holds the app's deploy lock) and spares of
+  # other releases. Without flock (or if the wait times out) no spare is used.
+  SPARE=
+  if [ -n "$B" ] && command -v flock >/dev/null 2>&1 && flock -w 60 . true; then
+    SPARE=.spare-$B
+  fi
+  for t in .tmp-* .spare-*; do
+    if [ -e "$t" ] && [ "$t" != "$SPARE" ] && [ "$t" != "$SPARE.missing" ]; then
+      rm -rf -- "$t"
+    fi
   done
   mkdir -- "$T" "$W"
   STALE=0
@@ -58,27 +110,30 @@ prepare() {
   if [ ! -d "$B" ] || [ ! -f "$B.manifest" ]; then
     die 4 "base release $B not found in $R (need $B/ and $B.manifest)"
   fi
-  cp -al -- "$B" "$T/tree"
+  # The clone, checked against B's manifest without hashing: entries the manifest does
+  # not list (files a running app or a build step left in B) are removed; entries missing
+  # or different (kind, mode, size) are reported so skiff sends them whole. A spare was
+  # checked when it was made; otherwise B is listed while it is cloned (both mostly
+  # system calls: two cores do them side by side).
+  if [ -n "$SPARE" ] && [ -d "$SPARE" ] && [ -f "$SPARE.missing" ]; then
+    mv -- "$SPARE" "$T/tree"
+    mv -- "$SPARE.missing" "$W/missing"
+  else
+    if [ -n "$SPARE" ]; then rm -rf -- "$SPARE" "$SPARE.missing"; fi
+    wanted "$B.manifest" "$W/want" &
+    want=$!
+    inventory "$B" "$W/have" &
+    have=$!
+    cp -al -- "$B" "$T/tree"
+    wait "$have"
+    wait "$want"
+    check "$T/tree" "$W/have" "$W/want" "$W/missing"
+  fi
   got=$(sha256sum <"$B.manifest")
   if [ "${got%% *}" != "$D" ]; then
     gzip -1c <"$B.manifest" >"$W/m.gz"
     emit M "$W/m.gz"
     STALE=1
-  fi
-  # The clone against its manifest, without hashing: kind, mode, size and path of every
-  # entry (folder modes and sizes are not compared). Extras (files a running app or a
-  # build step left in B) are removed; missing or different entries are reported so
-  # skiff sends them whole.
-  (cd "$T/tree" && find . -mindepth 1 -printf '%y %m %s %P\0') |
-    sed -z -e 's/^d [0-7]* [0-9]* /d 755 0 /' -e 's/%/%25/g' -e 's/\n/%0A/g' |
-    tr '\0' '\n' | sort >"$W/have"
-  sed -e '1d' -e 's/^\([a-z]\) \([0-7]*\) \([0-9]*\) [^ ]* /\1 \2 \3 /' "$B.manifest" |
-    sort >"$W/want"
-  comm -23 "$W/have" "$W/want" | cut -d' ' -f4- >"$W/extra"
-  comm -13 "$W/have" "$W/want" | cut -d' ' -f4- >"$W/missing"
-  if [ -s "$W/extra" ]; then
-    tr '\n' '\0' <"$W/extra" | sed -z -e 's/%0A/\n/g' -e 's/%25/%/g' |
-      (cd "$T/tree" && xargs -0 rm -rf --)
   fi
   if [ -s "$W/missing" ]; then
     emit X "$W/missing"
@@ -105,18 +160,31 @@ upload() {
   if [ ! -d "$T/tree" ]; then
     die 5 "the staging folder $R/$T is gone (did another sync start?)"
   fi
-  A=$(pwd)
+  A=$R
   C=$T/ctl
-  rm -rf -- "$C"
-  mkdir -p -- "$C" "$W"
-  head -c "$L" | tar -xzf - -C "$C"
+  if [ -e "$C" ]; then rm -rf -- "$C"; fi
+  if [ -d "$W" ]; then mkdir -- "$C"; else mkdir -p -- "$C" "$W"; fi
+  case ${CTL%%:*} in
+    z) head -c "${CTL#*:}" | tar -xzf - -C "$C" ;;
+    *) head -c "${CTL#*:}" | tar -xf - -C "$C" ;;
+  esac
   # Removed first: deleted entries, and entries sent whole that the clone has (GNU tar
   # would unlink a file before extracting over it, but not a folder of another kind).
   if [ -s "$C/rm" ]; then
     (cd "$T/tree" && xargs -0 rm -rf -- <"$A/$C/rm")
   fi
   if [ "$DATA" = 1 ]; then
-    tar -xzpf - --no-same-owner -C "$T/tree"
+    while :; do
+      if ! read -r kind len; then
+        die 7 "the upload stream for release $N ended early"
+      fi
+      case $kind in
+        t) head -c "$len" | tar -xpf - --no-same-owner -C "$T/tree" ;;
+        z) head -c "$len" | tar -xzpf - --no-same-owner -C "$T/tree" ;;
+        e) break ;;
+        *) die 7 "the upload stream for release $N is damaged" ;;
+      esac
+    done
   fi
   # Exec bit changes: a copy gets the new mode and replaces the shared hard link.
   for m in 644 755; do
@@ -167,6 +235,10 @@ upload() {
   mv -f -- "$T/manifest" "$N.manifest"
   mv -T -- "$T/tree" "$N"
   rm -rf -- "$T"
+  # The spare clone for the next sync, in the background (it outlives this session).
+  if command -v flock >/dev/null 2>&1; then
+    (spare "$N") </dev/null >/dev/null 2>&1 &
+  fi
   say R done
 }
 
@@ -181,12 +253,13 @@ case $MODE in
     say R ready
     ;;
   go)
-    L=$1 DATA=$2 ND=$3
+    CTL=$1 DATA=$2 ND=$3
     shift 3
     prepare
     if [ "$STALE" = 1 ]; then
+      # Not exit 0: the rest of stdin is left unread, which the client then expects.
       say R stale
-      exit 0
+      exit 10
     fi
     D=$ND
     upload
@@ -197,7 +270,7 @@ case $MODE in
     say R ready
     ;;
   upload)
-    L=$1 DATA=$2
+    CTL=$1 DATA=$2
     upload
     ;;
   *) die 2 "unknown mode $MODE" ;;

@@ -177,7 +177,10 @@ pub fn scan(root: &Path, options: &ScanOptions) -> Result<Manifest> {
         stamps,
     };
     if let Some(path) = &options.hash_cache {
-        HashCache::from_manifest(&manifest).save(path)?;
+        let fresh = HashCache::from_manifest(&manifest);
+        if fresh.files != cache.files {
+            fresh.save(path)?;
+        }
     }
     Ok(manifest)
 }
@@ -378,8 +381,10 @@ impl HashCache {
         };
         let dir = path.parent().unwrap_or(Path::new("."));
         fs::create_dir_all(dir).map_err(write_err)?;
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(write_err)?;
-        serde_json::to_writer(&mut tmp, self).map_err(|e| write_err(e.into()))?;
+        let tmp = tempfile::NamedTempFile::new_in(dir).map_err(write_err)?;
+        let mut out = std::io::BufWriter::new(tmp);
+        serde_json::to_writer(&mut out, self).map_err(|e| write_err(e.into()))?;
+        let tmp = out.into_inner().map_err(|e| write_err(e.into_error()))?;
         tmp.persist(path).map_err(|e| write_err(e.error))?;
         Ok(())
     }

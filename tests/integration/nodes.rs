@@ -407,7 +407,7 @@ fn many_commands_share_one_session_at_most_four_at_a_time() {
         let script = "mkdir -p /tmp/c; touch /tmp/c/$$; n=$(ls /tmp/c | wc -l); sleep 0.2; rm /tmp/c/$$; echo $n";
         let argv = ["sh", "-c", script];
         let runs = (0..16).map(|_| s.run_ok(&argv));
-        let outs = futures_join_all(runs).await;
+        let outs = futures_util::future::join_all(runs).await;
         let mut max = 0;
         for out in outs {
             let n: usize = String::from_utf8(out.unwrap()).unwrap().trim().parse().unwrap();
@@ -422,31 +422,6 @@ fn many_commands_share_one_session_at_most_four_at_a_time() {
 }
 
 /// Joins futures without another dependency: spawns nothing, polls them together.
-async fn futures_join_all<F: std::future::Future>(futs: impl Iterator<Item = F>) -> Vec<F::Output> {
-    let mut set = Vec::new();
-    for f in futs {
-        set.push(Box::pin(f));
-    }
-    let mut outs: Vec<Option<F::Output>> = set.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (i, f) in set.iter_mut().enumerate() {
-            if outs[i].is_none() {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => outs[i] = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    outs.into_iter().map(Option::unwrap).collect()
-}
 
 #[test]
 fn connect_errors_say_why() {

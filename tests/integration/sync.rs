@@ -262,7 +262,11 @@ fn every_kind_of_change_leaves_the_release_equal_to_the_local_tree() {
 
     // Every release is still whole and the releases folder holds only releases.
     let listing = w.node.exec(&format!("ls -A {RELEASES}"));
-    let mut names: Vec<&str> = listing.split_whitespace().collect();
+    // `.spare-N` is the background clone for the next sync.
+    let mut names: Vec<&str> = listing
+        .split_whitespace()
+        .filter(|n| !n.starts_with(".spare-"))
+        .collect();
     names.sort();
     let mut want: Vec<String> = (1..=8)
         .flat_map(|n| [n.to_string(), format!("{n}.manifest")])
@@ -301,11 +305,25 @@ fn node_side_drift_is_repaired_and_an_existing_release_is_refused() {
     write(&w.app, "static/big.bin", &noise(200_000, 5));
     let (_, m1) = w.push(None, 1).unwrap();
     w.assert_release_equals(1, &m1);
+    let spare_of = |n: u32| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let probe = format!("test -f {RELEASES}/.spare-{n}.missing && echo yes || echo no");
+        while w.node.exec(&probe).trim() != "yes" {
+            assert!(
+                Instant::now() < deadline,
+                "no spare clone of release {n} appeared"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
 
-    // Someone (an app writing into its release, a person) changed release 1 on the node:
-    // an extra file and folder, a deleted file, a file with another mode.
+    // Without a spare clone: someone (an app writing into its release, a person) changed
+    // release 1 on the node: an extra file and folder, a deleted file, another mode. The
+    // clone made now is checked against the manifest and repaired.
+    spare_of(1);
     w.node.exec(&format!(
-        "cd {RELEASES}/1 && mkdir -p __pycache__ && echo x > __pycache__/app.pyc && \
+        "cd {RELEASES} && rm -rf .spare-1 .spare-1.missing && cd 1 && \
+         mkdir -p __pycache__ && echo x > __pycache__/app.pyc && \
          echo extra > extra.txt && rm lib/util.py && chmod 600 app.py"
     ));
     write(&w.app, "static/big.bin", &{
@@ -316,18 +334,35 @@ fn node_side_drift_is_repaired_and_an_existing_release_is_refused() {
     let (s2, m2) = w.push(Some(1), 2).unwrap();
     w.assert_release_equals(2, &m2);
     assert_eq!(s2.delta_files, 1, "{s2:?}");
+    assert_eq!(s2.round_trips, 3, "prepare, signatures, upload: {s2:?}");
+
+    // With the spare clone made after release 2 was published: files added to or
+    // deleted from release 2 since do not reach release 3 (the spare has its own folders).
+    spare_of(2);
+    w.node.exec(&format!(
+        "cd {RELEASES}/2 && rm lib/util.py && echo junk > junk.txt"
+    ));
+    write(&w.app, "app.py", b"v3\n");
+    let (s3, m3) = w.push(Some(2), 3).unwrap();
+    w.assert_release_equals(3, &m3);
+    assert_eq!(s3.round_trips, 1, "{s3:?}");
+    assert_eq!(s3.files.changed, 1, "{s3:?}");
+    let spares = w
+        .node
+        .exec(&format!("ls -A {RELEASES} | grep '^\\.spare-2' || true"));
+    assert_eq!(spares.trim(), "", "the spare was used up");
 
     // The release number taken: refused with the number, nothing changed.
-    let err = w.push(Some(1), 2).unwrap_err();
-    assert!(err.to_string().contains("release 2"), "{err}");
+    let err = w.push(Some(2), 3).unwrap_err();
+    assert!(err.to_string().contains("release 3"), "{err}");
     assert!(
         err.detail().unwrap_or("").contains("already exists"),
         "{err:?}"
     );
-    w.assert_release_equals(2, &m2);
+    w.assert_release_equals(3, &m3);
 
     // A base that does not exist.
-    let err = w.push(Some(9), 3).unwrap_err();
+    let err = w.push(Some(9), 4).unwrap_err();
     assert!(
         err.detail().unwrap_or("").contains("base release 9"),
         "{err:?}"
@@ -359,6 +394,38 @@ fn a_delta_that_does_not_verify_falls_back_to_the_whole_file() {
     assert_eq!(s2.fallbacks[0].path, "big.bin");
     assert!(s2.fallbacks[0].reason.contains("sha256"), "{s2:?}");
     assert_eq!(s2.bytes_literal, 500_000, "{s2:?}");
+}
+
+#[test]
+fn a_stale_manifest_cache_is_detected_and_the_sync_still_succeeds() {
+    let env = TestEnv::new();
+    if !nodes_available() {
+        return;
+    }
+    let w = World::new(&env);
+    let other = PushOptions {
+        cache_dir: Some(env.root().join("other-laptop")),
+        ..PushOptions::default()
+    };
+    write(&w.app, "app.py", b"v1\n");
+    w.push(None, 1).unwrap();
+    write(&w.app, "app.py", b"v2 from this laptop\n");
+    w.push(Some(1), 2).unwrap();
+    // Another laptop replaces release 2 with other content: this laptop's cached
+    // manifest of release 2 is now wrong.
+    w.node
+        .exec(&format!("cd {RELEASES} && rm -rf 2 2.manifest .spare-*"));
+    write(&w.app, "app.py", b"v2 from the other laptop\n");
+    w.push_with(Some(1), 2, &other).unwrap();
+    // A sync planned from the stale cache, with far more data than the pipes hold: the
+    // node refuses the stream unread, sends its manifest, and the sync goes on from it.
+    write(&w.app, "static/new.bin", &noise(6_000_000, 3));
+    write(&w.app, "app.py", b"v3\n");
+    let (s3, m3) = w.push(Some(2), 3).unwrap();
+    w.assert_release_equals(3, &m3);
+    assert!(!s3.base_manifest_cached, "{s3:?}");
+    assert_eq!(s3.round_trips, 2, "{s3:?}");
+    assert_eq!((s3.files.new, s3.files.changed), (1, 1), "{s3:?}");
 }
 
 /// Environment variables of the child process in the SIGKILL test.

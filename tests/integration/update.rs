@@ -43,6 +43,16 @@ pub fn edit(file: &Path, from: &str, to: &str) {
     std::fs::write(file, text.replacen(from, to, 1)).unwrap();
 }
 
+/// `skiff update DIR --node NODE` as it comes out, success or not.
+pub fn run_update(env: &TestEnv, dir: &Path, node: &TestNode) -> std::process::Output {
+    env.skiff()
+        .args(["update"])
+        .arg(dir)
+        .args(["--node", &node.name])
+        .output()
+        .unwrap()
+}
+
 /// `skiff update DIR --node NODE`, asserting success; returns the JSON report.
 pub fn deploy(env: &TestEnv, node: &TestNode, dir: &Path) -> serde_json::Value {
     let out = env
@@ -208,4 +218,361 @@ fn static_site_is_served_by_nginx_alone() {
         !apache_log(&node).contains("site.test") && !apache_log(&node).contains("static.skiff"),
         "Apache saw a request for the static site"
     );
+}
+
+/// Release numbers kept on the node for `app`.
+fn releases_on_node(node: &TestNode, app: &str) -> String {
+    node.exec(&format!(
+        "ls /srv/skiff/apps/{app}/releases/ 2>/dev/null | grep -Ex '[0-9]+' | sort -n | tr '\\n' ' '"
+    ))
+}
+
+#[test]
+fn a_failing_health_check_changes_nothing() {
+    if !nodes_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    let node = TestNode::launch_set_up(&env);
+    let dir = fixture(&env, "python");
+    deploy(&env, &node, &dir);
+    assert_eq!(releases_on_node(&node, "pyapp").trim(), "1");
+
+    // version 2 answers 500 on its health path
+    edit(
+        &dir.join("app.py"),
+        "        body = b\"ok\\n\"",
+        "        start_response(\"500 Internal Server Error\", [(\"Content-Type\", \"text/plain\")])\n        return [b\"database is down\\n\"]",
+    );
+    let out = run_update(&env, &dir, &node);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("health check of version 2"), "{stderr}");
+    assert!(stderr.contains("HTTP 500"), "{stderr}");
+    assert!(
+        stderr.contains("database is down"),
+        "the body is shown: {stderr}"
+    );
+
+    // HOST still serves version 1, release 2 is gone, no route to it, no lock left
+    let (code, body) = get(&node.address, "pyapp.test", "/");
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(field(&body, "version"), "1", "{body}");
+    assert_eq!(releases_on_node(&node, "pyapp").trim(), "1");
+    assert!(
+        !node
+            .exec("cat /etc/nginx/skiff-routes.map")
+            .contains("2.pyapp.test")
+    );
+    assert_eq!(node.exec("ls /var/lib/skiff/locks/ | wc -l").trim(), "0");
+    assert_eq!(env.cluster().apps["pyapp.test"].current, Some(1));
+
+    // fixed: the next update works without any cleanup by hand
+    edit(
+        &dir.join("app.py"),
+        "        start_response(\"500 Internal Server Error\", [(\"Content-Type\", \"text/plain\")])\n        return [b\"database is down\\n\"]",
+        "        body = b\"ok\\n\"",
+    );
+    let report = deploy(&env, &node, &dir);
+    assert_eq!(report["version"], 2);
+    assert_eq!(
+        field(&get(&node.address, "pyapp.test", "/").1, "version"),
+        "2"
+    );
+}
+
+#[test]
+fn a_config_that_fails_the_test_is_never_loaded() {
+    if !nodes_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    let node = TestNode::launch_set_up(&env);
+    let dir = fixture(&env, "static");
+    deploy(&env, &node, &dir);
+    node.exec("echo 'this is not nginx config' > /etc/nginx/conf.d/zz-planted.conf");
+    edit(&dir.join("static/index.html"), "hello", "bonjour");
+    let out = run_update(&env, &dir, &node);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "update passed with a broken NGINX config"
+    );
+    assert!(
+        stderr.contains("zz-planted.conf"),
+        "the failing file is named: {stderr}"
+    );
+    let (code, body) = get(&node.address, "site.test", "/");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("MESSAGE=hello"), "{body}");
+    assert_eq!(releases_on_node(&node, "site").trim(), "1");
+    assert!(
+        !node
+            .exec("cat /etc/nginx/skiff-routes.map")
+            .contains("2.site.test")
+    );
+
+    node.exec("rm /etc/nginx/conf.d/zz-planted.conf");
+    let report = deploy(&env, &node, &dir);
+    assert_eq!(report["version"], 2);
+    assert!(
+        get(&node.address, "site.test", "/")
+            .1
+            .contains("MESSAGE=bonjour")
+    );
+}
+
+#[test]
+fn two_updates_at_once_queue_on_the_lock() {
+    if !nodes_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    let node = TestNode::launch_set_up(&env);
+    let dir = fixture(&env, "python");
+    deploy(&env, &node, &dir);
+    let spawn = || {
+        env.skiff_std()
+            .args(["update"])
+            .arg(&dir)
+            .args(["--node", &node.name])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let a = spawn();
+    let b = spawn();
+    let a = a.wait_with_output().unwrap();
+    let b = b.wait_with_output().unwrap();
+    let errs = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&a.stderr),
+        String::from_utf8_lossy(&b.stderr)
+    );
+    assert!(a.status.success() && b.status.success(), "{errs}");
+    assert!(
+        errs.contains("another deploy holds the lock"),
+        "one waited: {errs}"
+    );
+    // end state: versions 1..3 on the node and in cluster.toml, current 3, prev 2
+    assert_eq!(releases_on_node(&node, "pyapp").trim(), "1 2 3");
+    let app = &env.cluster().apps["pyapp.test"];
+    assert_eq!((app.current, app.prev), (Some(3), Some(2)));
+    assert_eq!(app.versions.len(), 3);
+    assert_eq!(
+        field(&get(&node.address, "pyapp.test", "/").1, "version"),
+        "3"
+    );
+    assert_eq!(node.exec("ls /var/lib/skiff/locks/ | wc -l").trim(), "0");
+}
+
+#[test]
+fn a_lock_held_elsewhere_is_named_and_a_dead_local_one_is_broken() {
+    if !nodes_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    let node = TestNode::launch_set_up(&env);
+    let dir = fixture(&env, "static");
+    deploy(&env, &node, &dir);
+    node.exec(
+        "mkdir /var/lib/skiff/locks/site.lock && \
+         echo 'alice@other-laptop pid=4242 since=2026-01-01T00:00:00Z' > /var/lib/skiff/locks/site.lock/owner",
+    );
+    let out = env
+        .skiff()
+        .env("SKIFF_LOCK_TIMEOUT", "1")
+        .args(["update"])
+        .arg(&dir)
+        .args(["--node", &node.name])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("alice@other-laptop pid=4242"), "{stderr}");
+    assert!(
+        stderr.contains("site.lock"),
+        "the hint names the lock: {stderr}"
+    );
+
+    // a lock left by a skiff of this machine that no longer runs is broken, with a notice
+    let host = nix::unistd::gethostname()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    node.exec(&format!(
+        "echo 'root@{host} pid=999999999 since=2026-01-01T00:00:00Z' > /var/lib/skiff/locks/site.lock/owner"
+    ));
+    let out = run_update(&env, &dir, &node);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("breaking a stale deploy lock"), "{stderr}");
+}
+
+#[test]
+fn two_nodes_switch_together_or_not_at_all() {
+    if !nodes_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    let a = TestNode::launch_set_up(&env);
+    let b = TestNode::launch_set_up(&env);
+    let dir = fixture(&env, "python");
+    let update = |dir: &Path| {
+        env.skiff()
+            .args(["--json", "update"])
+            .arg(dir)
+            .args(["--node", &a.name, "--node", &b.name])
+            .output()
+            .unwrap()
+    };
+    let out = update(&dir);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["nodes"].as_array().unwrap().len(), 2, "{report}");
+    for node in [&a, &b] {
+        assert_eq!(
+            field(&get(&node.address, "pyapp.test", "/").1, "version"),
+            "1"
+        );
+    }
+    assert_eq!(env.cluster().apps["pyapp.test"].nodes.len(), 2);
+
+    // node b refuses the new routes: neither node switches, neither keeps release 2
+    b.exec("echo 'broken' > /etc/nginx/conf.d/zz-planted.conf");
+    edit(&dir.join("app.py"), "hello", "bonjour");
+    let out = update(&dir);
+    assert!(!out.status.success());
+    for node in [&a, &b] {
+        let (code, body) = get(&node.address, "pyapp.test", "/");
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(field(&body, "version"), "1", "{}: {body}", node.name);
+        assert_eq!(releases_on_node(node, "pyapp").trim(), "1", "{}", node.name);
+    }
+    b.exec("rm /etc/nginx/conf.d/zz-planted.conf");
+    let out = update(&dir);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for node in [&a, &b] {
+        assert_eq!(
+            field(&get(&node.address, "pyapp.test", "/").1, "version"),
+            "2"
+        );
+    }
+}
+
+#[test]
+fn etc_hosts_lines_name_every_version_host() {
+    if !nodes_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    let node = TestNode::launch_set_up(&env);
+    let dir = fixture(&env, "static");
+    deploy(&env, &node, &dir);
+    deploy(&env, &node, &dir);
+    let out = env
+        .skiff()
+        .args(["update", "--etc-hosts"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    for host in [
+        "site.test",
+        "www.site.test",
+        "prev.site.test",
+        "1.site.test",
+        "2.site.test",
+    ] {
+        assert!(
+            text.lines()
+                .any(|l| l == format!("{} {host}", node.address)),
+            "no line for {host}:\n{text}"
+        );
+    }
+    // --write without a terminal and without --yes asks nothing and refuses
+    let out = env
+        .skiff()
+        .args(["update", "--etc-hosts", "--write"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--yes"));
+}
+
+#[test]
+fn sections_not_built_yet_are_refused_before_any_change() {
+    let env = TestEnv::new();
+    let dir = fixture(&env, "static");
+    let toml = dir.join("app.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(&toml, format!("{text}\n[services]\ndb = \"postgresql\"\n")).unwrap();
+    let out = env.skiff().args(["update"]).arg(&dir).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("[services]") && stderr.contains("not supported yet"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn ctrl_c_during_a_deploy_leaves_the_live_version_and_nothing_to_clean() {
+    if !nodes_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    let node = TestNode::launch_set_up(&env);
+    let dir = fixture(&env, "python");
+    deploy(&env, &node, &dir);
+    // version 2 takes 4 s to answer its health path: the deploy is mid-trial at 1.5 s
+    edit(
+        &dir.join("app.py"),
+        "        body = b\"ok\\n\"",
+        "        import time\n        time.sleep(4)\n        body = b\"ok\\n\"",
+    );
+    let child = env
+        .skiff_std()
+        .args(["update"])
+        .arg(&dir)
+        .args(["--node", &node.name])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    let (code, body) = get(&node.address, "pyapp.test", "/");
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(field(&body, "version"), "1", "{body}");
+    assert_eq!(releases_on_node(&node, "pyapp").trim(), "1");
+    assert_eq!(node.exec("ls /var/lib/skiff/locks/ | wc -l").trim(), "0");
+    assert_eq!(
+        node.exec("ls /srv/skiff/slots/python/*/slot.json | wc -l")
+            .trim(),
+        "1",
+        "only the live version's slot runs anything"
+    );
+    env.assert_no_masters();
 }

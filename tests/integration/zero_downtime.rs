@@ -403,9 +403,9 @@ fn failed_updates_leave_the_live_version_serving() {
     env.assert_no_masters();
 }
 
-/// An idle slot loads a new release in-process without a restart; one whose processes
-/// still run something (here: release 1, its slot.json removed behind skiff's back, as
-/// processes from before an upgrade of skiff_slot.py would) is restarted after all.
+/// A fresh slot loads a new release in-process without a restart; one whose processes
+/// still run another release (here: release 1, its slot.json removed behind skiff's
+/// back) answers with that one, and is then restarted after all.
 #[test]
 fn a_slot_that_does_not_load_by_itself_is_restarted() {
     if !nodes_available() {

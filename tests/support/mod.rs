@@ -76,6 +76,21 @@ impl TestEnv {
         cmd
     }
 
+    /// [`TestEnv::skiff`] as a plain `std::process::Command`, for tests that spawn
+    /// several skiffs at once.
+    pub fn skiff_std(&self) -> std::process::Command {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_skiff"));
+        cmd.env("HOME", &self.home)
+            .env("NO_COLOR", "1")
+            .env_remove("SKIFF_STATE")
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("CLICOLOR_FORCE")
+            .env("SKIFF_LOCAL_TTL", "3600")
+            .arg("--state")
+            .arg(&self.state);
+        cmd
+    }
+
     /// The cluster as recorded in the state file.
     pub fn cluster(&self) -> skiff::cluster::Cluster {
         skiff::cluster::StateFile::new(self.state.clone())

@@ -36,6 +36,7 @@ pub fn set_up_rootfs() -> PathBuf {
     let dest = set_up_rootfs_path();
     let ready = dest.join(".skiff-setup-ready");
     if ready.exists() {
+        mark_used(&dest);
         return dest;
     }
     let parent = dest.parent().unwrap();
@@ -43,6 +44,7 @@ pub fn set_up_rootfs() -> PathBuf {
     let lock = File::create(parent.join(".skiff-setup-rootfs.lock")).unwrap();
     lock.lock().unwrap();
     if ready.exists() {
+        mark_used(&dest);
         return dest;
     }
     eprintln!(
@@ -85,7 +87,13 @@ pub fn set_up_rootfs() -> PathBuf {
     dest
 }
 
-/// Older frozen rootfs (other digests) that no mounted node uses.
+/// Records that a test is about to use `rootfs` (stale ones are found by this time).
+fn mark_used(rootfs: &Path) {
+    let _ = File::create(rootfs.join(".skiff-setup-used"));
+}
+
+/// Frozen rootfs of other digests that no mounted node uses and no test used for two
+/// hours (another checkout's suite may be about to start a node on one).
 fn remove_stale_siblings(keep: &Path) {
     let Some(parent) = keep.parent() else { return };
     let prefix = format!(
@@ -99,7 +107,20 @@ fn remove_stale_siblings(keep: &Path) {
     for entry in fs::read_dir(parent).into_iter().flatten().flatten() {
         let path = entry.path();
         let name = entry.file_name().to_string_lossy().into_owned();
-        if path == keep || !name.starts_with(&prefix) || mounts.contains(&*path.to_string_lossy()) {
+        if path == keep
+            || !name.starts_with(&prefix)
+            || name.ends_with(".tmp")
+            || mounts.contains(&*path.to_string_lossy())
+        {
+            continue;
+        }
+        let last_use = [".skiff-setup-used", ".skiff-setup-ready"]
+            .iter()
+            .filter_map(|f| fs::metadata(path.join(f)).and_then(|m| m.modified()).ok())
+            .max();
+        if last_use
+            .is_some_and(|t| t.elapsed().unwrap_or_default() < std::time::Duration::from_secs(7200))
+        {
             continue;
         }
         let _ = fs::remove_dir_all(&path);
