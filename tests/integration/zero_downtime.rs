@@ -442,3 +442,42 @@ fn a_slot_that_does_not_load_by_itself_is_restarted() {
         );
     }
 }
+
+/// With a wildcard host name (`*.HOST`), the old routing table sends `N.HOST` to the live
+/// version: the health check of N must not run before NGINX's old workers stopped, or
+/// the live version's 2xx would pass for a broken N.
+#[test]
+fn a_wildcard_host_does_not_pass_a_broken_version() {
+    if !nodes_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    let node = TestNode::launch_set_up(&env);
+    let dir = fixture(&env, "python");
+    let toml = dir.join("app.toml");
+    edit(
+        &toml,
+        "[\"pyapp.test\"]",
+        "[\"pyapp.test\", \"*.pyapp.test\"]",
+    );
+    edit(&toml, "timeout = \"30s\"", "timeout = \"3s\"");
+    deploy(&env, &node, &dir);
+    // the live version answers any subdomain, 2.pyapp.test included
+    let (code, body) = get(&node.address, "2.pyapp.test", "/health");
+    assert_eq!(code, 200, "{body}");
+    for round in 0..3 {
+        change_message(&dir, if round == 0 { "hello" } else { "broken" }, "broken");
+        if round == 0 {
+            edit(
+                &dir.join("app.py"),
+                "        body = b\"ok\\n\"",
+                "        start_response(\"503 Service Unavailable\", [(\"Content-Type\", \"text/plain\")])\n        return [b\"broken\\n\"]",
+            );
+        }
+        let err = deploy_fails(&env, &node, &dir);
+        assert!(err.contains("503"), "round {round}: {err}");
+        let (code, body) = get(&node.address, "pyapp.test", "/");
+        assert_eq!(code, 200, "{body}");
+        assert!(body.contains("version=1 "), "round {round}: {body}");
+    }
+}
