@@ -119,6 +119,10 @@ prepare_step() {
     fi
   fi
   phase venv
+  # Files of a release are hard links shared with older releases: a build command that
+  # writes one in place (`>>`, `truncate`, an editor) would change those too. Such
+  # writes are found (link count > 1, modified during the build) and fail the deploy.
+  marker=$(mktemp)
   for c in "$@"; do
     (
       cd "$rel"
@@ -131,8 +135,19 @@ prepare_step() {
       fi
       rm -f "$a/env/.build-$n"
       sh -c "$c" >&2
-    ) || die "build command failed: $c" 5
+    ) || { rm -f "$marker"; die "build command failed: $c" 5; }
   done
+  if [ $# -gt 0 ]; then
+    shared=$(find "$rel" -type f -links +1 -newer "$marker" | head -n 5)
+    if [ -n "$shared" ]; then
+      rm -f "$marker"
+      echo "skiff: build.commands wrote into shipped files in place; they are hard links shared with older releases:" >&2
+      printf '  %s\n' "$shared" >&2
+      echo "skiff: the releases sharing them (the live one too) may have changed: fix the build, then deploy again" >&2
+      die "write new files (or replace them: write a temp file, then mv) instead of modifying shipped ones" 5
+    fi
+  fi
+  rm -f "$marker"
   phase build
   printf '%s\n' "$meta" >"$a/meta/$n.json.tmp"
   mv -f "$a/meta/$n.json.tmp" "$a/meta/$n.json"

@@ -576,3 +576,38 @@ fn ctrl_c_during_a_deploy_leaves_the_live_version_and_nothing_to_clean() {
     );
     env.assert_no_masters();
 }
+
+#[test]
+fn build_commands_run_in_the_release_and_may_not_write_shipped_files_in_place() {
+    if !nodes_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    let node = TestNode::launch_set_up(&env);
+    let dir = fixture(&env, "static");
+    let toml = dir.join("app.toml");
+    let base = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(
+        &toml,
+        format!("{base}\n[build]\ncommands = [\"echo \\\"built $SKIFF_VERSION\\\" > static/built.txt\"]\n"),
+    )
+    .unwrap();
+    deploy(&env, &node, &dir);
+    let (code, body) = get(&node.address, "site.test", "/built.txt");
+    assert_eq!((code, body.trim()), (200, "built 1"));
+
+    // appending to a shipped file would change every release sharing it
+    std::fs::write(
+        &toml,
+        format!("{base}\n[build]\ncommands = [\"echo extra >> static/robots.txt\"]\n"),
+    )
+    .unwrap();
+    let out = run_update(&env, &dir, &node);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("in place") && stderr.contains("robots.txt"),
+        "{stderr}"
+    );
+    assert_eq!(releases_on_node(&node, "site").trim(), "1");
+}
