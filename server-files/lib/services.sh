@@ -118,8 +118,7 @@ skiff_reload() {
     nginx)
       _old=$(skiff_nginx_workers)
       if skiff_has_systemd; then systemctl reload nginx; else nginx -s reload; fi
-      # SKIFF_NGINX_NOWAIT=1: the caller polls by itself (a deploy's health check)
-      [ "${SKIFF_NGINX_NOWAIT:-0}" = 1 ] || skiff_nginx_settled "$_old"
+      skiff_nginx_settled "$_old"
       ;;
     apache2)
       if skiff_has_systemd; then systemctl reload apache2; else apache2ctl graceful; fi

@@ -46,6 +46,11 @@ fn lock_wait() -> Duration {
         .unwrap_or(LOCK_WAIT)
 }
 
+/// NGINX's loopback-only port on a node where a backend name (`N.APP.KIND.skiff`) is its
+/// own route: the health check reaches a release through NGINX before any route points
+/// at it (setup-node renders it into NGINX's config; `node.sh` uses it).
+pub const CHECK_PORT: u16 = 8079;
+
 /// Releases kept per app unless app.toml says otherwise.
 pub const DEFAULT_KEEP: u32 = 5;
 
@@ -485,12 +490,14 @@ pub async fn update(
         return Err(e);
     }
 
-    // Every node passed: switch them all.
+    // Every node passed: switch them all (routes + state), then finish (idle freed
+    // slots, prune, unlock). A node refusing its switch puts the nodes already
+    // switched back on the old version, so nodes never disagree on what HOST serves.
     let keep = config.keep.unwrap_or(DEFAULT_KEEP) as usize;
-    let mut reports = Vec::new();
+    let prepared: Vec<Prepared> = prepared.into_iter().flatten().collect();
     let mut previous = None;
-    let mut final_states = Vec::new();
-    for (t, p) in targets.iter().zip(prepared.into_iter().flatten()) {
+    let mut plans = Vec::new();
+    for p in &prepared {
         let mut st = p.state.clone();
         let app = st.apps.get_mut(&config.name).expect("trial added the app");
         previous = previous.or(app.current);
@@ -504,24 +511,50 @@ pub async fn update(
             app.releases.retain(|r| !prune.contains(&r.number));
         }
         let routes = routing::render_map(&st);
-        let mut phases = p.phases.clone();
-        match remote::switch(&t.session, &config.name, &st, &routes, &freed, &prune).await {
-            Ok(ph) => phases.extend(ph),
+        plans.push((st, routes, freed, prune));
+    }
+    let mut phases: Vec<PhaseTimes> = prepared.iter().map(|p| p.phases.clone()).collect();
+    for (i, t) in targets.iter().enumerate() {
+        let (st, routes, _, _) = &plans[i];
+        match remote::switch(&t.session, &config.name, st, routes).await {
+            Ok(ph) => phases[i].extend(ph),
             Err(e) => {
-                // the switch script restores the old routes itself when NGINX refuses
-                let _ = remote::abort(
-                    &t.session,
-                    &config.name,
-                    Some(n),
-                    p.slot.as_deref().unwrap_or(""),
-                    p.kind,
-                    &routing::render_map(&t.begun.state),
-                )
-                .await;
+                for done in &targets[..i] {
+                    let old = routing::render_map(&done.begun.state);
+                    let _ =
+                        remote::switch(&done.session, &config.name, &done.begun.state, &old).await;
+                }
+                for (t, p) in targets.iter().zip(&prepared) {
+                    let _ = remote::abort(
+                        &t.session,
+                        &config.name,
+                        Some(n),
+                        p.slot.as_deref().unwrap_or(""),
+                        p.kind,
+                        &routing::render_map(&t.begun.state),
+                    )
+                    .await;
+                }
+                for t in targets {
+                    let _ = t.session.close().await;
+                }
                 return Err(e);
             }
         }
-        for (k, v) in &phases {
+    }
+    let served_after = started.elapsed().as_secs_f64();
+    let mut reports = Vec::new();
+    let mut final_states = Vec::new();
+    for (i, (t, p)) in targets.iter().zip(&prepared).enumerate() {
+        let (st, _, freed, prune) = &plans[i];
+        match remote::finish(&t.session, &config.name, freed, prune).await {
+            Ok(ph) => phases[i].extend(ph),
+            Err(e) => events(Event::Note {
+                node: t.name.clone(),
+                message: format!("version {n} is live, but tidying up failed: {e}"),
+            }),
+        }
+        for (k, v) in &phases[i] {
             events(Event::Phase {
                 node: t.name.clone(),
                 phase: k.clone(),
@@ -531,13 +564,12 @@ pub async fn update(
         reports.push(NodeReport {
             node: t.name.clone(),
             slot: p.slot.clone(),
-            phases,
+            phases: phases[i].clone(),
             sync: p.sync.clone(),
-            pruned: prune,
+            pruned: prune.clone(),
         });
-        final_states.push((t.name.clone(), st));
+        final_states.push((t.name.clone(), st.clone()));
     }
-    let served_after = started.elapsed().as_secs_f64();
     record(state, &config.name, &main, &final_states, &events)?;
     for t in targets {
         let _ = t.session.close().await;
@@ -1058,7 +1090,8 @@ async fn activate_node(
     a.prev = old;
     let freed = st.free_spare_slots(app);
     let routes = routing::render_map(&st);
-    remote::switch(&t.session, app, &st, &routes, &freed, &[]).await?;
+    remote::switch(&t.session, app, &st, &routes).await?;
+    remote::finish(&t.session, app, &freed, &[]).await?;
     Ok(st)
 }
 
@@ -1088,7 +1121,11 @@ pub async fn clean(
             a.releases.retain(|r| !prune.contains(&r.number));
         }
         let routes = routing::render_map(&st);
-        if let Err(e) = remote::switch(&t.session, &app, &st, &routes, &[], &prune).await {
+        let switched = match remote::switch(&t.session, &app, &st, &routes).await {
+            Ok(_) => remote::finish(&t.session, &app, &[], &prune).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = switched {
             return Err(release_all(targets, &app, e).await);
         }
         for p in prune {

@@ -12,10 +12,11 @@
 #                                  env snapshot, venv, build commands, release meta
 #   trial APP N SLOT KIND WANT HOST HEALTH TIMEOUT ROUTES
 #                                  load N into SLOT (restart only it, and a fresh Python
-#                                  slot not even that), warm it while N.HOST is routed,
-#                                  health-check N.HOST through NGINX
-#   switch APP STATE ROUTES FREED PRUNE
-#                                  routes + state.toml, idle freed slots, prune, unlock
+#                                  slot not even that), warm it, health-check it through
+#                                  NGINX by its backend name (ROUTES names it) on the
+#                                  loopback check port; no route changes
+#   switch APP STATE ROUTES        routes (nginx -t, reload) + state.toml
+#   finish APP FREED PRUNE         idle freed slots, prune releases, unlock
 #   abort APP N SLOT KIND ROUTES   undo a trial: idle SLOT, old routes, drop release N, unlock
 #   unlock APP                     release the deploy lock
 #   peek                           print the node state (no lock)
@@ -32,6 +33,7 @@ NODE=/usr/local/share/skiff/bin/skiff-node
 STAGING=/var/lib/skiff/staging
 SLOTS=/srv/skiff/slots
 ENVDIR=/etc/skiff/env
+CHECK_PORT=8079   # deploy::CHECK_PORT: NGINX's loopback port where backend names route
 
 die() { echo "skiff: $1" >&2; exit "${2:-1}"; }
 now() { date +%s.%N; }
@@ -159,22 +161,6 @@ prepare_step() {
   phase meta
 }
 
-# routes_start ROUTES: install the routing table in the background (an NGINX reload takes
-# ~0.15 s, most of it NGINX's own pause before its old workers stop), so that other work
-# overlaps it; routed waits for it (on failure: its message, exit 4)
-rpid= rlog=
-routes_start() {
-  rlog=$(mktemp)
-  (install_routes "$1") >"$rlog" 2>&1 &
-  rpid=$!
-}
-routed() {
-  [ -n "$rpid" ] || return 0
-  _p=$rpid
-  rpid=
-  if ! wait "$_p"; then cat "$rlog" >&2; rm -f "$rlog"; exit 4; fi
-  rm -f "$rlog"
-}
 
 # trial_step APP N SLOT KIND WANT HOST HEALTH TIMEOUT ROUTES
 trial_step() {
@@ -197,9 +183,9 @@ trial_step() {
     fi
   fi
   phase load
-  # N.HOST goes into the routing table while the slot warms (unless `ready` started it
-  # already); only the health check below uses N.HOST, after both are done
-  [ -n "$rpid" ] || routes_start "$routes"
+  # release N's backend name, as the routing table given for the trial has it
+  backend=$(printf '%s\n' "$routes" | awk -v h="$n.$host" '$1 == h { sub(/;$/, "", $2); print $2 }')
+  [ -n "$backend" ] || die "the trial routing table has no route for $n.$host" 2
   if [ -n "$slot" ]; then
     # Warm: at most 2 requests at a time, until WANT distinct processes answer release
     # N. A process still running another release answers with that one, and one that
@@ -236,7 +222,7 @@ trial_step() {
       got=$1
       if [ "$got" -ge "$want" ]; then ok=1; break; fi
       if [ "$2" = 1 ] && [ "$restarted" = 0 ]; then
-        restart_slot "$slot" "$kind" || { routed; die "could not restart slot $slot"; }
+        restart_slot "$slot" "$kind" || die "could not restart slot $slot"
         restarted=1
         echo "restarted $slot"
       fi
@@ -244,7 +230,6 @@ trial_step() {
     done
     rm -f "$out" "$out.1" "$out.2"
     if [ "$ok" != 1 ] && [ "$got" -lt 1 ]; then
-      routed
       echo "skiff: slot $slot did not answer with release $n within ${timeout}s; the app's error log says:" >&2
       tail -n 20 /var/log/apache2/error.log >&2 2>/dev/null || true
       exit 6
@@ -252,15 +237,20 @@ trial_step() {
     echo "warm $got $want $r"
     phase warm
   fi
-  routed
-  phase route
-  # health: N.HOST through NGINX, 2xx or 3xx within the timeout
+  # The switch reloads NGINX: its config must load now, so that a broken file planted
+  # anywhere fails this trial (and every node aborts) rather than one node's switch.
+  if ! _t=$(nginx -t 2>&1); then
+    printf '%s\n' "$_t" >&2
+    die "nginx -t fails on this node, so no version can be switched here; nothing was changed" 4
+  fi
+  # health: release N by its backend name through NGINX's loopback check port, 2xx or
+  # 3xx within the timeout
   body=$(mktemp)
   rounds=$(awk -v t="$timeout" 'BEGIN{print int(t * 50) + 1}')
   r=0 code=000
   while [ "$r" -lt "$rounds" ]; do
     r=$((r + 1))
-    code=$(curl -s -o "$body" -w '%{http_code}' -m 10 -H "Host: $n.$host" "http://127.0.0.1$health" 2>/dev/null || true)
+    code=$(curl -s -o "$body" -w '%{http_code}' -m 10 -H "Host: $backend" "http://127.0.0.1:$CHECK_PORT$health" 2>/dev/null || true)
     case $code in 2?? | 3??) break ;; esac
     sleep 0.02
   done
@@ -314,9 +304,8 @@ case $step in
     t1=$1 t2=$2 t3=$3 t4=$4 t5=$5 t6=$6 t7=$7 t8=$8 t9=$9
     shift 9
     check_app "$t1"; check_n "$t2"
-    # N.HOST's route goes in while the release is prepared and its slot warms; if the
-    # build fails, the route job is waited for (the laptop then puts the old table back)
-    routes_start "$t9"
+    # No route changes before the switch: the health check reaches release N by its
+    # backend name on NGINX's loopback check port (one NGINX reload per deploy).
     # (a subshell, so a failure can wait for the route job; not in an `||` list, which
     # would switch `set -e` off inside it)
     set +e
@@ -327,8 +316,6 @@ case $step in
     _s=$?
     set -e
     if [ "$_s" != 0 ]; then
-      wait "$rpid" 2>/dev/null || true
-      rm -f "$rlog"
       exit "$_s"
     fi
     T0=$(now)
@@ -337,12 +324,17 @@ case $step in
     ;;
 
   switch)
-    app=$1 state=$2 routes=$3 freed=$4 prune=$5
+    app=$1 state=$2 routes=$3
     check_app "$app"
     printf '%s' "$state" >"$STATE.tmp"
     install_routes "$routes" || { rm -f "$STATE.tmp"; exit 4; }
     mv -f "$STATE.tmp" "$STATE"
     phase switch
+    ;;
+
+  finish)
+    app=$1 freed=$2 prune=$3
+    check_app "$app"
     for s in $freed; do
       check_slot "$s"
       case $s in py*) idle_slot "$s" python ;; rb*) idle_slot "$s" ruby ;; esac

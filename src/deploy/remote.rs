@@ -311,29 +311,37 @@ pub async fn ready(
     trial_outcome(session, status, &out, &err).map_err(NotReady::Trial)
 }
 
-/// Routes, state, freed slots, pruning and unlock (one round trip).
+/// Routes and state.toml: the switch itself (one round trip; keeps the lock).
 pub async fn switch(
     session: &Session,
     app: &str,
     state: &NodeState,
     routes: &str,
+) -> Result<PhaseTimes> {
+    let state_text = state.render();
+    let (status, out, err) = step(session, &["switch", app, &state_text, routes]).await?;
+    if status != 0 {
+        return Err(failed(session, "switching versions", status, &out, &err));
+    }
+    Ok(phases(&out))
+}
+
+/// After every node switched: idle the freed slots, prune, unlock (one round trip).
+pub async fn finish(
+    session: &Session,
+    app: &str,
     freed: &[String],
     prune: &[u32],
 ) -> Result<PhaseTimes> {
-    let state_text = state.render();
     let freed = freed.join(" ");
     let prune = prune
         .iter()
         .map(u32::to_string)
         .collect::<Vec<_>>()
         .join(" ");
-    let (status, out, err) = step(
-        session,
-        &["switch", app, &state_text, routes, &freed, &prune],
-    )
-    .await?;
+    let (status, out, err) = step(session, &["finish", app, &freed, &prune]).await?;
     if status != 0 {
-        return Err(failed(session, "switching versions", status, &out, &err));
+        return Err(failed(session, "pruning", status, &out, &err));
     }
     Ok(phases(&out))
 }

@@ -285,6 +285,7 @@ impl Desired {
         ctx.insert("share", SHARE);
         ctx.insert("user", user);
         ctx.insert("ipv6", &facts.ipv6);
+        ctx.insert("check_port", &crate::deploy::CHECK_PORT);
         ctx.insert("python_slots", &python_slots);
         ctx.insert("ruby_slots", &ruby_slots);
         ctx.insert(
