@@ -142,6 +142,16 @@ fn versions_story(fixture_name: &str, host: &str, code_file: &str, runtime_word:
         String::from_utf8_lossy(&out.stderr)
     );
     check(host, "2", "bonjour");
+    // and activate 1 (prev again now) goes back, then 2 once more for the checks below
+    for (v, message) in [("1", "hello"), ("2", "bonjour")] {
+        let out = env.skiff().args(["activate", host, v]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        check(host, v, message);
+    }
     let out = env
         .skiff()
         .args(["--json", "versions", host])
@@ -610,4 +620,40 @@ fn build_commands_run_in_the_release_and_may_not_write_shipped_files_in_place() 
         "{stderr}"
     );
     assert_eq!(releases_on_node(&node, "site").trim(), "1");
+}
+
+#[test]
+fn activating_a_version_no_slot_runs_loads_it_first() {
+    if !nodes_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    let node = TestNode::launch_set_up(&env);
+    let dir = fixture(&env, "python");
+    for message in ["one", "two", "three"] {
+        edit(
+            &dir.join("app.py"),
+            "MESSAGE = \"",
+            &format!("MESSAGE = \"{message}-"),
+        );
+        deploy(&env, &node, &dir);
+    }
+    // version 1 is kept but runs nowhere: its own host says so
+    let (code, body) = get(&node.address, "1.pyapp.test", "/");
+    assert_eq!(code, 503, "{body}");
+    let out = env
+        .skiff()
+        .args(["activate", "pyapp.test", "1"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("not running; loading it"), "{stderr}");
+    let (code, body) = get(&node.address, "pyapp.test", "/");
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(field(&body, "version"), "1", "{body}");
+    assert_eq!(
+        field(&get(&node.address, "prev.pyapp.test", "/").1, "version"),
+        "3"
+    );
 }
