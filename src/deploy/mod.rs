@@ -439,62 +439,34 @@ pub async fn update(
     let results = tokio::select! {
         r = trials => r,
         _ = tokio::signal::ctrl_c() => {
-            for (t, (slot, kind)) in targets.iter().zip(&planned) {
-                let _ = remote::abort(&t.session, &config.name, Some(n), slot.as_deref().unwrap_or(""), kind, &routing::render_map(&t.begun.state)).await;
-            }
-            for t in targets {
-                let _ = t.session.close().await;
-            }
-            return Err(Error::Interrupted);
+            let undo = planned.iter().map(|(slot, kind)| Some(Undo::of(slot, kind))).collect();
+            return Err(abort_all(targets, &config.name, n, undo, Error::Interrupted).await);
         }
     };
     let mut prepared = Vec::new();
+    let mut undo = Vec::new();
     let mut failure = None;
-    for (t, r) in targets.iter().zip(results) {
+    for r in results {
         match r {
-            Ok(p) => prepared.push(Some(p)),
-            Err((e, undo)) => {
-                prepared.push(None);
-                if let Some(undo) = undo {
-                    let _ = remote::abort(
-                        &t.session,
-                        &config.name,
-                        Some(n),
-                        &undo.slot,
-                        &undo.kind,
-                        &routing::render_map(&t.begun.state),
-                    )
-                    .await;
-                }
+            Ok(p) => {
+                undo.push(Some(Undo::of(&p.slot, p.kind)));
+                prepared.push(p);
+            }
+            Err((e, u)) => {
+                // no slot touched yet: still drop what sync left and unlock
+                undo.push(Some(u.unwrap_or_else(|| Undo::of(&None, ""))));
                 failure.get_or_insert(e);
             }
         }
     }
     if let Some(e) = failure {
-        for (t, p) in targets.iter().zip(&prepared) {
-            if let Some(p) = p {
-                let _ = remote::abort(
-                    &t.session,
-                    &config.name,
-                    Some(n),
-                    p.slot.as_deref().unwrap_or(""),
-                    p.kind,
-                    &routing::render_map(&t.begun.state),
-                )
-                .await;
-            }
-        }
-        for t in targets {
-            let _ = t.session.close().await;
-        }
-        return Err(e);
+        return Err(abort_all(targets, &config.name, n, undo, e).await);
     }
 
     // Every node passed: switch them all (routes + state), then finish (idle freed
     // slots, prune, unlock). A node refusing its switch puts the nodes already
     // switched back on the old version, so nodes never disagree on what HOST serves.
     let keep = config.keep.unwrap_or(DEFAULT_KEEP) as usize;
-    let prepared: Vec<Prepared> = prepared.into_iter().flatten().collect();
     let mut previous = None;
     let mut plans = Vec::new();
     for p in &prepared {
@@ -524,21 +496,7 @@ pub async fn update(
                     let _ =
                         remote::switch(&done.session, &config.name, &done.begun.state, &old).await;
                 }
-                for (t, p) in targets.iter().zip(&prepared) {
-                    let _ = remote::abort(
-                        &t.session,
-                        &config.name,
-                        Some(n),
-                        p.slot.as_deref().unwrap_or(""),
-                        p.kind,
-                        &routing::render_map(&t.begun.state),
-                    )
-                    .await;
-                }
-                for t in targets {
-                    let _ = t.session.close().await;
-                }
-                return Err(e);
+                return Err(abort_all(targets, &config.name, n, undo, e).await);
             }
         }
     }
@@ -631,6 +589,37 @@ struct Prepared {
 struct Undo {
     slot: String,
     kind: String,
+}
+
+impl Undo {
+    /// Undo of a release loaded into `slot` (none for PHP and static) of `kind`.
+    fn of(slot: &Option<String>, kind: &str) -> Undo {
+        Undo {
+            slot: slot.clone().unwrap_or_default(),
+            kind: kind.to_string(),
+        }
+    }
+}
+
+/// Undoes release `n` on every node with an `undo` (its slot back, release N removed,
+/// lock released), closes every session and returns `error` for the caller.
+async fn abort_all(
+    targets: Vec<Target>,
+    app: &str,
+    n: u32,
+    undo: Vec<Option<Undo>>,
+    error: Error,
+) -> Error {
+    for (t, u) in targets.iter().zip(&undo) {
+        if let Some(u) = u {
+            let old = routing::render_map(&t.begun.state);
+            let _ = remote::abort(&t.session, app, Some(n), &u.slot, &u.kind, &old).await;
+        }
+    }
+    for t in targets {
+        let _ = t.session.close().await;
+    }
+    error
 }
 
 #[allow(clippy::too_many_arguments)]
