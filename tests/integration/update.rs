@@ -657,3 +657,39 @@ fn activating_a_version_no_slot_runs_loads_it_first() {
         "3"
     );
 }
+
+#[test]
+fn clean_drops_old_releases_but_never_current_or_prev() {
+    if !nodes_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    let node = TestNode::launch_set_up(&env);
+    let dir = fixture(&env, "static");
+    for _ in 0..3 {
+        deploy(&env, &node, &dir);
+    }
+    assert_eq!(releases_on_node(&node, "site").trim(), "1 2 3");
+    let out = env
+        .skiff()
+        .args(["--json", "clean", "site.test", "--keep", "1"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["removed"], serde_json::json!([1]), "{report}");
+    assert_eq!(releases_on_node(&node, "site").trim(), "2 3");
+    assert_eq!(get(&node.address, "1.site.test", "/").0, 404);
+    assert_eq!(get(&node.address, "site.test", "/").0, 200);
+    assert_eq!(get(&node.address, "prev.site.test", "/").0, 200);
+    let versions: Vec<u32> = env.cluster().apps["site.test"]
+        .versions
+        .iter()
+        .map(|v| v.number)
+        .collect();
+    assert_eq!(versions, vec![2, 3]);
+}
