@@ -7,19 +7,7 @@ use std::process::{Command as StdCommand, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::support::{TestEnv, TestNode, nodes_available};
-
-/// `GET http://ADDRESS/` with `Host: host`, from this machine: (status, body).
-fn get(address: &str, host: &str) -> (String, String) {
-    let out = StdCommand::new("curl")
-        .args(["-s", "-m", "10", "-w", "\n%{http_code}", "-H"])
-        .arg(format!("Host: {host}"))
-        .arg(format!("http://{address}/some/path"))
-        .output()
-        .expect("curl runs");
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
-    (code.to_string(), body.to_string())
-}
+use crate::update::get;
 
 fn json(out: &std::process::Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
@@ -42,8 +30,8 @@ fn changed_since_marker(node: &TestNode) -> String {
 
 fn assert_serves_404(node: &TestNode) {
     for host in ["unknown.example.com", "x.test", "10.1.2.3"] {
-        let (code, body) = get(&node.address, host);
-        assert_eq!(code, "404", "Host {host}: {body}");
+        let (code, body) = get(&node.address, host, "/some/path");
+        assert_eq!(code, 404, "Host {host}: {body}");
         assert!(
             body.contains("skiff: no app is served at this host"),
             "Host {host} got another 404 page:\n{body}"
