@@ -612,8 +612,7 @@ async fn abort_all(
 ) -> Error {
     for (t, u) in targets.iter().zip(&undo) {
         if let Some(u) = u {
-            let old = routing::render_map(&t.begun.state);
-            let _ = remote::abort(&t.session, app, Some(n), &u.slot, &u.kind, &old).await;
+            let _ = remote::abort(&t.session, app, Some(n), &u.slot, &u.kind).await;
         }
     }
     for t in targets {
@@ -745,17 +744,16 @@ async fn trial_node(
             },
         );
     }
-    let routes = routing::render_map(&st);
+    let backend = routing::backend(&st, app, &st.apps[app.as_str()], n);
     let trial = remote::Trial {
         app,
         n,
         slot: slot.as_deref().unwrap_or(""),
         kind,
         want: SLOT_PROCESSES,
-        host: main,
+        backend: &backend,
         health: &config.health.path,
         timeout: config.health.timeout().as_secs_f64(),
-        routes: &routes,
     };
     let undo = || Undo {
         slot: slot.clone().unwrap_or_default(),
@@ -997,9 +995,6 @@ async fn activate_node(
         remote::unlock(&t.session, app).await?;
         return Ok(st);
     }
-    let main = routing::main_host(&node_app.hostnames)
-        .unwrap_or(host)
-        .to_string();
     let mut slot = None;
     let mut kind = "";
     if let Some(prefix) = slot_kind(node_app.runtime)
@@ -1027,30 +1022,21 @@ async fn activate_node(
             node: t.name.clone(),
             message: format!("version {target} is not running; loading it into slot {s}"),
         });
-        let routes = routing::render_map(&st);
+        let backend = routing::backend(&st, app, &st.apps[app], target);
         let trial = remote::Trial {
             app,
             n: target,
             slot: s,
             kind,
             want: SLOT_PROCESSES,
-            host: &main,
+            backend: &backend,
             health: "/",
             timeout: 30.0,
-            routes: &routes,
         };
         match remote::trial(&t.session, &trial).await {
             Ok(Ok(_)) => {}
             Ok(Err(h)) => {
-                let _ = remote::abort(
-                    &t.session,
-                    app,
-                    None,
-                    s,
-                    kind,
-                    &routing::render_map(&t.begun.state),
-                )
-                .await;
+                let _ = remote::abort(&t.session, app, None, s, kind).await;
                 return Err(Error::Remote {
                     node: t.name.clone(),
                     command: format!("health check of version {target}"),
@@ -1060,15 +1046,7 @@ async fn activate_node(
                 });
             }
             Err(e) => {
-                let _ = remote::abort(
-                    &t.session,
-                    app,
-                    None,
-                    s,
-                    kind,
-                    &routing::render_map(&t.begun.state),
-                )
-                .await;
+                let _ = remote::abort(&t.session, app, None, s, kind).await;
                 return Err(e);
             }
         }

@@ -10,14 +10,16 @@
 #   ready TRIAL-ARGS PREPARE-ARGS  prepare, then trial, in one round trip (`update`)
 #     prepare: APP N META VENV REQ WHEELS DOCROOT ENVLINES [CMD...]
 #                                  env snapshot, venv, build commands, release meta
-#   trial APP N SLOT KIND WANT HOST HEALTH TIMEOUT ROUTES
+#   trial APP N SLOT KIND WANT BACKEND HEALTH TIMEOUT
 #                                  load N into SLOT (restart only it, and a fresh Python
 #                                  slot not even that), warm it, health-check it through
-#                                  NGINX by its backend name (ROUTES names it) on the
+#                                  NGINX by its BACKEND name (N.APP.KIND.skiff) on the
 #                                  loopback check port; no route changes
 #   switch APP STATE ROUTES        routes (nginx -t, reload) + state.toml
 #   finish APP FREED PRUNE         idle freed slots, prune releases, unlock
-#   abort APP N SLOT KIND ROUTES   undo a trial: idle SLOT, old routes, drop release N, unlock
+#   abort APP N SLOT KIND          undo a trial: SLOT back, drop release N, unlock
+#                                  (a trial never changes routes; a refused switch
+#                                  puts its old table back itself)
 #   unlock APP                     release the deploy lock
 #   peek                           print the node state (no lock)
 set -eu
@@ -164,7 +166,7 @@ prepare_step() {
 
 # trial_step APP N SLOT KIND WANT HOST HEALTH TIMEOUT ROUTES
 trial_step() {
-  app=$1 n=$2 slot=$3 kind=$4 want=$5 host=$6 health=$7 timeout=$8 routes=$9
+  app=$1 n=$2 slot=$3 kind=$4 want=$5 backend=$6 health=$7 timeout=$8
   check_app "$app"; check_n "$n"; check_slot "$slot"
   restarted=0
   if [ -n "$slot" ]; then
@@ -183,9 +185,7 @@ trial_step() {
     fi
   fi
   phase load
-  # release N's backend name, as the routing table given for the trial has it
-  backend=$(printf '%s\n' "$routes" | awk -v h="$n.$host" '$1 == h { sub(/;$/, "", $2); print $2 }')
-  [ -n "$backend" ] || die "the trial routing table has no route for $n.$host" 2
+  printf '%s' "$backend" | grep -Eqx "$n\.$app\.[a-z0-9]+\.skiff" || die "bad backend name: $backend" 2
   if [ -n "$slot" ]; then
     # Warm: at most 2 requests at a time, until WANT distinct processes answer release
     # N. A process still running another release answers with that one, and one that
@@ -298,16 +298,15 @@ case $step in
     ;;
 
   ready)
-    # ready TRIAL-ARGS(9) PREPARE-ARGS...: both steps in one round trip; `---trial`
+    # ready TRIAL-ARGS(8) PREPARE-ARGS...: both steps in one round trip; `---trial`
     # tells the laptop that prepare passed and the trial began
-    [ $# -ge 17 ] || die "ready needs 9 trial and at least 8 prepare arguments" 2
-    t1=$1 t2=$2 t3=$3 t4=$4 t5=$5 t6=$6 t7=$7 t8=$8 t9=$9
-    shift 9
+    [ $# -ge 16 ] || die "ready needs 8 trial and at least 8 prepare arguments" 2
+    t1=$1 t2=$2 t3=$3 t4=$4 t5=$5 t6=$6 t7=$7 t8=$8
+    shift 8
     check_app "$t1"; check_n "$t2"
     # No route changes before the switch: the health check reaches release N by its
     # backend name on NGINX's loopback check port (one NGINX reload per deploy).
-    # (a subshell, so a failure can wait for the route job; not in an `||` list, which
-    # would switch `set -e` off inside it)
+    # (a subshell, not an `||` list, which would switch `set -e` off inside it)
     set +e
     (
       set -e
@@ -320,7 +319,7 @@ case $step in
     fi
     T0=$(now)
     echo "---trial"
-    trial_step "$t1" "$t2" "$t3" "$t4" "$t5" "$t6" "$t7" "$t8" "$t9"
+    trial_step "$t1" "$t2" "$t3" "$t4" "$t5" "$t6" "$t7" "$t8"
     ;;
 
   switch)
@@ -348,7 +347,7 @@ case $step in
     ;;
 
   abort)
-    app=$1 n=$2 slot=$3 kind=$4 routes=$5
+    app=$1 n=$2 slot=$3 kind=$4
     check_app "$app"; check_slot "$slot"
     if [ -n "$slot" ]; then
       d=$(slot_dir "$slot" "$kind")
@@ -359,7 +358,6 @@ case $step in
         idle_slot "$slot" "$kind"
       fi
     fi
-    if [ -n "$routes" ]; then install_routes "$routes" || echo "skiff: the old routing table could not be reinstalled either" >&2; fi
     [ -n "$n" ] && { check_n "$n"; drop_release "$app" "$n"; }
     rm -rf "$LOCKS/$app.lock"
     ;;

@@ -195,14 +195,13 @@ pub struct Trial<'a> {
     pub kind: &'a str,
     /// Processes that must answer with release N.
     pub want: u32,
-    /// The main host (`N.HOST` is checked).
-    pub host: &'a str,
+    /// Release N's backend name (`N.APP.KIND.skiff`), checked on NGINX's loopback
+    /// check port before any route points at it.
+    pub backend: &'a str,
     /// Health path.
     pub health: &'a str,
     /// Seconds allowed for warming and for the health check each.
     pub timeout: f64,
-    /// The routing table with `N.HOST` added.
-    pub routes: &'a str,
 }
 
 /// The result of a failed health check, for the user.
@@ -216,13 +215,13 @@ pub struct HealthFailure {
     pub error_log: String,
 }
 
-/// Loads release N, warms it, routes `N.HOST` and health-checks it (one round trip).
+/// Loads release N, warms it and health-checks it (one round trip; no route changes).
 pub async fn trial(session: &Session, t: &Trial<'_>) -> Result<Result<PhaseTimes, HealthFailure>> {
     let n = t.n.to_string();
     let want = t.want.to_string();
     let timeout = format!("{:.1}", t.timeout);
     let args = [
-        "trial", t.app, &n, t.slot, t.kind, &want, t.host, t.health, &timeout, t.routes,
+        "trial", t.app, &n, t.slot, t.kind, &want, t.backend, t.health, &timeout,
     ];
     let (status, out, err) = step(session, &args).await?;
     trial_outcome(session, status, &out, &err)
@@ -285,10 +284,9 @@ pub async fn ready(
         t.slot,
         t.kind,
         &want,
-        t.host,
+        t.backend,
         t.health,
         &timeout,
-        t.routes,
         // prepare
         t.app,
         &n,
@@ -346,18 +344,17 @@ pub async fn finish(
     Ok(phases(&out))
 }
 
-/// Undoes a trial: the slot goes back to what it ran, the old routes return, release N
-/// is removed, the lock is released. Best effort: errors are returned for reporting.
+/// Undoes a trial: the slot goes back to what it ran, release N is removed, the lock is
+/// released (a trial never changes routes). Best effort: errors are returned for reporting.
 pub async fn abort(
     session: &Session,
     app: &str,
     n: Option<u32>,
     slot: &str,
     kind: &str,
-    routes: &str,
 ) -> Result<()> {
     let n = n.map(|n| n.to_string()).unwrap_or_default();
-    let (status, out, err) = step(session, &["abort", app, &n, slot, kind, routes]).await?;
+    let (status, out, err) = step(session, &["abort", app, &n, slot, kind]).await?;
     if status != 0 {
         return Err(failed(session, "cleaning up", status, &out, &err));
     }
