@@ -176,6 +176,25 @@ pub struct BuildConfig {
     /// Commands run with `sh -c` in the new release on the node, as the app user.
     #[serde(default)]
     pub commands: Vec<String>,
+    /// How long one build command may run, e.g. "10m" (default); a command still
+    /// running then is stopped and the deploy fails, the live version untouched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+}
+
+/// Default of `[build] timeout`: long enough for a cold `pip install` or asset build.
+pub const DEFAULT_BUILD_TIMEOUT: Duration = Duration::from_secs(600);
+const MIN_BUILD_TIMEOUT: Duration = Duration::from_secs(1);
+const MAX_BUILD_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
+
+impl BuildConfig {
+    /// The timeout of one build command (validated at load).
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+            .as_deref()
+            .and_then(|t| humantime::parse_duration(t).ok())
+            .unwrap_or(DEFAULT_BUILD_TIMEOUT)
+    }
 }
 
 /// A backing service.
@@ -321,6 +340,15 @@ impl AppConfig {
                 "write a path like `path = \"/\"` or `\"/healthz\"`",
             )
         })?;
+        if let Some(t) = &self.build.timeout {
+            check_duration(t, MIN_BUILD_TIMEOUT, MAX_BUILD_TIMEOUT).map_err(|e| {
+                c.bad(
+                    "build.timeout",
+                    e,
+                    "write a duration like `timeout = \"10m\"` or `\"90s\"`",
+                )
+            })?;
+        }
         check_duration(&self.health.timeout, MIN_HEALTH_TIMEOUT, MAX_HEALTH_TIMEOUT).map_err(
             |e| {
                 c.bad(

@@ -233,6 +233,40 @@ impl NodeState {
             + 1
     }
 
+    /// Release numbers found on disk for `app` (`found`, as `begin` lists them) that the
+    /// state does not name: what an interrupted deploy, or a kill between switch and
+    /// finish, left behind. The next run removes them (it holds the app's lock).
+    pub fn leftovers(&self, app: &str, found: &[u32]) -> Vec<u32> {
+        let kept: Vec<u32> = self
+            .apps
+            .get(app)
+            .map(|a| a.releases.iter().map(|r| r.number).collect())
+            .unwrap_or_default();
+        let mut out: Vec<u32> = found
+            .iter()
+            .copied()
+            .filter(|n| !kept.contains(n))
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// Slots whose `slot.json` (`files`: slot -> the release folder it names, as the node
+    /// lists them under the node lock) is not what the state says the slot runs: an
+    /// interrupted trial loaded them, or a kill between switch and finish left a freed
+    /// slot running. They are reset (idled) before anything is loaded.
+    pub fn stale_slots(&self, files: &BTreeMap<String, String>) -> Vec<String> {
+        files
+            .iter()
+            .filter(|(slot, release)| match self.slots.get(*slot) {
+                Some(u) => **release != format!("/srv/skiff/apps/{}/releases/{}", u.app, u.release),
+                None => true,
+            })
+            .map(|(slot, _)| slot.clone())
+            .collect()
+    }
+
     /// Releases to delete so that at most `keep` remain (never current, prev, or
     /// anything running in a slot), oldest first.
     pub fn prune_candidates(&self, app: &str, keep: usize) -> Vec<u32> {
@@ -365,6 +399,41 @@ mod tests {
         assert_eq!(s.prune_candidates("a", 4), vec![1]);
         assert_eq!(s.next_number("a"), 6);
         assert_eq!(s.next_number("new"), 1);
+    }
+
+    #[test]
+    fn leftovers_and_stale_slots_are_what_the_state_does_not_name() {
+        let mut s = NodeState::default();
+        s.apps.insert("a".into(), app(Some(5), Some(4), &[3, 4, 5]));
+        s.slots.insert(
+            "py01".into(),
+            SlotUse {
+                app: "a".into(),
+                release: 5,
+            },
+        );
+        assert_eq!(s.leftovers("a", &[3, 4, 5, 6, 7, 6]), vec![6, 7]);
+        assert_eq!(s.leftovers("new", &[1]), vec![1]);
+        let mut files = BTreeMap::new();
+        files.insert(
+            "py01".to_string(),
+            "/srv/skiff/apps/a/releases/5".to_string(),
+        );
+        assert!(s.stale_slots(&files).is_empty());
+        // a dead trial loaded 6 into py02; a dead switch left py01 on 4
+        files.insert(
+            "py02".to_string(),
+            "/srv/skiff/apps/a/releases/6".to_string(),
+        );
+        assert_eq!(s.stale_slots(&files), vec!["py02".to_string()]);
+        files.insert(
+            "py01".to_string(),
+            "/srv/skiff/apps/a/releases/4".to_string(),
+        );
+        assert_eq!(
+            s.stale_slots(&files),
+            vec!["py01".to_string(), "py02".to_string()]
+        );
     }
 
     #[test]

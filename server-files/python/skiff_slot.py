@@ -106,7 +106,9 @@ def _load_app(cfg):
     sys.path.insert(0, release)
     module, _, attr = (cfg.get("wsgi") or "app:application").partition(":")
     app = getattr(importlib.import_module(module), attr or "application")
-    return _marked(app, os.path.basename(release))
+    # the deploy's token (release N and a nonce) when there is one: a process loaded by
+    # an earlier, interrupted deploy of the same N never passes for this one
+    return _marked(app, str(cfg.get("token") or os.path.basename(release)))
 
 
 class _Slot:

@@ -39,7 +39,8 @@ else
   built = Rack::Builder.parse_file(rackup)
   inner = built.is_a?(Array) ? built.first : built
   # X-Skiff-Release / X-Skiff-Pid let `skiff update` warm the slot (NGINX hides them)
-  release_name = File.basename(release)
+  # (the deploy's token when slot.json has one: release N and a nonce)
+  release_name = (cfg["token"] || File.basename(release)).to_s
   run lambda { |env|
     status, headers, body = inner.call(env)
     headers = headers.dup

@@ -32,7 +32,7 @@ use crate::routing;
 use crate::sync::{self, Releases, SyncSummary};
 use crate::transport::ssh::Session;
 
-use remote::{Begun, LockAttempt, PhaseTimes};
+use remote::{Begun, NodeView, PhaseTimes};
 
 /// How long a deploy waits for another deploy of the same app on a node
 /// (`SKIFF_LOCK_TIMEOUT`, in seconds, overrides it).
@@ -141,7 +141,7 @@ pub struct UpdateReport {
     pub seconds: f64,
 }
 
-/// One node being deployed to.
+/// One node being deployed to: its session and what `begin` read under the app's lock.
 struct Target {
     name: String,
     session: Session,
@@ -156,20 +156,33 @@ fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
 
-fn owner_line() -> String {
+/// This run's lock owner line: who (`user@host`), which process, which app, since when.
+/// The node compares it byte for byte to know which locks a step's caller holds.
+fn owner_line(app: &str) -> String {
     let host = nix::unistd::gethostname()
         .map(|h| h.to_string_lossy().into_owned())
         .unwrap_or_else(|_| "unknown".into());
     let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
     format!(
-        "{user}@{host} pid={} since={} epoch={}",
+        "{user}@{host} pid={} app={app} since={} epoch={}.{:09}",
         std::process::id(),
         now_rfc3339(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0)
+        now.as_secs(),
+        now.subsec_nanos()
     )
+}
+
+/// This run's token for release `n`: `N-NONCE`. A slot's loader answers with it, so a
+/// process loaded by an interrupted run of the same N never passes for this one.
+fn new_token(n: u32) -> String {
+    let mut h = sha2::Sha256::new();
+    h.update(owner_line("").as_bytes());
+    h.update(std::process::id().to_le_bytes());
+    h.update(format!("{:?}", Instant::now()).as_bytes());
+    format!("{n}-{}", &hex::encode(h.finalize())[..16])
 }
 
 /// Whether a lock owner line names a skiff process on this machine that no longer runs:
@@ -195,47 +208,69 @@ fn owner_is_dead_here(owner: &str) -> bool {
     !Path::new(&format!("/proc/{pid}")).exists()
 }
 
-/// Connects to `node` and takes `app`'s deploy lock, waiting for another deploy (and
-/// saying so) up to [`LOCK_WAIT`]; a lock left by a dead skiff on this machine is broken
-/// with a notice, any other is named and never broken silently.
-async fn connect_and_lock(
-    state: &StateFile,
-    cluster: &crate::cluster::Cluster,
+/// SIGINT (Ctrl-C), SIGTERM and SIGHUP, caught from the start of a command: any of them
+/// gets the same clean abort (a signal that arrives while locks are taken is acted on as
+/// soon as the run can undo its work).
+struct Signals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let catch =
+            |kind| signal(kind).map_err(|e| Error::failed(format!("could not catch signals: {e}")));
+        Ok(Signals {
+            int: catch(SignalKind::interrupt())?,
+            term: catch(SignalKind::terminate())?,
+            hup: catch(SignalKind::hangup())?,
+        })
+    }
+
+    async fn recv(&mut self) {
+        tokio::select! {
+            _ = self.int.recv() => {}
+            _ = self.term.recv() => {}
+            _ = self.hup.recv() => {}
+        }
+    }
+}
+
+/// Waits for a lock on `node` (`what` names it in messages): `attempt(break)` tries once.
+/// A lock left by a dead skiff on this machine is broken with a notice (the node stops
+/// its dead run's processes); any other holder is named and waited for, up to
+/// [`LOCK_WAIT`].
+async fn wait_for_lock<T, F, Fut>(
     node: &str,
-    app: &str,
+    what: &str,
+    path: &str,
     events: &EventFn,
-) -> Result<Target> {
-    let info = cluster.node(node)?;
-    let connecting = Instant::now();
-    let session = Session::for_node(node, info, state).await?;
-    let connect_seconds = connecting.elapsed().as_secs_f64();
-    let owner = owner_line();
+    mut attempt: F,
+) -> Result<T>
+where
+    F: FnMut(bool) -> Fut,
+    Fut: std::future::Future<Output = Result<remote::Lock<T>>>,
+{
     let start = Instant::now();
     let mut told = false;
     let mut break_lock = false;
     loop {
-        let attempt = Instant::now();
-        match remote::begin(&session, app, &owner, break_lock).await {
-            Ok(LockAttempt::Taken(begun)) => {
-                return Ok(Target {
-                    name: node.to_string(),
-                    session,
-                    begun: *begun,
-                    connect_seconds,
-                    lock_seconds: attempt.elapsed().as_secs_f64(),
-                });
-            }
-            Ok(LockAttempt::Held(holder)) => {
-                if owner_is_dead_here(&holder) {
+        match attempt(break_lock).await? {
+            remote::Lock::Taken(t) => return Ok(t),
+            remote::Lock::Held(holder) => {
+                if !break_lock && owner_is_dead_here(&holder) {
                     events(Event::Note {
                         node: node.to_string(),
                         message: format!(
-                            "breaking a stale deploy lock of `{app}` left by a skiff that is no longer running ({holder})"
+                            "breaking a stale {what} left by a skiff that is no longer running ({holder}); its leftovers are removed"
                         ),
                     });
                     break_lock = true;
                     continue;
                 }
+                break_lock = false;
                 if !told {
                     events(Event::Waiting {
                         node: node.to_string(),
@@ -244,59 +279,176 @@ async fn connect_and_lock(
                     told = true;
                 }
                 if start.elapsed() >= lock_wait() {
-                    let _ = session.close().await;
                     return Err(Error::Failed {
                         message: format!(
-                            "another deploy of `{app}` holds the lock on node `{node}` (gave up after {} s): {holder}",
+                            "another skiff holds the {what} on node `{node}` (gave up after {} s): {holder}",
                             lock_wait().as_secs()
                         ),
                         hint: Some(format!(
-                            "wait for it to finish; if that skiff is gone, remove /var/lib/skiff/locks/{app}.lock on the node"
+                            "wait for it to finish (SKIFF_LOCK_TIMEOUT=SECONDS waits longer); if that skiff is gone, remove {path} on the node"
                         )),
                     });
                 }
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
-            Err(e) => {
-                let _ = session.close().await;
-                return Err(e);
-            }
         }
     }
 }
 
-/// Locks every node (in parallel); on any failure unlocks those already locked.
+/// Connects to every node (in parallel) and takes `app`'s deploy lock on each. Locks
+/// are tried on all nodes at once; if one is held, those taken are given back and all
+/// are taken one by one in node-name order, so two runs never wait for each other.
+/// On any failure the locks already taken are released.
 async fn lock_all(
     state: &StateFile,
     cluster: &crate::cluster::Cluster,
     nodes: &[String],
     app: &str,
+    owner: &str,
     events: &EventFn,
 ) -> Result<Vec<Target>> {
-    let results = futures_util::future::join_all(
-        nodes
-            .iter()
-            .map(|n| connect_and_lock(state, cluster, n, app, events)),
-    )
+    let sessions = futures_util::future::join_all(nodes.iter().map(|n| async move {
+        let info = cluster.node(n)?;
+        let connecting = Instant::now();
+        let session = Session::for_node(n, info, state).await?;
+        Ok::<_, Error>((n.clone(), session, connecting.elapsed().as_secs_f64()))
+    }))
     .await;
-    let mut ok = Vec::new();
+    let mut connected = Vec::new();
     let mut first_err = None;
-    for r in results {
+    for r in sessions {
         match r {
-            Ok(t) => ok.push(t),
+            Ok(c) => connected.push(c),
             Err(e) => {
                 first_err.get_or_insert(e);
             }
         }
     }
     if let Some(e) = first_err {
-        for t in ok {
-            let _ = remote::unlock(&t.session, app).await;
-            let _ = t.session.close().await;
+        for (_, s, _) in connected {
+            let _ = s.close().await;
         }
         return Err(e);
     }
-    Ok(ok)
+    // one attempt everywhere at once
+    let firsts = futures_util::future::join_all(connected.iter().map(|(_, s, _)| async move {
+        let t = Instant::now();
+        (
+            remote::begin(s, app, owner, false).await,
+            t.elapsed().as_secs_f64(),
+        )
+    }))
+    .await;
+    let mut begun: Vec<Option<(Begun, f64)>> = Vec::new();
+    let mut first_err = None;
+    for (r, secs) in firsts {
+        match r {
+            Ok(remote::Lock::Taken(b)) => begun.push(Some((*b, secs))),
+            Ok(remote::Lock::Held(_)) => begun.push(None),
+            Err(e) => {
+                first_err.get_or_insert(e);
+                begun.push(None);
+            }
+        }
+    }
+    let all_taken = begun.iter().all(Option::is_some);
+    if first_err.is_some() || !all_taken {
+        for ((_, s, _), b) in connected.iter().zip(&begun) {
+            if b.is_some() {
+                let _ = remote::unlock(s, app, owner).await;
+            }
+        }
+    }
+    if let Some(e) = first_err {
+        for (_, s, _) in connected {
+            let _ = s.close().await;
+        }
+        return Err(e);
+    }
+    if !all_taken {
+        begun = connected.iter().map(|_| None).collect();
+        let mut order: Vec<usize> = (0..connected.len()).collect();
+        order.sort_by(|a, b| connected[*a].0.cmp(&connected[*b].0));
+        for i in order {
+            let (name, session, _) = &connected[i];
+            let t = Instant::now();
+            let path = format!("/var/lib/skiff/locks/{app}.lock");
+            let got = wait_for_lock(
+                name,
+                &format!("deploy lock of `{app}`"),
+                &path,
+                events,
+                |brk| remote::begin(session, app, owner, brk),
+            )
+            .await;
+            match got {
+                Ok(b) => begun[i] = Some((*b, t.elapsed().as_secs_f64())),
+                Err(e) => {
+                    for (c, b) in connected.iter().zip(&begun) {
+                        if b.is_some() {
+                            let _ = remote::unlock(&c.1, app, owner).await;
+                        }
+                    }
+                    for (_, s, _) in connected {
+                        let _ = s.close().await;
+                    }
+                    return Err(e);
+                }
+            }
+        }
+    }
+    Ok(connected
+        .into_iter()
+        .zip(begun)
+        .map(|((name, session, connect_seconds), b)| {
+            let (begun, lock_seconds) = b.expect("every lock taken");
+            Target {
+                name,
+                session,
+                begun,
+                connect_seconds,
+                lock_seconds,
+            }
+        })
+        .collect())
+}
+
+/// Takes the node lock of every target: `got[i]` is what an earlier attempt (in
+/// `prepare`'s round trip) already took. If any node's lock was held, the ones taken are
+/// given back and all are taken one by one in node-name order (no two runs can wait for
+/// each other). Returns the truth read under each lock.
+async fn lock_nodes(
+    targets: &[Target],
+    app: &str,
+    owner: &str,
+    events: &EventFn,
+    got: Vec<Option<NodeView>>,
+) -> Result<Vec<NodeView>> {
+    if got.iter().all(Option::is_some) {
+        return Ok(got.into_iter().map(|v| v.expect("checked")).collect());
+    }
+    for (t, g) in targets.iter().zip(&got) {
+        if g.is_some() {
+            remote::node_unlock(&t.session, app, owner).await?;
+        }
+    }
+    let mut views: Vec<Option<NodeView>> = targets.iter().map(|_| None).collect();
+    let mut order: Vec<usize> = (0..targets.len()).collect();
+    order.sort_by(|a, b| targets[*a].name.cmp(&targets[*b].name));
+    for i in order {
+        let t = &targets[i];
+        views[i] = Some(
+            wait_for_lock(
+                &t.name,
+                "node lock",
+                "/var/lib/skiff/locks/.node.lock",
+                events,
+                |brk| remote::node_lock(&t.session, app, owner, brk),
+            )
+            .await?,
+        );
+    }
+    Ok(views.into_iter().map(|v| v.expect("taken")).collect())
 }
 
 /// The hosts to deploy: `--host`s (validated) or app.toml's.
@@ -348,6 +500,19 @@ fn venv_key(requirements_sha256: &[u8], os: &str) -> String {
     hex::encode(h.finalize())[..16].to_string()
 }
 
+/// What one update needs on every node, shared by the per-node steps.
+struct Plan<'a> {
+    config: &'a AppConfig,
+    hosts: &'a [String],
+    main: &'a str,
+    n: u32,
+    manifest: &'a sync::manifest::Manifest,
+    cache: &'a Path,
+    owner: &'a str,
+    token: &'a str,
+    events: &'a EventFn,
+}
+
 /// Deploys `req.dir` as a new version to every chosen node.
 pub async fn update(
     state: &StateFile,
@@ -355,6 +520,7 @@ pub async fn update(
     events: EventFn,
 ) -> Result<UpdateReport> {
     let started = Instant::now();
+    let mut signals = Signals::new()?;
     let config = AppConfig::load(&req.dir)?;
     config.refuse_unsupported(&req.dir.join(crate::app_config::FILE_NAME))?;
     let hosts = hosts_for(&config, &req.hosts)?;
@@ -387,10 +553,12 @@ pub async fn update(
         seconds: started.elapsed().as_secs_f64(),
     });
 
-    let targets = lock_all(state, &cluster, &nodes, &config.name, &events).await?;
+    let app = config.name.as_str();
+    let owner = owner_line(app);
+    let targets = lock_all(state, &cluster, &nodes, app, &owner, &events).await?;
     for t in &targets {
-        if let Err(e) = routing::check_hosts_free(&t.begun.state, &config.name, &hosts) {
-            return Err(release_all(targets, &config.name, e).await);
+        if let Err(e) = routing::check_hosts_free(&t.begun.state, app, &hosts) {
+            return Err(release_all(targets, app, &owner, e).await);
         }
     }
     let n = match config.version {
@@ -399,113 +567,115 @@ pub async fn update(
                 t.begun
                     .state
                     .apps
-                    .get(&config.name)
+                    .get(app)
                     .is_some_and(|a| a.releases.iter().any(|r| r.number == v))
             }) {
                 let e = Error::usage(
-                    format!(
-                        "version {v} of `{}` already exists on node `{}`",
-                        config.name, t.name
-                    ),
+                    format!("version {v} of `{app}` already exists on node `{}`", t.name),
                     "raise `version` in app.toml, or remove it to use the next number",
                 );
-                return Err(release_all(targets, &config.name, e).await);
+                return Err(release_all(targets, app, &owner, e).await);
             }
             v
         }
+        // never a number an interrupted run used on any node: its leftovers count too
         None => targets
             .iter()
-            .map(|t| t.begun.state.next_number(&config.name))
+            .map(|t| {
+                let found = t.begun.found.iter().max().map_or(1, |m| m + 1);
+                t.begun.state.next_number(app).max(found)
+            })
             .max()
             .unwrap_or(1),
     };
-
-    // Trials on every node in parallel; Ctrl-C or any failure aborts them all.
-    // The slot each node loads N into, chosen before anything is sent (a full pool
-    // fails here), and known to the Ctrl-C path below.
-    let mut planned = Vec::new();
+    // What a dead run left (its lock was broken, or it died between switch and finish):
+    // release folders no state names.
     for t in &targets {
-        match plan_slot(&t.begun, &config.name, n, config.runtime) {
-            Ok(p) => planned.push(p),
-            Err(e) => return Err(release_all(targets, &config.name, e).await),
+        let left = t.begun.state.leftovers(app, &t.begun.found);
+        if left.is_empty() {
+            continue;
+        }
+        events(Event::Note {
+            node: t.name.clone(),
+            message: format!(
+                "removing release(s) {} that an interrupted deploy left behind",
+                left.iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        });
+        if let Err(e) = remote::recover(&t.session, app, &owner, &left).await {
+            return Err(release_all(targets, app, &owner, e).await);
         }
     }
-    let trials = futures_util::future::join_all(
-        targets
-            .iter()
-            .zip(&planned)
-            .map(|(t, p)| trial_node(t, &config, &hosts, &main, n, &manifest, &cache, p, &events)),
-    );
-    let results = tokio::select! {
-        r = trials => r,
-        _ = tokio::signal::ctrl_c() => {
-            let undo = planned.iter().map(|(slot, kind)| Some(Undo::of(slot, kind))).collect();
-            return Err(abort_all(targets, &config.name, n, undo, Error::Interrupted).await);
-        }
+
+    // Sync, build and trial on every node in parallel; a signal or any failure aborts
+    // them all (each node undoes exactly what this run did there).
+    let token = new_token(n);
+    let plan = Plan {
+        config: &config,
+        hosts: &hosts,
+        main: &main,
+        n,
+        manifest: &manifest,
+        cache: &cache,
+        owner: &owner,
+        token: &token,
+        events: &events,
     };
-    let mut prepared = Vec::new();
-    let mut undo = Vec::new();
-    let mut failure = None;
-    for r in results {
-        match r {
-            Ok(p) => {
-                undo.push(Some(Undo::of(&p.slot, p.kind)));
-                prepared.push(p);
-            }
-            Err((e, u)) => {
-                // no slot touched yet: still drop what sync left and unlock
-                undo.push(Some(u.unwrap_or_else(|| Undo::of(&None, ""))));
-                failure.get_or_insert(e);
-            }
-        }
-    }
-    if let Some(e) = failure {
-        return Err(abort_all(targets, &config.name, n, undo, e).await);
-    }
+    let staged = tokio::select! {
+        r = stage_all(&targets, &plan) => r,
+        _ = signals.recv() => Err(Error::Interrupted),
+    };
+    let staged = match staged {
+        Ok(s) => s,
+        Err(e) => return Err(abort_all(targets, app, &owner, Some(n), &token, e).await),
+    };
 
     // Every node passed: switch them all (routes + state), then finish (idle freed
     // slots, prune, unlock). A node refusing its switch puts the nodes already
-    // switched back on the old version, so nodes never disagree on what HOST serves.
+    // switched back, so nodes never disagree on what HOST serves. Signals wait until
+    // this is done: the switch is short, and stopping half-way is worse.
     let keep = config.keep.unwrap_or(DEFAULT_KEEP) as usize;
     let mut previous = None;
     let mut plans = Vec::new();
-    for p in &prepared {
+    for p in &staged {
         let mut st = p.state.clone();
-        let app = st.apps.get_mut(&config.name).expect("trial added the app");
-        previous = previous.or(app.current);
-        if app.current != Some(n) {
-            app.prev = app.current;
+        let entry = st.apps.get_mut(app).expect("trial added the app");
+        previous = previous.or(entry.current);
+        if entry.current != Some(n) {
+            entry.prev = entry.current;
         }
-        app.current = Some(n);
-        let freed = st.free_spare_slots(&config.name);
-        let prune = st.prune_candidates(&config.name, keep);
-        if let Some(app) = st.apps.get_mut(&config.name) {
-            app.releases.retain(|r| !prune.contains(&r.number));
+        entry.current = Some(n);
+        let freed = st.free_spare_slots(app);
+        let prune = st.prune_candidates(app, keep);
+        if let Some(entry) = st.apps.get_mut(app) {
+            entry.releases.retain(|r| !prune.contains(&r.number));
         }
         let routes = routing::render_map(&st);
         plans.push((st, routes, freed, prune));
     }
-    let mut phases: Vec<PhaseTimes> = prepared.iter().map(|p| p.phases.clone()).collect();
+    let mut phases: Vec<PhaseTimes> = staged.iter().map(|p| p.phases.clone()).collect();
     for (i, t) in targets.iter().enumerate() {
         let (st, routes, _, _) = &plans[i];
-        match remote::switch(&t.session, &config.name, st, routes).await {
+        match remote::switch(&t.session, app, &owner, st, routes).await {
             Ok(ph) => phases[i].extend(ph),
             Err(e) => {
-                for done in &targets[..i] {
-                    let old = routing::render_map(&done.begun.state);
-                    let _ =
-                        remote::switch(&done.session, &config.name, &done.begun.state, &old).await;
+                for (done, p) in targets[..i].iter().zip(&staged) {
+                    let old = routing::render_map(&p.before);
+                    let _ = remote::switch(&done.session, app, &owner, &p.before, &old).await;
                 }
-                return Err(abort_all(targets, &config.name, n, undo, e).await);
+                return Err(abort_all(targets, app, &owner, Some(n), &token, e).await);
             }
         }
     }
     let served_after = started.elapsed().as_secs_f64();
     let mut reports = Vec::new();
     let mut final_states = Vec::new();
-    for (i, (t, p)) in targets.iter().zip(&prepared).enumerate() {
+    for (i, (t, p)) in targets.iter().zip(&staged).enumerate() {
         let (st, _, freed, prune) = &plans[i];
-        match remote::finish(&t.session, &config.name, freed, prune).await {
+        match remote::finish(&t.session, app, &owner, freed, prune).await {
             Ok(ph) => phases[i].extend(ph),
             Err(e) => events(Event::Note {
                 node: t.name.clone(),
@@ -528,7 +698,7 @@ pub async fn update(
         });
         final_states.push((t.name.clone(), st.clone()));
     }
-    record(state, &config.name, &main, &final_states, &events)?;
+    record(state, app, &main, &final_states, &events)?;
     for t in targets {
         let _ = t.session.close().await;
     }
@@ -547,106 +717,108 @@ pub async fn update(
     })
 }
 
-/// The daemon slot (and its kind) that release `n` of `app` would load into on a node.
-fn plan_slot(
-    begun: &Begun,
-    app: &str,
-    n: u32,
-    runtime: Runtime,
-) -> Result<(Option<String>, &'static str)> {
+/// The slot kind (`python`/`ruby`) and pool for `runtime` on a node, if it needs one.
+fn pool_for(begun: &Begun, runtime: Runtime) -> Option<(&'static str, &[String])> {
     match slot_kind(runtime) {
-        Some("py") => Ok((
-            Some(begun.state.choose_slot(app, n, &begun.python_slots)?),
-            "python",
-        )),
-        Some(_) => Ok((
-            Some(begun.state.choose_slot(app, n, &begun.ruby_slots)?),
-            "ruby",
-        )),
-        None => Ok((None, "")),
+        Some("py") => Some(("python", &begun.python_slots)),
+        Some(_) => Some(("ruby", &begun.ruby_slots)),
+        None => None,
     }
 }
 
 /// Unlocks and closes every target after a failure, returning the error.
-async fn release_all(targets: Vec<Target>, app: &str, e: Error) -> Error {
+async fn release_all(targets: Vec<Target>, app: &str, owner: &str, e: Error) -> Error {
     for t in targets {
-        let _ = remote::unlock(&t.session, app).await;
+        let _ = remote::unlock(&t.session, app, owner).await;
         let _ = t.session.close().await;
     }
     e
 }
 
-/// A node that passed its trial.
-struct Prepared {
+/// A node that passed its trial, holding both locks.
+struct Staged {
+    /// The node state as it was under the node lock (a refused switch elsewhere puts
+    /// this back).
+    before: NodeState,
+    /// That state with release N kept (not current yet) and its slot.
     state: NodeState,
     slot: Option<String>,
-    kind: &'static str,
     phases: PhaseTimes,
     sync: SyncSummary,
 }
 
-/// What to undo on a node whose trial failed part-way.
-struct Undo {
-    slot: String,
-    kind: String,
-}
-
-impl Undo {
-    /// Undo of a release loaded into `slot` (none for PHP and static) of `kind`.
-    fn of(slot: &Option<String>, kind: &str) -> Undo {
-        Undo {
-            slot: slot.clone().unwrap_or_default(),
-            kind: kind.to_string(),
-        }
-    }
-}
-
-/// Undoes release `n` on every node with an `undo` (its slot back, release N removed,
-/// lock released), closes every session and returns `error` for the caller.
+/// Undoes this run on every node (each node undoes only what `owner`/`token` did
+/// there: its slots, release `n`, its locks), closes every session and returns `error`.
 async fn abort_all(
     targets: Vec<Target>,
     app: &str,
-    n: u32,
-    undo: Vec<Option<Undo>>,
+    owner: &str,
+    n: Option<u32>,
+    token: &str,
     error: Error,
 ) -> Error {
-    for (t, u) in targets.iter().zip(&undo) {
-        if let Some(u) = u {
-            let _ = remote::abort(&t.session, app, Some(n), &u.slot, &u.kind).await;
-        }
-    }
+    let _ = futures_util::future::join_all(
+        targets
+            .iter()
+            .map(|t| remote::abort(&t.session, app, owner, n, token)),
+    )
+    .await;
     for t in targets {
         let _ = t.session.close().await;
     }
     error
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn trial_node(
-    t: &Target,
-    config: &AppConfig,
-    hosts: &[String],
-    main: &str,
-    n: u32,
-    manifest: &sync::manifest::Manifest,
-    cache: &Path,
-    planned: &(Option<String>, &'static str),
-    events: &EventFn,
-) -> std::result::Result<Prepared, (Error, Option<Undo>)> {
+/// Sync and build on every node (in parallel), then the node locks, then the trials on
+/// every node (in parallel) against the truth read under those locks.
+async fn stage_all(targets: &[Target], plan: &Plan<'_>) -> Result<Vec<Staged>> {
+    let built =
+        futures_util::future::join_all(targets.iter().map(|t| sync_and_build(t, plan))).await;
+    let mut ok = Vec::new();
+    let mut first_err = None;
+    for r in built {
+        match r {
+            Ok(b) => ok.push(b),
+            Err(e) => {
+                first_err.get_or_insert(e);
+            }
+        }
+    }
+    if let Some(e) = first_err {
+        return Err(e);
+    }
+    let got = ok.iter_mut().map(|b| b.lock.take()).collect();
+    let views = lock_nodes(targets, &plan.config.name, plan.owner, plan.events, got).await?;
+    let trials = futures_util::future::join_all(
+        targets
+            .iter()
+            .zip(ok)
+            .zip(views)
+            .map(|((t, b), v)| trial_node(t, b, v, plan)),
+    )
+    .await;
+    trials.into_iter().collect()
+}
+
+/// A node whose release N is synced and built, holding the app's lock.
+struct Built {
+    phases: PhaseTimes,
+    sync: SyncSummary,
+    venv: Option<String>,
+    /// The node lock, when `prepare` could take it at once.
+    lock: Option<NodeView>,
+}
+
+/// Syncs release N to one node and prepares it (env snapshot, venv, build commands,
+/// meta); the same round trip tries the node lock.
+async fn sync_and_build(t: &Target, plan: &Plan<'_>) -> Result<Built> {
+    let config = plan.config;
     let app = &config.name;
-    let none = |e: Error| {
-        (
-            e,
-            Some(Undo {
-                slot: String::new(),
-                kind: String::new(),
-            }),
-        )
-    };
+    let n = plan.n;
     let base = t.begun.state.apps.get(app).and_then(|a| a.current);
-    let releases = Releases::for_app(app).map_err(|e| (e, None))?;
+    let releases = Releases::for_app(app)?;
     let node = t.name.clone();
-    let ev = events.clone();
+    let ev = plan.events.clone();
     let progress: sync::ProgressFn = Arc::new(move |p| {
         ev(Event::Progress {
             node: node.clone(),
@@ -654,20 +826,18 @@ async fn trial_node(
         })
     });
     let options = sync::PushOptions {
-        cache_dir: Some(cache.join("manifests").join(&t.name)),
+        cache_dir: Some(plan.cache.join("manifests").join(&t.name)),
         progress: Some(progress),
         ..Default::default()
     };
-    let summary = sync::push(&t.session, manifest, &releases, base, n, &options)
-        .await
-        .map_err(none)?;
+    let summary = sync::push(&t.session, plan.manifest, &releases, base, n, &options).await?;
     let mut phases = PhaseTimes::new();
     phases.insert("connect".into(), t.connect_seconds);
     phases.insert("lock".into(), t.lock_seconds);
     phases.insert("sync".into(), summary.seconds.total);
 
     // The release's environment and meta.
-    let env = release_env(config, n, main);
+    let env = release_env(config, n, plan.main);
     let env_lines: String = env.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
     let release_dir = releases.release_dir(n);
     let mut venv = String::new();
@@ -681,15 +851,16 @@ async fn trial_node(
         meta["wsgi"] = py.wsgi.clone().into();
         if let Some(req) = &py.requirements {
             // the manifest already hashed the file: no second read
-            let hash = manifest
+            let hash = plan
+                .manifest
                 .entries
                 .get(req.as_str())
                 .and_then(|e| e.sha256())
                 .ok_or_else(|| {
-                    none(Error::usage(
+                    Error::usage(
                         format!("`{req}` (python.requirements) is not in the shipped tree"),
                         "check .skiffignore: the requirements file must be shipped",
-                    ))
+                    )
                 })?;
             venv = venv_key(hash, &t.begun.os);
             requirements = req.clone();
@@ -713,56 +884,89 @@ async fn trial_node(
         docroot,
         env_lines,
         commands: config.build.commands.clone(),
+        build_timeout: config.build.timeout().as_secs().max(1),
     };
+    let prepared = remote::prepare(&t.session, app, plan.owner, n, &prep).await?;
+    phases.extend(prepared.phases);
+    Ok(Built {
+        phases,
+        sync: summary,
+        venv: (!venv.is_empty()).then_some(venv),
+        lock: match prepared.lock {
+            remote::Lock::Taken(v) => Some(v),
+            remote::Lock::Held(_) => None,
+        },
+    })
+}
 
-    // The state with release N kept (not current yet) and its slot.
-    let mut st = t.begun.state.clone();
+/// Under the node lock: decides release N's place from the truth (hosts still free, the
+/// slot, slots a dead run left loaded), then loads, warms and health-checks it.
+async fn trial_node(t: &Target, built: Built, view: NodeView, plan: &Plan<'_>) -> Result<Staged> {
+    let config = plan.config;
+    let app = &config.name;
+    let n = plan.n;
+    routing::check_hosts_free(&view.state, app, plan.hosts)?;
+    let mut st = view.state.clone();
     let entry = st.apps.entry(app.clone()).or_insert_with(|| NodeApp {
         runtime: config.runtime,
-        hostnames: hosts.to_vec(),
+        hostnames: plan.hosts.to_vec(),
         current: None,
         prev: None,
         releases: Vec::new(),
     });
     entry.runtime = config.runtime;
-    entry.hostnames = hosts.to_vec();
+    entry.hostnames = plan.hosts.to_vec();
     entry.releases.retain(|r| r.number != n);
     entry.releases.push(Release {
         number: n,
         time: now_rfc3339(),
-        digest: manifest.digest(),
-        size: manifest.total_bytes(),
-        venv: (!venv.is_empty()).then_some(venv),
+        digest: plan.manifest.digest(),
+        size: plan.manifest.total_bytes(),
+        venv: built.venv.clone(),
     });
-    let (slot, kind) = (planned.0.clone(), planned.1);
-    if let Some(slot) = &slot {
+    let reset = st.stale_slots(&view.slot_files);
+    if !reset.is_empty() {
+        plan.events.as_ref()(Event::Note {
+            node: t.name.clone(),
+            message: format!(
+                "resetting slot(s) {} that an interrupted run left loaded",
+                reset.join(", ")
+            ),
+        });
+    }
+    let mut slot = None;
+    let mut kind = "";
+    if let Some((k, pool)) = pool_for(&t.begun, config.runtime) {
+        let s = st.choose_slot(app, n, pool)?;
         st.slots.insert(
-            slot.clone(),
+            s.clone(),
             SlotUse {
                 app: app.clone(),
                 release: n,
             },
         );
+        slot = Some(s);
+        kind = k;
     }
     let backend = routing::backend(&st, app, &st.apps[app.as_str()], n);
     let trial = remote::Trial {
         app,
+        owner: plan.owner,
         n,
-        slot: slot.as_deref().unwrap_or(""),
+        slot: slot.as_deref(),
         kind,
         want: SLOT_PROCESSES,
         backend: &backend,
         health: &config.health.path,
         timeout: config.health.timeout().as_secs_f64(),
+        token: plan.token,
+        reset: &reset,
     };
-    let undo = || Undo {
-        slot: slot.clone().unwrap_or_default(),
-        kind: kind.to_string(),
-    };
-    // prepare and trial: one round trip
-    match remote::ready(&t.session, &prep, &trial).await {
-        Ok(Ok(ph)) => phases.extend(ph),
-        Ok(Err(h)) => {
+    let mut phases = built.phases;
+    match remote::trial(&t.session, &trial).await? {
+        Ok(ph) => phases.extend(ph),
+        Err(h) => {
+            let main = plan.main;
             let mut output = format!(
                 "HTTP {} from http://{n}.{main}{}",
                 h.status, config.health.path
@@ -776,35 +980,30 @@ async fn trial_node(
                     h.error_log.trim_end()
                 ));
             }
-            return Err((
-                Error::Remote {
-                    node: t.name.clone(),
-                    command: format!("health check of version {n}"),
-                    status: None,
-                    output,
-                    hint: Some(format!(
-                        "version {n} was removed; HOST still serves the previous version. Fix the app and run `skiff update` again"
-                    )),
-                },
-                Some(undo()),
-            ));
+            return Err(Error::Remote {
+                node: t.name.clone(),
+                command: format!("health check of version {n}"),
+                status: None,
+                output,
+                hint: Some(format!(
+                    "version {n} was removed; HOST still serves the previous version. Fix the app and run `skiff update` again"
+                )),
+            });
         }
-        Err(remote::NotReady::Build(e)) => return Err(none(e)),
-        Err(remote::NotReady::Trial(e)) => return Err((e, Some(undo()))),
     }
-    events(Event::Note {
+    plan.events.as_ref()(Event::Note {
         node: t.name.clone(),
         message: format!(
-            "version {n} passed its health check at http://{n}.{main}{}",
-            config.health.path
+            "version {n} passed its health check at http://{n}.{}{}",
+            plan.main, config.health.path
         ),
     });
-    Ok(Prepared {
+    Ok(Staged {
+        before: view.state,
         state: st,
         slot,
-        kind,
         phases,
-        sync: summary,
+        sync: built.sync,
     })
 }
 
@@ -918,11 +1117,16 @@ pub async fn activate(
 ) -> Result<SwitchReport> {
     let cluster = state.load()?;
     let (app, nodes) = app_for_host(&cluster, host)?;
-    let targets = lock_all(state, &cluster, &nodes, &app, &events).await?;
+    let owner = owner_line(&app);
+    let targets = lock_all(state, &cluster, &nodes, &app, &owner, &events).await?;
+    let views = match lock_nodes(&targets, &app, &owner, &events, vec![None; targets.len()]).await {
+        Ok(v) => v,
+        Err(e) => return Err(release_all(targets, &app, &owner, e).await),
+    };
     let mut finals = Vec::new();
     let mut result = Ok(());
-    for t in &targets {
-        match activate_node(t, &app, host, choice, &events).await {
+    for (t, view) in targets.iter().zip(views) {
+        match activate_node(t, view, &app, host, choice, &owner, &events).await {
             Ok(st) => finals.push((t.name.clone(), st)),
             Err(e) => {
                 result = Err(e);
@@ -931,7 +1135,7 @@ pub async fn activate(
         }
     }
     if let Err(e) = result {
-        return Err(release_all(targets, &app, e).await);
+        return Err(release_all(targets, &app, &owner, e).await);
     }
     for t in targets {
         let _ = t.session.close().await;
@@ -954,12 +1158,14 @@ pub async fn activate(
 
 async fn activate_node(
     t: &Target,
+    view: NodeView,
     app: &str,
     host: &str,
     choice: Choice,
+    owner: &str,
     events: &EventFn,
 ) -> Result<NodeState> {
-    let mut st = t.begun.state.clone();
+    let mut st = view.state.clone();
     let node_app = st.apps.get(app).cloned().ok_or_else(|| Error::Failed {
         message: format!("app `{app}` is not on node `{}`", t.name),
         hint: Some("deploy it there with `skiff update DIR --node NODE`".into()),
@@ -992,19 +1198,15 @@ async fn activate_node(
         });
     }
     if node_app.current == Some(target) {
-        remote::unlock(&t.session, app).await?;
+        remote::unlock(&t.session, app, owner).await?;
         return Ok(st);
     }
+    let reset = st.stale_slots(&view.slot_files);
     let mut slot = None;
     let mut kind = "";
-    if let Some(prefix) = slot_kind(node_app.runtime)
+    if let Some((k, pool)) = pool_for(&t.begun, node_app.runtime)
         && st.slot_of(app, target).is_none()
     {
-        let pool = if prefix == "py" {
-            &t.begun.python_slots
-        } else {
-            &t.begun.ruby_slots
-        };
         let s = st.choose_slot(app, target, pool)?;
         st.slots.insert(
             s.clone(),
@@ -1013,30 +1215,36 @@ async fn activate_node(
                 release: target,
             },
         );
-        kind = if prefix == "py" { "python" } else { "ruby" };
+        kind = k;
         slot = Some(s);
     }
-    if let Some(s) = &slot {
+    if slot.is_some() || !reset.is_empty() {
         // not running: load it into an idle slot and check it before the flip
-        events(Event::Note {
-            node: t.name.clone(),
-            message: format!("version {target} is not running; loading it into slot {s}"),
-        });
+        if let Some(s) = &slot {
+            events(Event::Note {
+                node: t.name.clone(),
+                message: format!("version {target} is not running; loading it into slot {s}"),
+            });
+        }
+        let token = new_token(target);
         let backend = routing::backend(&st, app, &st.apps[app], target);
         let trial = remote::Trial {
             app,
+            owner,
             n: target,
-            slot: s,
+            slot: slot.as_deref(),
             kind,
             want: SLOT_PROCESSES,
             backend: &backend,
             health: "/",
             timeout: 30.0,
+            token: &token,
+            reset: &reset,
         };
         match remote::trial(&t.session, &trial).await {
             Ok(Ok(_)) => {}
             Ok(Err(h)) => {
-                let _ = remote::abort(&t.session, app, None, s, kind).await;
+                let _ = remote::abort(&t.session, app, owner, None, &token).await;
                 return Err(Error::Remote {
                     node: t.name.clone(),
                     command: format!("health check of version {target}"),
@@ -1046,7 +1254,7 @@ async fn activate_node(
                 });
             }
             Err(e) => {
-                let _ = remote::abort(&t.session, app, None, s, kind).await;
+                let _ = remote::abort(&t.session, app, owner, None, &token).await;
                 return Err(e);
             }
         }
@@ -1057,13 +1265,13 @@ async fn activate_node(
     a.prev = old;
     let freed = st.free_spare_slots(app);
     let routes = routing::render_map(&st);
-    remote::switch(&t.session, app, &st, &routes).await?;
-    remote::finish(&t.session, app, &freed, &[]).await?;
+    remote::switch(&t.session, app, owner, &st, &routes).await?;
+    remote::finish(&t.session, app, owner, &freed, &[]).await?;
     Ok(st)
 }
 
 /// `clean HOST --keep N`: removes the oldest releases beyond `keep` on every node (never
-/// current, prev or one running in a slot).
+/// current, prev or one running in a slot), and every release folder no state names.
 pub async fn clean(
     state: &StateFile,
     host: &str,
@@ -1078,23 +1286,34 @@ pub async fn clean(
     }
     let cluster = state.load()?;
     let (app, nodes) = app_for_host(&cluster, host)?;
-    let targets = lock_all(state, &cluster, &nodes, &app, &events).await?;
+    let owner = owner_line(&app);
+    let targets = lock_all(state, &cluster, &nodes, &app, &owner, &events).await?;
+    let views = match lock_nodes(&targets, &app, &owner, &events, vec![None; targets.len()]).await {
+        Ok(v) => v,
+        Err(e) => return Err(release_all(targets, &app, &owner, e).await),
+    };
     let mut finals = Vec::new();
     let mut removed = Vec::new();
-    for t in &targets {
-        let mut st = t.begun.state.clone();
-        let prune = st.prune_candidates(&app, keep as usize);
+    for (t, view) in targets.iter().zip(views) {
+        let mut st = view.state;
+        let mut prune = st.prune_candidates(&app, keep as usize);
         if let Some(a) = st.apps.get_mut(&app) {
             a.releases.retain(|r| !prune.contains(&r.number));
         }
+        let leftovers = st.leftovers(&app, &t.begun.found);
         let routes = routing::render_map(&st);
-        let switched = match remote::switch(&t.session, &app, &st, &routes).await {
-            Ok(_) => remote::finish(&t.session, &app, &[], &prune).await,
+        let switched = match remote::switch(&t.session, &app, &owner, &st, &routes).await {
+            Ok(_) => {
+                let mut drop = prune.clone();
+                drop.extend(leftovers.iter().copied());
+                remote::finish(&t.session, &app, &owner, &[], &drop).await
+            }
             Err(e) => Err(e),
         };
         if let Err(e) = switched {
-            return Err(release_all(targets, &app, e).await);
+            return Err(release_all(targets, &app, &owner, e).await);
         }
+        prune.extend(leftovers);
         for p in prune {
             if !removed.contains(&p) {
                 removed.push(p);

@@ -1,27 +1,46 @@
 #!/bin/sh
-# skiff's deploy steps on a node, fed to `sh -s -- STEP ARGS...` by `skiff update`,
-# `rollback` and `activate` (src/deploy/). Every argument arrives as one quoted word;
-# nothing here evaluates it as shell code except `build.commands`, which are the app
-# owner's own commands, run in the new release. Each step prints machine-readable lines
+# skiff's deploy steps on a node, fed to `sh -s -- STEP [CMD...]` by `skiff update`,
+# `rollback`, `activate`, `clean` and `destroy-app` (src/deploy/). Inputs arrive as named
+# shell variables set by a prelude that skiff prepends to this script (each value quoted
+# by skiff's one quoting function), so nothing secret is ever in a process's argv: the
+# script and its prelude come on stdin. Nothing here evaluates an input as shell code
+# except `build.commands` (the positional CMD words), which are the app owner's own
+# commands, run in the new release. Each step prints machine-readable lines
 # (`phase NAME SECONDS`, `---section`) for the laptop and errors on stderr.
 #
-#   begin APP OWNER [break]        take APP's deploy lock (exit 75 + owner when held);
-#                                  print the node state and setup record
-#   ready TRIAL-ARGS PREPARE-ARGS  prepare, then trial, in one round trip (`update`)
-#     prepare: APP N META VENV REQ WHEELS DOCROOT ENVLINES [CMD...]
-#                                  env snapshot, venv, build commands, release meta
-#   trial APP N SLOT KIND WANT BACKEND HEALTH TIMEOUT
-#                                  load N into SLOT (restart only it, and a fresh Python
-#                                  slot not even that), warm it, health-check it through
-#                                  NGINX by its BACKEND name (N.APP.KIND.skiff) on the
-#                                  loopback check port; no route changes
-#   switch APP STATE ROUTES        routes (nginx -t, reload) + state.toml
-#   finish APP FREED PRUNE         idle freed slots, prune releases, unlock
-#   abort APP N SLOT KIND          undo a trial: SLOT back, drop release N, unlock
-#                                  (a trial never changes routes; a refused switch
-#                                  puts its old table back itself)
-#   unlock APP                     release the deploy lock
-#   peek                           print the node state (no lock)
+# Two locks, both directories with an owner line (the laptop's `user@host pid=...`):
+#   locks/APP.lock    one deploy of APP at a time; held from `begin` to `finish`. Only
+#                     its holder writes /srv/skiff/apps/APP.
+#   locks/.node.lock  what apps share: the slots, state.toml, the routing table. Taken
+#                     (after the app's lock, never before) from `nodelock` to `finish`,
+#                     so every slot choice and every state written sees the truth.
+# A lock records the process group of the step working under it; breaking a stale lock
+# (its skiff is gone) stops that group first, so an orphaned build never runs on.
+#
+#   begin    app owner brk            take APP's lock; print state, setup, the release
+#                                     numbers found on disk (leftovers of a dead run)
+#   recover  app owner numbers        drop releases no state names (a dead run's)
+#   prepare  app owner n meta venv req wheels docroot envlines build_timeout [CMD...]
+#                                     env snapshot, venv, build commands, release meta;
+#                                     then try the node lock (nodelock, no waiting)
+#   nodelock app owner brk            take the node lock; print the state and what each
+#                                     slot's slot.json names
+#   trial    app owner n slot kind want backend health timeout token reset
+#                                     idle the slots in `reset` (a dead run's), load N
+#                                     into SLOT, warm it until WANT processes answer
+#                                     TOKEN, health-check BACKEND through NGINX's loopback
+#                                     check port; no route changes
+#   switch   app owner state routes   routes (nginx -t, reload) + state.toml
+#   finish   app owner freed prune    idle freed slots, prune releases, unlock both
+#   abort    app owner n token        undo what this run did: every slot it loaded (by
+#                                     its token) back, when it holds the node lock; drop
+#                                     release N; unlock both
+#   unlock   app owner which          release the node lock (which=node) or both
+#                                     (which=both), those this owner holds
+#   peek                              print the node state (no lock)
+#
+# shellcheck disable=SC2154 # the inputs are set by skiff's prelude
+# shellcheck disable=SC2163 # `export "$line"` exports the KEY=VALUE line itself
 set -eu
 umask 022
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
@@ -29,6 +48,7 @@ export PATH
 
 APPS=/srv/skiff/apps
 LOCKS=/var/lib/skiff/locks
+NODE_LOCK=/var/lib/skiff/locks/.node.lock
 STATE=/var/lib/skiff/state.toml
 SETUP=/var/lib/skiff/setup.toml
 NODE=/usr/local/share/skiff/bin/skiff-node
@@ -47,13 +67,66 @@ phase() { # phase NAME: seconds since the previous phase mark
 }
 check_app() { printf '%s' "$1" | grep -Eqx '[a-z][a-z0-9-]{0,31}' || die "bad app name: $1" 2; }
 check_n() { printf '%s' "$1" | grep -Eqx '[0-9]{1,9}' || die "bad release number: $1" 2; }
-check_slot() { [ -z "$1" ] || printf '%s' "$1" | grep -Eqx '(py|rb)[0-9]{2}' || die "bad slot: $1" 2; }
+check_slot() { [ -z "$1" ] || printf '%s' "$1" | grep -Eqx '(py|rb)[0-9]{2,3}' || die "bad slot: $1" 2; }
+check_token() { printf '%s' "$1" | grep -Eqx '[0-9]{1,9}-[0-9a-f]{8,32}' || die "bad token: $1" 2; }
+
+# holds LOCKDIR: whether this run's owner line is the lock's
+holds() { [ -f "$1/owner" ] && [ "$(cat "$1/owner" 2>/dev/null)" = "$owner" ]; }
+
+# mark LOCKDIR: record this step's process group (and its start time) in the lock
+mark() {
+  _g=$(ps -o pgid= -p $$ | tr -d ' ')
+  _st=$(awk '{print $22}' "/proc/$_g/stat" 2>/dev/null || echo 0)
+  echo "$_g $_st" >"$1/pgid"
+}
+
+# stop_holder LOCKDIR: stop the process group recorded in a stale lock, if it still
+# runs (same start time: not a reused number) and is not this step's own
+stop_holder() {
+  [ -f "$1/pgid" ] || return 0
+  read -r _g _st <"$1/pgid" || return 0
+  printf '%s' "$_g" | grep -Eqx '[0-9]+' || return 0
+  _mine=$(ps -o pgid= -p $$ | tr -d ' ')
+  [ "$_g" != "$_mine" ] || return 0
+  [ "$(awk '{print $22}' "/proc/$_g/stat" 2>/dev/null || echo x)" = "$_st" ] || return 0
+  kill -TERM -- "-$_g" 2>/dev/null || return 0
+  _i=0
+  while [ "$_i" -lt 20 ] && kill -0 -- "-$_g" 2>/dev/null; do sleep 0.1; _i=$((_i + 1)); done
+  kill -KILL -- "-$_g" 2>/dev/null || true
+  echo "stopped the dead run's processes (group $_g)"
+}
+
+# take LOCKDIR BREAK: mkdir the lock (after stopping and removing a stale one when BREAK
+# is 1); prints HELD and the holder's owner line and exits 75 when someone holds it
+take() {
+  mkdir -p "$LOCKS"
+  if [ "$2" = 1 ] && [ -d "$1" ]; then
+    stop_holder "$1"
+    rm -rf "$1"
+  fi
+  if ! mkdir "$1" 2>/dev/null; then
+    echo "HELD"
+    cat "$1/owner" 2>/dev/null || echo "unknown"
+    exit 75
+  fi
+  printf '%s\n' "$owner" >"$1/owner"
+  mark "$1"
+}
+
+# print_state: the node state and what each slot's slot.json names (`SLOT RELEASE-PATH`)
+print_state() {
+  echo "---state"
+  cat "$STATE" 2>/dev/null || true
+  echo "---slots"
+  for _f in "$SLOTS"/python/*/slot.json "$SLOTS"/ruby/*/slot.json; do
+    [ -f "$_f" ] || continue
+    _s=$(basename "$(dirname "$_f")")
+    echo "$_s $(sed -n 's/.*"release": *"\([^"]*\)".*/\1/p' "$_f" | head -n 1)"
+  done
+}
 
 # install_routes TEXT: the routing table through skiff-node (config test, reload, restore);
-# returns once NGINX's old workers stopped taking requests. (Not sooner: during NGINX's
-# reload its old workers take requests for another 0.1 s, and where a wildcard host name
-# covers N.HOST they would send a health check of N.HOST to the live version, whose 2xx
-# must not pass for the new one's.)
+# returns once NGINX's old workers stopped taking requests.
 install_routes() {
   mkdir -p "$STAGING"
   _f=$(mktemp "$STAGING/routes.XXXXXX")
@@ -68,6 +141,7 @@ install_routes() {
 
 # slot_dir SLOT KIND
 slot_dir() { case $2 in python) echo "$SLOTS/python/$1" ;; ruby) echo "$SLOTS/ruby/$1" ;; *) die "bad kind $2" 2 ;; esac; }
+kind_of() { case $1 in py*) echo python ;; rb*) echo ruby ;; esac; }
 
 # restart_slot SLOT KIND: only this slot's processes
 restart_slot() {
@@ -80,7 +154,7 @@ restart_slot() {
 # idle_slot SLOT KIND: the slot stops running anything (answers "not running")
 idle_slot() {
   _d=$(slot_dir "$1" "$2")
-  rm -f "$_d/slot.json"
+  rm -f "$_d/slot.json" "$_d"/before-*.json
   restart_slot "$1" "$2" || true
 }
 
@@ -90,14 +164,13 @@ drop_release() { # drop_release APP N
     "$_a/meta/$2.json" "$_a/docroots/$2" "$_a/docroots/$2.json" "$_a/env/$2.env"
 }
 
-# prepare_step APP N META VENV REQ WHEELS DOCROOT ENVLINES [CMD...]
+# prepare_step [CMD...]: env snapshot, venv, build commands, the release's meta
 prepare_step() {
-  app=$1 n=$2 meta=$3 venv=$4 req=$5 wheels=$6 docroot=$7 envlines=$8
-  shift 8
-  check_app "$app"; check_n "$n"
   a=$APPS/$app rel=$APPS/$app/releases/$n
   [ -d "$rel" ] || die "release $n of $app is missing on the node"
   mkdir -p "$a/meta" "$a/env" "$a/venvs"
+  chmod 0750 "$a/meta" "$a/env"
+  chgrp www-data "$a/meta" "$a/env" 2>/dev/null || true
   envfile=
   if [ -f "$ENVDIR/$app.env" ]; then
     envfile=$a/env/$n.env
@@ -130,16 +203,24 @@ prepare_step() {
   for c in "$@"; do
     (
       cd "$rel"
-      printf '%s\n' "$envlines" | while IFS= read -r line; do [ -n "$line" ] && echo "$line"; done >"$a/env/.build-$n"
-      while IFS= read -r line; do export "$line"; done <"$a/env/.build-$n"
+      # the release's environment, from the prelude (never a file others could read)
+      while IFS= read -r line; do
+        case $line in *=*) export "$line" ;; esac
+      done <<EOF
+$envlines
+EOF
       if [ -n "$envfile" ]; then
         while IFS= read -r line; do
           case $line in '' | '#'*) ;; *=*) export "$line" ;; esac
         done <"$envfile"
       fi
-      rm -f "$a/env/.build-$n"
-      sh -c "$c" >&2
-    ) || { rm -f "$marker"; die "build command failed: $c" 5; }
+      _s=0
+      timeout -k 10 "$build_timeout" sh -c "$c" >&2 || _s=$?
+      if [ "$_s" = 124 ] || [ "$_s" = 137 ]; then
+        die "build command timed out after ${build_timeout}s ([build] timeout in app.toml): $c" 5
+      fi
+      [ "$_s" = 0 ] || die "build command failed (exit $_s): $c" 5
+    ) || { _s=$?; rm -f "$marker"; exit "$_s"; }
   done
   if [ $# -gt 0 ]; then
     shared=$(find "$rel" -type f -links +1 -newer "$marker" | head -n 5)
@@ -153,7 +234,9 @@ prepare_step() {
   fi
   rm -f "$marker"
   phase build
-  printf '%s\n' "$meta" >"$a/meta/$n.json.tmp"
+  # the meta holds the app's environment: readable by the slots (www-data), no one else
+  (umask 027 && printf '%s\n' "$meta" >"$a/meta/$n.json.tmp")
+  chgrp www-data "$a/meta/$n.json.tmp" 2>/dev/null || true
   mv -f "$a/meta/$n.json.tmp" "$a/meta/$n.json"
   if [ -n "$docroot" ]; then
     mkdir -p "$a/docroots"
@@ -163,18 +246,24 @@ prepare_step() {
   phase meta
 }
 
-
-# trial_step APP N SLOT KIND WANT HOST HEALTH TIMEOUT ROUTES
+# trial_step: load N into SLOT, warm it, health-check it by its backend name
 trial_step() {
-  app=$1 n=$2 slot=$3 kind=$4 want=$5 backend=$6 health=$7 timeout=$8
-  check_app "$app"; check_n "$n"; check_slot "$slot"
+  check_slot "$slot"; check_token "$token"
+  for s in $reset; do
+    check_slot "$s"
+    idle_slot "$s" "$(kind_of "$s")"
+    echo "reset slot $s"
+  done
   restarted=0
   if [ -n "$slot" ]; then
     d=$(slot_dir "$slot" "$kind")
     [ -d "$d" ] || die "slot $slot does not exist on this node (re-run setup-node)"
-    # keep what the slot ran, so an abort can put it back
-    if [ -f "$d/slot.json" ]; then cp -p "$d/slot.json" "$d/slot.json.before"; else rm -f "$d/slot.json.before"; fi
-    install -m 0640 -g www-data "$APPS/$app/meta/$n.json" "$d/slot.json.tmp"
+    # keep what the slot ran, so an abort of this run (by its token) can put it back
+    rm -f "$d"/before-*.json
+    if [ -f "$d/slot.json" ]; then cp -p "$d/slot.json" "$d/before-$token.json"; fi
+    sed "s/^{/{\"token\":\"$token\",/" "$APPS/$app/meta/$n.json" >"$d/slot.json.tmp"
+    chmod 0640 "$d/slot.json.tmp"
+    chgrp www-data "$d/slot.json.tmp" 2>/dev/null || true
     mv -f "$d/slot.json.tmp" "$d/slot.json"
     # A fresh Python slot (freed and restarted by an earlier switch) loads N lazily on its
     # first request (skiff_slot.py): no restart, which Apache would only carry out on its
@@ -187,13 +276,12 @@ trial_step() {
   phase load
   printf '%s' "$backend" | grep -Eqx "$n\.$app\.[a-z0-9]+\.skiff" || die "bad backend name: $backend" 2
   if [ -n "$slot" ]; then
-    # Warm: at most 2 requests at a time, until WANT distinct processes answer release
-    # N. A process still running another release answers with that one, and one that
-    # started before this skiff_slot.py (an upgrade) answers with the idle page (503, no
-    # X-Skiff-Release): then (once) the slot's processes are restarted.
-    # A round is two curls (each its own header file: one response each, no interleaving)
-    # and one awk, which adds the PIDs that answered N to the list in $out and prints how
-    # many there are and whether another release or the idle page answered.
+    # Warm: at most 2 requests at a time, until WANT distinct processes answer this run's
+    # TOKEN (release N and a nonce: a process an interrupted run loaded with another
+    # release N never passes). A process still running another release answers with
+    # that one, and one that started before this skiff_slot.py (an upgrade) answers with
+    # the idle page (503, no X-Skiff-Release): then (once) the slot's processes are
+    # restarted.
     out=$(mktemp)
     rounds=$(awk -v t="$timeout" 'BEGIN{print int(t * 50) + 1}')
     ok=0 r=0 got=0
@@ -207,7 +295,7 @@ trial_step() {
       c2=$!
       wait "$c1" "$c2" || true
       # shellcheck disable=SC2046
-      set -- $(awk -v n="$n" -v list="$out" '
+      set -- $(awk -v n="$token" -v list="$out" '
         function judge(f) {
           if (rel[f] == n && pid[f] != "") { if (!(pid[f] in seen)) { seen[pid[f]] = 1; print pid[f] >>list } }
           else if (rel[f] != "") other = 1
@@ -273,39 +361,37 @@ step=${1:-}
 [ $# -gt 0 ] && shift
 case $step in
   begin)
-    app=$1 owner=$2
     check_app "$app"
     [ -f "$SETUP" ] || die "this node is not set up for skiff (no $SETUP)" 78
-    mkdir -p "$LOCKS"
-    lock=$LOCKS/$app.lock
-    [ "${3:-}" = break ] && rm -rf "$lock"
-    if ! mkdir "$lock" 2>/dev/null; then
-      echo "HELD"
-      cat "$lock/owner" 2>/dev/null || echo "unknown"
-      exit 75
-    fi
-    printf '%s\n' "$owner" >"$lock/owner"
+    take "$LOCKS/$app.lock" "$brk"
     echo "---state"
     cat "$STATE" 2>/dev/null || true
     echo "---setup"
     cat "$SETUP"
     echo "---env"
     [ -f "$ENVDIR/$app.env" ] && echo "node-config=yes" || echo "node-config=no"
+    # every release number published on disk: a dead run's leftovers never get their
+    # number again (.tmp-N and .spare-N are the sync's own, which it tidies itself)
+    echo "---found"
+    for d in releases meta docroots env; do
+      if [ -d "$APPS/$app/$d" ]; then ls "$APPS/$app/$d"; fi
+    done | sed -nE 's/^([0-9]+)(\..*)?$/\1/p' | sort -un
     ;;
 
-  trial)
-    trial_step "$@"
+  recover)
+    check_app "$app"
+    holds "$LOCKS/$app.lock" || die "this run does not hold the deploy lock of $app" 75
+    for p in $numbers; do
+      check_n "$p"
+      drop_release "$app" "$p"
+    done
     ;;
 
-  ready)
-    # ready TRIAL-ARGS(8) PREPARE-ARGS...: both steps in one round trip; `---trial`
-    # tells the laptop that prepare passed and the trial began
-    [ $# -ge 16 ] || die "ready needs 8 trial and at least 8 prepare arguments" 2
-    t1=$1 t2=$2 t3=$3 t4=$4 t5=$5 t6=$6 t7=$7 t8=$8
-    shift 8
-    check_app "$t1"; check_n "$t2"
-    # No route changes before the switch: the health check reaches release N by its
-    # backend name on NGINX's loopback check port (one NGINX reload per deploy).
+  prepare)
+    check_app "$app"; check_n "$n"
+    holds "$LOCKS/$app.lock" || die "this run does not hold the deploy lock of $app" 75
+    mark "$LOCKS/$app.lock"
+    printf '%s' "$build_timeout" | grep -Eqx '[0-9]{1,6}' || die "bad build timeout: $build_timeout" 2
     # (a subshell, not an `||` list, which would switch `set -e` off inside it)
     set +e
     (
@@ -314,17 +400,31 @@ case $step in
     )
     _s=$?
     set -e
-    if [ "$_s" != 0 ]; then
-      exit "$_s"
-    fi
+    [ "$_s" = 0 ] || exit "$_s"
     T0=$(now)
-    echo "---trial"
-    trial_step "$t1" "$t2" "$t3" "$t4" "$t5" "$t6" "$t7" "$t8"
+    echo "---prepared"
+    brk=0
+    take "$NODE_LOCK" 0
+    print_state
+    ;;
+
+  nodelock)
+    check_app "$app"
+    holds "$LOCKS/$app.lock" || die "this run does not hold the deploy lock of $app" 75
+    take "$NODE_LOCK" "$brk"
+    print_state
+    ;;
+
+  trial)
+    check_app "$app"; check_n "$n"
+    holds "$NODE_LOCK" || die "this run does not hold the node lock" 75
+    mark "$NODE_LOCK"
+    trial_step
     ;;
 
   switch)
-    app=$1 state=$2 routes=$3
     check_app "$app"
+    holds "$NODE_LOCK" || die "this run does not hold the node lock" 75
     printf '%s' "$state" >"$STATE.tmp"
     install_routes "$routes" || { rm -f "$STATE.tmp"; exit 4; }
     mv -f "$STATE.tmp" "$STATE"
@@ -332,34 +432,44 @@ case $step in
     ;;
 
   finish)
-    app=$1 freed=$2 prune=$3
     check_app "$app"
+    holds "$NODE_LOCK" || die "this run does not hold the node lock" 75
     for s in $freed; do
       check_slot "$s"
-      case $s in py*) idle_slot "$s" python ;; rb*) idle_slot "$s" ruby ;; esac
+      idle_slot "$s" "$(kind_of "$s")"
     done
     for p in $prune; do
       check_n "$p"
       drop_release "$app" "$p"
     done
-    rm -rf "$LOCKS/$app.lock"
+    rm -rf "$NODE_LOCK"
+    if holds "$LOCKS/$app.lock"; then rm -rf "$LOCKS/$app.lock"; fi
     phase prune
     ;;
 
   abort)
-    app=$1 n=$2 slot=$3 kind=$4
-    check_app "$app"; check_slot "$slot"
-    if [ -n "$slot" ]; then
-      d=$(slot_dir "$slot" "$kind")
-      if [ -f "$d/slot.json.before" ]; then
-        mv -f "$d/slot.json.before" "$d/slot.json"
-        restart_slot "$slot" "$kind" || true
-      else
-        idle_slot "$slot" "$kind"
+    check_app "$app"
+    if holds "$NODE_LOCK"; then
+      # every slot this run loaded (by its token) goes back to what it ran
+      if [ -n "$token" ]; then
+        check_token "$token"
+        for d in "$SLOTS"/python/* "$SLOTS"/ruby/*; do
+          [ -d "$d" ] || continue
+          s=$(basename "$d")
+          if [ -f "$d/before-$token.json" ]; then
+            mv -f "$d/before-$token.json" "$d/slot.json"
+            restart_slot "$s" "$(kind_of "$s")" || true
+          elif [ -f "$d/slot.json" ] && grep -q "\"token\":\"$token\"" "$d/slot.json"; then
+            idle_slot "$s" "$(kind_of "$s")"
+          fi
+        done
       fi
+      rm -rf "$NODE_LOCK"
     fi
-    [ -n "$n" ] && { check_n "$n"; drop_release "$app" "$n"; }
-    rm -rf "$LOCKS/$app.lock"
+    if holds "$LOCKS/$app.lock"; then
+      [ -n "$n" ] && { check_n "$n"; drop_release "$app" "$n"; }
+      rm -rf "$LOCKS/$app.lock"
+    fi
     ;;
 
   peek)
@@ -367,8 +477,9 @@ case $step in
     ;;
 
   unlock)
-    check_app "$1"
-    rm -rf "$LOCKS/$1.lock"
+    check_app "$app"
+    if holds "$NODE_LOCK"; then rm -rf "$NODE_LOCK"; fi
+    if [ "$which" = both ] && holds "$LOCKS/$app.lock"; then rm -rf "$LOCKS/$app.lock"; fi
     ;;
 
   *)

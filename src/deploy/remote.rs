@@ -20,7 +20,8 @@ const HEALTH_FAILED: i32 = 7;
 /// What `begin` learned: the node's state and its slot pool.
 #[derive(Debug, Clone)]
 pub struct Begun {
-    /// `/var/lib/skiff/state.toml`.
+    /// `/var/lib/skiff/state.toml` (the app's own entry is the truth while its lock is
+    /// held; other apps' entries may change until the node lock is taken).
     pub state: NodeState,
     /// Python slot names declared by setup-node (`py01`...).
     pub python_slots: Vec<String>,
@@ -28,18 +29,32 @@ pub struct Begun {
     pub ruby_slots: Vec<String>,
     /// OS recorded by setup-node (part of the venv key).
     pub os: String,
-    /// Whether `/etc/skiff/env/APP.env` exists (secrets set with `skiff config`).
+    /// Whether `/etc/skiff/env/APP.env` exists (node-side secrets of the app).
     pub has_node_config: bool,
+    /// Every release number of the app found on disk, the state's and leftovers alike.
+    pub found: Vec<u32>,
 }
 
-/// Outcome of trying to take the lock.
+/// The truth about what apps share on a node, read under the node lock.
+#[derive(Debug, Clone)]
+pub struct NodeView {
+    /// `/var/lib/skiff/state.toml` as it is now.
+    pub state: NodeState,
+    /// What each slot's `slot.json` names: slot -> release folder.
+    pub slot_files: BTreeMap<String, String>,
+}
+
+/// Outcome of trying to take a lock.
 #[derive(Debug)]
-pub enum LockAttempt {
-    /// Ours now.
-    Taken(Box<Begun>),
+pub enum Lock<T> {
+    /// Ours now, with what was read under it.
+    Taken(T),
     /// Someone else's: their owner line.
     Held(String),
 }
+
+/// The outcome of `begin`: the app's lock and what was read under it.
+pub type LockAttempt = Lock<Box<Begun>>;
 
 /// Per-phase seconds reported by the node (`phase NAME SECONDS` lines).
 pub type PhaseTimes = BTreeMap<String, f64>;
@@ -73,8 +88,16 @@ fn slot_names(prefix: &str, count: usize) -> Vec<String> {
     (1..=count).map(|i| format!("{prefix}{i:02}")).collect()
 }
 
-async fn step(session: &Session, args: &[&str]) -> Result<(i32, String, String)> {
-    let out = session.script(SCRIPT, args).await?;
+/// Runs step `name` of node.sh with its named inputs in the prelude (never in argv).
+async fn step(
+    session: &Session,
+    name: &str,
+    vars: &[(&str, &str)],
+    args: &[&str],
+) -> Result<(i32, String, String)> {
+    let mut argv = vec![name];
+    argv.extend_from_slice(args);
+    let out = session.script_with(SCRIPT, vars, &argv).await?;
     Ok((
         out.status.unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -101,24 +124,32 @@ fn tail(text: &str, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-/// Takes `app`'s deploy lock on the node and reads its state (one round trip).
+/// The owner line after a `HELD` line (exit [`LOCK_HELD`]).
+fn holder(out: &str) -> String {
+    out.lines()
+        .skip_while(|l| *l != "HELD")
+        .nth(1)
+        .unwrap_or("unknown")
+        .to_string()
+}
+
+fn brk(break_lock: bool) -> &'static str {
+    if break_lock { "1" } else { "0" }
+}
+
+/// Takes `app`'s deploy lock on the node and reads its state (one round trip). With
+/// `break_lock`, a stale lock is removed first and the processes of its dead run stopped.
 pub async fn begin(
     session: &Session,
     app: &str,
     owner: &str,
     break_lock: bool,
 ) -> Result<LockAttempt> {
-    let mut args = vec!["begin", app, owner];
-    if break_lock {
-        args.push("break");
-    }
-    let (status, out, err) = step(session, &args).await?;
+    let vars = [("app", app), ("owner", owner), ("brk", brk(break_lock))];
+    let (status, out, err) = step(session, "begin", &vars, &[]).await?;
     match status {
         0 => {}
-        LOCK_HELD => {
-            let holder = out.lines().nth(1).unwrap_or("unknown").to_string();
-            return Ok(LockAttempt::Held(holder));
-        }
+        LOCK_HELD => return Ok(Lock::Held(holder(&out))),
         NOT_SET_UP => {
             return Err(Error::Failed {
                 message: format!("node `{}` is not set up for skiff", session.node()),
@@ -148,7 +179,7 @@ pub async fn begin(
             .unwrap_or(0)
             .max(0) as usize
     };
-    Ok(LockAttempt::Taken(Box::new(Begun {
+    Ok(Lock::Taken(Box::new(Begun {
         state,
         python_slots: slot_names("py", count("python_slots")),
         ruby_slots: slot_names("rb", count("ruby_slots")),
@@ -160,13 +191,100 @@ pub async fn begin(
         has_node_config: parts
             .get("env")
             .is_some_and(|e| e.contains("node-config=yes")),
+        found: parts
+            .get("found")
+            .map(|f| f.lines().filter_map(|l| l.trim().parse().ok()).collect())
+            .unwrap_or_default(),
     })))
+}
+
+/// Removes releases of `app` that no state names (a dead run's), under the app's lock.
+pub async fn recover(session: &Session, app: &str, owner: &str, numbers: &[u32]) -> Result<()> {
+    let numbers = join(numbers);
+    let vars = [
+        ("app", app),
+        ("owner", owner),
+        ("numbers", numbers.as_str()),
+    ];
+    let (status, out, err) = step(session, "recover", &vars, &[]).await?;
+    if status != 0 {
+        return Err(failed(
+            session,
+            "removing an interrupted deploy's leftovers",
+            status,
+            &out,
+            &err,
+        ));
+    }
+    Ok(())
+}
+
+fn join(numbers: &[u32]) -> String {
+    numbers
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// What the node printed after taking its node lock: the state and the slot files.
+fn node_view(session: &Session, out: &str) -> Result<NodeView> {
+    let parts = sections(out);
+    let state = NodeState::parse(
+        session.node(),
+        parts.get("state").map_or("", String::as_str),
+    )?;
+    let slot_files = parts
+        .get("slots")
+        .map(|s| {
+            s.lines()
+                .filter_map(|l| {
+                    let (slot, release) = l.split_once(' ')?;
+                    Some((slot.to_string(), release.trim().to_string()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(NodeView { state, slot_files })
+}
+
+/// Takes the node lock (after the app's) and reads the truth under it: one round trip.
+pub async fn node_lock(
+    session: &Session,
+    app: &str,
+    owner: &str,
+    break_lock: bool,
+) -> Result<Lock<NodeView>> {
+    let vars = [("app", app), ("owner", owner), ("brk", brk(break_lock))];
+    let (status, out, err) = step(session, "nodelock", &vars, &[]).await?;
+    match status {
+        0 => Ok(Lock::Taken(node_view(session, &out)?)),
+        LOCK_HELD => Ok(Lock::Held(holder(&out))),
+        _ => Err(failed(session, "taking the node lock", status, &out, &err)),
+    }
+}
+
+/// Releases only the node lock (the app's stays held), if this owner holds it.
+pub async fn node_unlock(session: &Session, app: &str, owner: &str) -> Result<()> {
+    let vars = [("app", app), ("owner", owner), ("which", "node")];
+    let (status, out, err) = step(session, "unlock", &vars, &[]).await?;
+    if status != 0 {
+        return Err(failed(
+            session,
+            "releasing the node lock",
+            status,
+            &out,
+            &err,
+        ));
+    }
+    Ok(())
 }
 
 /// Everything `prepare` needs for one release.
 #[derive(Debug, Clone, Default)]
 pub struct Prepare {
-    /// Release meta (what a slot or PHP docroot loads), JSON.
+    /// Release meta (what a slot or PHP docroot loads), JSON. Holds the app's
+    /// environment: it reaches the node in the prelude, never in argv.
     pub meta: String,
     /// Venv key, when the app has requirements.
     pub venv: String,
@@ -176,10 +294,12 @@ pub struct Prepare {
     pub wheels: String,
     /// PHP docroot inside the release ("" = not PHP).
     pub docroot: String,
-    /// `KEY=VALUE` lines of the release's plain environment.
+    /// `KEY=VALUE` lines of the release's plain environment (for build commands).
     pub env_lines: String,
     /// `build.commands`.
     pub commands: Vec<String>,
+    /// Seconds a build command may run (`[build] timeout`).
+    pub build_timeout: u64,
 }
 
 /// What `trial` needs: where to load release N, and how to check it.
@@ -187,13 +307,15 @@ pub struct Prepare {
 pub struct Trial<'a> {
     /// App name.
     pub app: &'a str,
+    /// This run's lock owner line.
+    pub owner: &'a str,
     /// Release number.
     pub n: u32,
-    /// Slot to load into ("" for PHP and static).
-    pub slot: &'a str,
+    /// Slot to load into (none for PHP and static).
+    pub slot: Option<&'a str>,
     /// `python` or `ruby` (ignored without a slot).
     pub kind: &'a str,
-    /// Processes that must answer with release N.
+    /// Processes that must answer with this run's token.
     pub want: u32,
     /// Release N's backend name (`N.APP.KIND.skiff`), checked on NGINX's loopback
     /// check port before any route points at it.
@@ -202,6 +324,10 @@ pub struct Trial<'a> {
     pub health: &'a str,
     /// Seconds allowed for warming and for the health check each.
     pub timeout: f64,
+    /// This run's token (`N-NONCE`): written into slot.json, answered by the loader.
+    pub token: &'a str,
+    /// Slots to reset first (a dead run loaded them).
+    pub reset: &'a [String],
 }
 
 /// The result of a failed health check, for the user.
@@ -216,27 +342,28 @@ pub struct HealthFailure {
 }
 
 /// Loads release N, warms it and health-checks it (one round trip; no route changes).
+/// Needs the node lock.
 pub async fn trial(session: &Session, t: &Trial<'_>) -> Result<Result<PhaseTimes, HealthFailure>> {
     let n = t.n.to_string();
     let want = t.want.to_string();
     let timeout = format!("{:.1}", t.timeout);
-    let args = [
-        "trial", t.app, &n, t.slot, t.kind, &want, t.backend, t.health, &timeout,
+    let reset = t.reset.join(" ");
+    let vars = [
+        ("app", t.app),
+        ("owner", t.owner),
+        ("n", n.as_str()),
+        ("slot", t.slot.unwrap_or("")),
+        ("kind", t.kind),
+        ("want", want.as_str()),
+        ("backend", t.backend),
+        ("health", t.health),
+        ("timeout", timeout.as_str()),
+        ("token", t.token),
+        ("reset", reset.as_str()),
     ];
-    let (status, out, err) = step(session, &args).await?;
-    trial_outcome(session, status, &out, &err)
-}
-
-/// What a finished `trial` (or `ready`) printed: its phases, a failed health check, or
-/// an error.
-fn trial_outcome(
-    session: &Session,
-    status: i32,
-    out: &str,
-    err: &str,
-) -> Result<Result<PhaseTimes, HealthFailure>> {
+    let (status, out, err) = step(session, "trial", &vars, &[]).await?;
     if status == HEALTH_FAILED {
-        let parts = sections(out);
+        let parts = sections(&out);
         let health = parts.get("health").cloned().unwrap_or_default();
         let mut lines = health.lines();
         let status = lines
@@ -252,109 +379,134 @@ fn trial_outcome(
         }));
     }
     if status != 0 {
-        return Err(failed(session, "loading the new release", status, out, err));
+        return Err(failed(
+            session,
+            "loading the new release",
+            status,
+            &out,
+            &err,
+        ));
     }
-    Ok(Ok(phases(out)))
+    Ok(Ok(phases(&out)))
 }
 
-/// How a [`ready`] step failed: in `prepare` (nothing was loaded, only release N needs
-/// removing) or once the trial had begun (the slot needs undoing too).
+/// What a passed `prepare` left: its phases, and the node lock if it was free.
 #[derive(Debug)]
-pub enum NotReady {
-    /// The env snapshot, venv or build commands failed.
-    Build(Error),
-    /// Loading, warming or routing failed (or the connection did, which may be either).
-    Trial(Error),
+pub struct Prepared {
+    /// Seconds per phase (env, venv, build, meta).
+    pub phases: PhaseTimes,
+    /// The node lock, tried right after the build in the same round trip.
+    pub lock: Lock<NodeView>,
 }
 
-/// `prepare` (env snapshot, venv, build commands, the release's meta) then `trial`
-/// (load, warm, route, health-check) in one round trip.
-pub async fn ready(
+/// `prepare` (env snapshot, venv, build commands, the release's meta), then an attempt
+/// at the node lock, in one round trip. Needs the app's lock; the environment travels in
+/// the prelude, never in argv (where `ps` on the node would show it).
+pub async fn prepare(
     session: &Session,
+    app: &str,
+    owner: &str,
+    n: u32,
     p: &Prepare,
-    t: &Trial<'_>,
-) -> std::result::Result<Result<PhaseTimes, HealthFailure>, NotReady> {
-    let n = t.n.to_string();
-    let want = t.want.to_string();
-    let timeout = format!("{:.1}", t.timeout);
-    let mut args = vec![
-        "ready",
-        t.app,
-        &n,
-        t.slot,
-        t.kind,
-        &want,
-        t.backend,
-        t.health,
-        &timeout,
-        // prepare
-        t.app,
-        &n,
-        &p.meta,
-        &p.venv,
-        &p.requirements,
-        &p.wheels,
-        &p.docroot,
-        &p.env_lines,
+) -> Result<Prepared> {
+    let n = n.to_string();
+    let timeout = p.build_timeout.to_string();
+    let vars = [
+        ("app", app),
+        ("owner", owner),
+        ("n", n.as_str()),
+        ("meta", p.meta.as_str()),
+        ("venv", p.venv.as_str()),
+        ("req", p.requirements.as_str()),
+        ("wheels", p.wheels.as_str()),
+        ("docroot", p.docroot.as_str()),
+        ("envlines", p.env_lines.as_str()),
+        ("build_timeout", timeout.as_str()),
     ];
-    args.extend(p.commands.iter().map(String::as_str));
-    let (status, out, err) = step(session, &args).await.map_err(NotReady::Trial)?;
-    if status != 0 && !out.lines().any(|l| l == "---trial") {
+    let commands: Vec<&str> = p.commands.iter().map(String::as_str).collect();
+    let (status, out, err) = step(session, "prepare", &vars, &commands).await?;
+    let prepared = out.lines().any(|l| l == "---prepared");
+    if !prepared {
         let mut e = failed(session, "build", status, &out, &err);
         if let Error::Remote { hint, .. } = &mut e {
             *hint = Some("fix the build (requirements, wheels, build.commands) and run `skiff update` again; the live version is untouched".into());
         }
-        return Err(NotReady::Build(e));
+        return Err(e);
     }
-    trial_outcome(session, status, &out, &err).map_err(NotReady::Trial)
+    let phases = phases(&out);
+    let lock = match status {
+        0 => Lock::Taken(node_view(session, &out)?),
+        LOCK_HELD => Lock::Held(holder(&out)),
+        _ => return Err(failed(session, "taking the node lock", status, &out, &err)),
+    };
+    Ok(Prepared { phases, lock })
 }
 
-/// Routes and state.toml: the switch itself (one round trip; keeps the lock).
+/// Routes and state.toml: the switch itself (one round trip; keeps the locks).
 pub async fn switch(
     session: &Session,
     app: &str,
+    owner: &str,
     state: &NodeState,
     routes: &str,
 ) -> Result<PhaseTimes> {
     let state_text = state.render();
-    let (status, out, err) = step(session, &["switch", app, &state_text, routes]).await?;
+    let vars = [
+        ("app", app),
+        ("owner", owner),
+        ("state", state_text.as_str()),
+        ("routes", routes),
+    ];
+    let (status, out, err) = step(session, "switch", &vars, &[]).await?;
     if status != 0 {
         return Err(failed(session, "switching versions", status, &out, &err));
     }
     Ok(phases(&out))
 }
 
-/// After every node switched: idle the freed slots, prune, unlock (one round trip).
+/// After every node switched: idle the freed slots, prune, release both locks (one
+/// round trip).
 pub async fn finish(
     session: &Session,
     app: &str,
+    owner: &str,
     freed: &[String],
     prune: &[u32],
 ) -> Result<PhaseTimes> {
     let freed = freed.join(" ");
-    let prune = prune
-        .iter()
-        .map(u32::to_string)
-        .collect::<Vec<_>>()
-        .join(" ");
-    let (status, out, err) = step(session, &["finish", app, &freed, &prune]).await?;
+    let prune = join(prune);
+    let vars = [
+        ("app", app),
+        ("owner", owner),
+        ("freed", freed.as_str()),
+        ("prune", prune.as_str()),
+    ];
+    let (status, out, err) = step(session, "finish", &vars, &[]).await?;
     if status != 0 {
         return Err(failed(session, "pruning", status, &out, &err));
     }
     Ok(phases(&out))
 }
 
-/// Undoes a trial: the slot goes back to what it ran, release N is removed, the lock is
-/// released (a trial never changes routes). Best effort: errors are returned for reporting.
+/// Undoes what this run (`owner`, `token`) did on the node: a slot it loaded goes back
+/// to what it ran (only while it holds the node lock), release `n` is removed, both
+/// locks are released. Safe at any point of a run, and a no-op for locks it does not
+/// hold. Best effort: errors are returned for reporting.
 pub async fn abort(
     session: &Session,
     app: &str,
+    owner: &str,
     n: Option<u32>,
-    slot: &str,
-    kind: &str,
+    token: &str,
 ) -> Result<()> {
     let n = n.map(|n| n.to_string()).unwrap_or_default();
-    let (status, out, err) = step(session, &["abort", app, &n, slot, kind]).await?;
+    let vars = [
+        ("app", app),
+        ("owner", owner),
+        ("n", n.as_str()),
+        ("token", token),
+    ];
+    let (status, out, err) = step(session, "abort", &vars, &[]).await?;
     if status != 0 {
         return Err(failed(session, "cleaning up", status, &out, &err));
     }
@@ -363,7 +515,7 @@ pub async fn abort(
 
 /// Reads the node state without taking any lock (for `versions`).
 pub async fn peek(session: &Session) -> Result<NodeState> {
-    let (status, out, err) = step(session, &["peek"]).await?;
+    let (status, out, err) = step(session, "peek", &[], &[]).await?;
     if status != 0 {
         return Err(failed(
             session,
@@ -376,9 +528,10 @@ pub async fn peek(session: &Session) -> Result<NodeState> {
     NodeState::parse(session.node(), &out)
 }
 
-/// Releases the app's deploy lock.
-pub async fn unlock(session: &Session, app: &str) -> Result<()> {
-    let (status, out, err) = step(session, &["unlock", app]).await?;
+/// Releases both locks, if this owner holds them.
+pub async fn unlock(session: &Session, app: &str, owner: &str) -> Result<()> {
+    let vars = [("app", app), ("owner", owner), ("which", "both")];
+    let (status, out, err) = step(session, "unlock", &vars, &[]).await?;
     if status != 0 {
         return Err(failed(session, "unlock", status, &out, &err));
     }

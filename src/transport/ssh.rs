@@ -145,6 +145,22 @@ impl Session {
         self.run_with_input(&argv, script.as_bytes()).await
     }
 
+    /// Runs `script` with named inputs: each `(NAME, VALUE)` becomes a `NAME='VALUE'` line
+    /// (quoted by [`crate::transport::quote`]) of a prelude put before the script on
+    /// stdin, so values (secrets among them) never appear in a process's argv on the node
+    /// (`ps`), have no size limit of a command-line argument, and are never part of the
+    /// command line an error prints. `args` still arrive as `$1`, `$2`...
+    pub async fn script_with(
+        &self,
+        script: &str,
+        vars: &[(&str, &str)],
+        args: &[&str],
+    ) -> Result<Output> {
+        let argv = script_argv(args);
+        self.run_with_input(&argv, with_prelude(script, vars).as_bytes())
+            .await
+    }
+
     /// [`Session::script`], with a non-zero exit turned into [`Error::Remote`].
     pub async fn script_ok(&self, script: &str, args: &[&str]) -> Result<Vec<u8>> {
         let out = self.script(script, args).await?;
@@ -306,6 +322,27 @@ impl Session {
 }
 
 /// `sh -s -- ARGS`: the argv that runs a script fed on stdin.
+/// `script` with a prelude of `NAME='VALUE'` lines for `vars` after its first line (the
+/// `#!` line stays first). Names must be shell identifiers (skiff's own, never input).
+fn with_prelude(script: &str, vars: &[(&str, &str)]) -> String {
+    let mut prelude = String::new();
+    for (name, value) in vars {
+        debug_assert!(
+            name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !name.starts_with(|c: char| c.is_ascii_digit()),
+            "prelude names are skiff's own identifiers"
+        );
+        prelude.push_str(name);
+        prelude.push('=');
+        prelude.push_str(&crate::transport::quote(value));
+        prelude.push('\n');
+    }
+    match script.split_once('\n') {
+        Some((first, rest)) if first.starts_with("#!") => format!("{first}\n{prelude}{rest}"),
+        _ => format!("{prelude}{script}"),
+    }
+}
+
 fn script_argv<'a>(args: &[&'a str]) -> Vec<&'a str> {
     let mut argv = vec!["sh", "-s", "--"];
     argv.extend_from_slice(args);
@@ -668,6 +705,22 @@ fn presented_fingerprint(text: &str) -> (Option<String>, Option<String>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prelude_sets_quoted_variables_after_the_shebang() {
+        let script = "#!/bin/sh\necho \"$x\"\n";
+        let out = with_prelude(script, &[("x", "a'b $(rm -rf /)\nline2"), ("y", "")]);
+        assert!(out.starts_with("#!/bin/sh\nx="), "{out}");
+        let run = std::process::Command::new("sh")
+            .args(["-c", &out])
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&run.stdout),
+            "a'b $(rm -rf /)\nline2\n"
+        );
+        assert_eq!(with_prelude("echo", &[("z", "1")]), "z=1\necho");
+    }
 
     #[test]
     fn control_dir_is_short_private_and_per_state() {
