@@ -255,15 +255,20 @@ impl NodeState {
     /// Slots whose `slot.json` (`files`: slot -> the release folder it names, as the node
     /// lists them under the node lock) is not what the state says the slot runs: an
     /// interrupted trial loaded them, or a kill between switch and finish left a freed
-    /// slot running. They are reset (idled) before anything is loaded.
+    /// slot running. Each is reset before anything is loaded: `SLOT` (idle it) when the
+    /// state gives it nothing, `SLOT:APP:N` (load that release again) when it does.
     pub fn stale_slots(&self, files: &BTreeMap<String, String>) -> Vec<String> {
         files
             .iter()
-            .filter(|(slot, release)| match self.slots.get(*slot) {
-                Some(u) => **release != format!("/srv/skiff/apps/{}/releases/{}", u.app, u.release),
-                None => true,
+            .filter_map(|(slot, release)| match self.slots.get(slot) {
+                Some(u)
+                    if *release == format!("/srv/skiff/apps/{}/releases/{}", u.app, u.release) =>
+                {
+                    None
+                }
+                Some(u) => Some(format!("{slot}:{}:{}", u.app, u.release)),
+                None => Some(slot.clone()),
             })
-            .map(|(slot, _)| slot.clone())
             .collect()
     }
 
@@ -432,7 +437,7 @@ mod tests {
         );
         assert_eq!(
             s.stale_slots(&files),
-            vec!["py01".to_string(), "py02".to_string()]
+            vec!["py01:a:5".to_string(), "py02".to_string()]
         );
     }
 

@@ -77,9 +77,38 @@ pub fn render_map(state: &NodeState) -> String {
 /// Refuses host names that another app on the node already serves (NGINX would reject
 /// the duplicate map key, and the other app would lose its traffic).
 pub fn check_hosts_free(state: &NodeState, app: &str, hostnames: &[String]) -> Result<()> {
+    let ours = main_host(hostnames);
     for (other, other_app) in &state.apps {
         if other == app {
             continue;
+        }
+        let theirs = main_host(&other_app.hostnames);
+        for host in hostnames {
+            // `prev.MAIN` and `N.MAIN` of the other app are its version hosts
+            if let Some(m) = theirs
+                && is_version_host(host, m)
+            {
+                return Err(Error::Failed {
+                    message: format!(
+                        "host `{host}` is a version host of app `{other}` (`prev.{m}`, `N.{m}`) on this node"
+                    ),
+                    hint: Some(format!(
+                        "pick a host name that is not `prev.{m}` or a number before `.{m}`"
+                    )),
+                });
+            }
+        }
+        if let Some(m) = ours
+            && let Some(h) = other_app.hostnames.iter().find(|h| is_version_host(h, m))
+        {
+            return Err(Error::Failed {
+                message: format!(
+                    "app `{other}` on this node serves `{h}`, which would be a version host of this app (`prev.{m}`, `N.{m}`)"
+                ),
+                hint: Some(format!(
+                    "pick another main host for this app, or remove `{h}` from `{other}`"
+                )),
+            });
         }
         for host in hostnames {
             if other_app.hostnames.contains(host) {
@@ -95,6 +124,15 @@ pub fn check_hosts_free(state: &NodeState, app: &str, hostnames: &[String]) -> R
         }
     }
     Ok(())
+}
+
+/// Whether `host` is `prev.MAIN` or `N.MAIN` (N a number): a version host of `main`.
+fn is_version_host(host: &str, main: &str) -> bool {
+    host.strip_suffix(main)
+        .and_then(|p| p.strip_suffix('.'))
+        .is_some_and(|label| {
+            label == "prev" || (!label.is_empty() && label.chars().all(|c| c.is_ascii_digit()))
+        })
 }
 
 #[cfg(test)]
@@ -165,5 +203,16 @@ mod tests {
         assert!(!map.contains("prev.site.test"));
         assert!(check_hosts_free(&s, "other", &["site.test".into()]).is_err());
         assert!(check_hosts_free(&s, "site", &["site.test".into()]).is_ok());
+        // another app's version hosts, either way round
+        for taken in ["prev.site.test", "1.site.test", "42.site.test"] {
+            assert!(
+                check_hosts_free(&s, "other", &[taken.into()]).is_err(),
+                "{taken}"
+            );
+        }
+        assert!(check_hosts_free(&s, "other", &["x1.site.test".into()]).is_ok());
+        assert!(check_hosts_free(&s, "other", &["test".into()]).is_ok());
+        s.apps.get_mut("site").unwrap().hostnames = vec!["prev.new.test".into()];
+        assert!(check_hosts_free(&s, "new", &["new.test".into()]).is_err());
     }
 }

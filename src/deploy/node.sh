@@ -249,9 +249,25 @@ EOF
 # trial_step: load N into SLOT, warm it, health-check it by its backend name
 trial_step() {
   check_slot "$slot"; check_token "$token"
-  for s in $reset; do
+  # SLOT (idle it) or SLOT:APP:N (load release N of APP again, as the state says)
+  for r in $reset; do
+    s=${r%%:*}
     check_slot "$s"
-    idle_slot "$s" "$(kind_of "$s")"
+    case $r in
+      *:*:*)
+        _ra=${r#*:}; _rn=${_ra#*:}; _ra=${_ra%%:*}
+        check_app "$_ra"; check_n "$_rn"
+        _d=$(slot_dir "$s" "$(kind_of "$s")")
+        rm -f "$_d"/before-*.json
+        if [ -f "$APPS/$_ra/meta/$_rn.json" ]; then
+          install -m 0640 -g www-data "$APPS/$_ra/meta/$_rn.json" "$_d/slot.json"
+          restart_slot "$s" "$(kind_of "$s")" || true
+        else
+          idle_slot "$s" "$(kind_of "$s")"
+        fi
+        ;;
+      *) idle_slot "$s" "$(kind_of "$s")" ;;
+    esac
     echo "reset slot $s"
   done
   restarted=0

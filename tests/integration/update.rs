@@ -71,7 +71,7 @@ pub fn deploy(env: &TestEnv, node: &TestNode, dir: &Path) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("update --json prints JSON")
 }
 
-fn field<'a>(body: &'a str, key: &str) -> &'a str {
+pub fn field<'a>(body: &'a str, key: &str) -> &'a str {
     body.split_whitespace()
         .find_map(|w| w.strip_prefix(&format!("{key}=")))
         .unwrap_or("")
@@ -231,7 +231,7 @@ fn static_site_is_served_by_nginx_alone() {
 }
 
 /// Release numbers kept on the node for `app`.
-fn releases_on_node(node: &TestNode, app: &str) -> String {
+pub fn releases_on_node(node: &TestNode, app: &str) -> String {
     node.exec(&format!(
         "ls /srv/skiff/apps/{app}/releases/ 2>/dev/null | grep -Ex '[0-9]+' | sort -n | tr '\\n' ' '"
     ))

@@ -1,0 +1,458 @@
+//! Regression tests for what a hostile tester found (issue 10): two apps deployed at once,
+//! deploys killed at any moment, signals, secrets on the node, build timeouts and
+//! orphaned builds, host names that shadow another app's version hosts, and release
+//! folders no state names. Each failed on the code before its fix.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use crate::support::{TestEnv, TestNode, nodes_available};
+use crate::update::{deploy, edit, field, fixture, get, releases_on_node, run_update};
+
+/// A copy of the Python fixture as app `name` at `name.test`, printing `marker`.
+fn python_app(env: &TestEnv, name: &str) -> PathBuf {
+    let src = fixture(env, "python");
+    let dir = env.root().join(format!("app-{name}"));
+    std::fs::rename(&src, &dir).unwrap();
+    edit(
+        &dir.join("app.toml"),
+        "name = \"pyapp\"",
+        &format!("name = \"{name}\""),
+    );
+    edit(
+        &dir.join("app.toml"),
+        "\"pyapp.test\"",
+        &format!("\"{name}.test\""),
+    );
+    dir
+}
+
+/// Sets the fixture's MESSAGE to `marker` (whatever it was).
+fn set_message(dir: &Path, marker: &str) {
+    let file = dir.join("app.py");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("MESSAGE = "))
+        .unwrap()
+        .to_string();
+    std::fs::write(
+        &file,
+        text.replacen(&line, &format!("MESSAGE = \"{marker}\""), 1),
+    )
+    .unwrap();
+}
+
+/// `skiff versions HOST --json` as JSON.
+fn versions(env: &TestEnv, host: &str) -> serde_json::Value {
+    let out = env
+        .skiff()
+        .args(["--json", "versions", host])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// The node's state.toml, parsed.
+fn node_state(node: &TestNode) -> toml::Table {
+    toml::from_str(&node.exec("cat /var/lib/skiff/state.toml")).unwrap()
+}
+
+fn current_on_node(state: &toml::Table, app: &str) -> Option<i64> {
+    state["apps"][app]
+        .get("current")
+        .and_then(|v| v.as_integer())
+}
+
+/// Both apps at once, 5 rounds: each round both report their new version, both HOSTs
+/// serve their own latest code, node state, `versions` and cluster.toml agree, and no
+/// slot is shared.
+#[test]
+fn two_apps_deployed_at_once_never_corrupt_each_other() {
+    if !nodes_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    let node = TestNode::launch_set_up(&env);
+    let apps = ["alpha", "beta"];
+    let dirs: Vec<PathBuf> = apps.iter().map(|a| python_app(&env, a)).collect();
+    for round in 1..=5 {
+        for (app, dir) in apps.iter().zip(&dirs) {
+            set_message(dir, &format!("{app}-round-{round}"));
+        }
+        let children: Vec<_> = dirs
+            .iter()
+            .map(|dir| {
+                env.skiff_std()
+                    .args(["--json", "update"])
+                    .arg(dir)
+                    .args(["--node", &node.name])
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let outs: Vec<_> = children
+            .into_iter()
+            .map(|c| c.wait_with_output().unwrap())
+            .collect();
+        let state = node_state(&node);
+        let cluster = env.cluster();
+        let mut slots_seen = Vec::new();
+        for (app, out) in apps.iter().zip(&outs) {
+            assert!(
+                out.status.success(),
+                "round {round}, {app}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let n = report["version"].as_i64().unwrap();
+            assert_eq!(n, round, "round {round}, {app}: {report}");
+            let host = format!("{app}.test");
+            let (code, body) = get(&node.address, &host, "/");
+            assert_eq!(code, 200, "round {round}, {app}: {body}");
+            assert_eq!(
+                field(&body, "message"),
+                format!("{app}-round-{round}"),
+                "round {round}: {host} serves its own latest code"
+            );
+            assert_eq!(field(&body, "version"), n.to_string(), "{body}");
+            assert_eq!(current_on_node(&state, app), Some(n), "node state: {state}");
+            assert_eq!(cluster.apps[&host].current, Some(n as u32), "cluster.toml");
+            let v = versions(&env, &host);
+            assert_eq!(v["current"].as_i64(), Some(n), "versions: {v}");
+            for row in v["versions"].as_array().unwrap() {
+                if let Some(slot) = row["slot"].as_str() {
+                    assert!(
+                        !slots_seen.contains(&slot.to_string()),
+                        "round {round}: slot {slot} is shared: {state}"
+                    );
+                    slots_seen.push(slot.to_string());
+                }
+            }
+        }
+        assert_eq!(node.exec("ls -A /var/lib/skiff/locks/ | wc -l").trim(), "0");
+    }
+}
+
+/// `skiff update` killed with SIGKILL at 12 moments spread over its run: after each the
+/// live version serves, and the next update succeeds and serves exactly its own code.
+#[test]
+fn an_update_killed_at_any_moment_leaves_the_live_version_and_the_next_one_serves_its_own_code() {
+    if !nodes_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    let node = TestNode::launch_set_up(&env);
+    let dir = python_app(&env, "crash");
+    set_message(&dir, "base");
+    deploy(&env, &node, &dir);
+    // how long one update runs, to spread the kills over it
+    set_message(&dir, "timing");
+    let start = Instant::now();
+    deploy(&env, &node, &dir);
+    let run = start.elapsed();
+    let mut live = "timing".to_string();
+    for i in 1..=12u32 {
+        let at = run.mul_f64(f64::from(i) / 12.0) + Duration::from_millis(20);
+        set_message(&dir, &format!("killed-{i}"));
+        let mut child = env
+            .skiff_std()
+            .args(["update"])
+            .arg(&dir)
+            .args(["--node", &node.name])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(at);
+        let _ = child.kill();
+        child.wait().unwrap();
+        // the kill may have come after the switch: then the killed run's code is live
+        let (code, body) = get(&node.address, "crash.test", "/");
+        assert_eq!(code, 200, "kill {i} at {at:?}: {body}");
+        let message = field(&body, "message").to_string();
+        assert!(
+            message == live || message == format!("killed-{i}"),
+            "kill {i} at {at:?}: serves {message}, live was {live}"
+        );
+        set_message(&dir, &format!("after-{i}"));
+        let out = run_update(&env, &dir, &node);
+        assert!(
+            out.status.success(),
+            "kill {i} at {at:?}: the next update failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (code, body) = get(&node.address, "crash.test", "/");
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(
+            field(&body, "message"),
+            format!("after-{i}"),
+            "kill {i} at {at:?}: HOST serves the new update's own code"
+        );
+        live = format!("after-{i}");
+        // nothing of the dead run is left: every release folder is in the state, and
+        // every loaded slot is one the state names
+        let state = node_state(&node);
+        let kept: Vec<String> = state["apps"]["crash"]["releases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["number"].as_integer().unwrap().to_string())
+            .collect();
+        let on_disk = releases_on_node(&node, "crash");
+        let on_disk: Vec<&str> = on_disk.split_whitespace().collect();
+        assert_eq!(on_disk, kept, "kill {i}: release folders no state names");
+        let loaded = node.exec("ls /srv/skiff/slots/python/*/slot.json | wc -l");
+        let in_state = state
+            .get("slots")
+            .and_then(|s| s.as_table())
+            .map_or(0, |t| t.len());
+        assert_eq!(loaded.trim(), in_state.to_string(), "kill {i}: {state}");
+    }
+}
+
+/// SIGTERM and SIGHUP get the same clean abort as Ctrl-C: exit 130, the live version
+/// serving, no release, lock or loaded slot left.
+#[test]
+fn sigterm_and_sighup_abort_cleanly_like_ctrl_c() {
+    if !nodes_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    let node = TestNode::launch_set_up(&env);
+    let dir = fixture(&env, "python");
+    deploy(&env, &node, &dir);
+    edit(
+        &dir.join("app.py"),
+        "        body = b\"ok\\n\"",
+        "        import time\n        time.sleep(4)\n        body = b\"ok\\n\"",
+    );
+    for signal in [
+        nix::sys::signal::Signal::SIGTERM,
+        nix::sys::signal::Signal::SIGHUP,
+    ] {
+        let child = env
+            .skiff_std()
+            .args(["update"])
+            .arg(&dir)
+            .args(["--node", &node.name])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(130), "{signal}: {stderr}");
+        let (code, body) = get(&node.address, "pyapp.test", "/");
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(field(&body, "version"), "1", "{body}");
+        assert_eq!(releases_on_node(&node, "pyapp").trim(), "1", "{signal}");
+        assert_eq!(node.exec("ls -A /var/lib/skiff/locks/ | wc -l").trim(), "0");
+        assert_eq!(
+            node.exec("ls /srv/skiff/slots/python/*/slot.json | wc -l")
+                .trim(),
+            "1",
+            "{signal}: only the live version's slot runs anything"
+        );
+    }
+    env.assert_no_masters();
+}
+
+/// `[env]` values never appear in a process's arguments on the node (a build runs long
+/// enough to look), and the files holding them are not world-readable.
+#[test]
+fn env_values_stay_out_of_argv_and_world_readable_files() {
+    if !nodes_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    let node = TestNode::launch_set_up(&env);
+    let dir = fixture(&env, "python");
+    edit(
+        &dir.join("app.toml"),
+        "GREETING_STYLE = \"plain\"",
+        "GREETING_STYLE = \"plain\"\nAPI_TOKEN = \"s3cr3t-0f-th3-app\"\n[build]\ncommands = [\"sleep 3\"]",
+    );
+    let child = env
+        .skiff_std()
+        .args(["update"])
+        .arg(&dir)
+        .args(["--node", &node.name])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // look at every process's arguments while the build sleeps
+    let mut seen_build = false;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline && !seen_build {
+        let ps = node.exec("ps -eo args");
+        assert!(
+            !ps.contains("s3cr3t-0f-th3-app"),
+            "a secret is in a process's argv on the node:\n{ps}"
+        );
+        seen_build = ps.lines().any(|l| l.trim() == "sleep 3");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(seen_build, "the build was never seen running");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("s3cr3t"));
+    let (_, body) = get(&node.address, "pyapp.test", "/");
+    assert_eq!(field(&body, "version"), "1", "{body}");
+    // every file on the node that holds the value: not readable by others
+    let holders = node.exec(
+        "grep -rl s3cr3t-0f-th3-app /srv/skiff /var/lib/skiff /etc/skiff 2>/dev/null || true",
+    );
+    assert!(!holders.trim().is_empty(), "the value reached the node");
+    for file in holders.lines() {
+        let mode = node.exec(&format!("stat -c %a {file}"));
+        let mode = u32::from_str_radix(mode.trim(), 8).unwrap();
+        assert_eq!(mode & 0o004, 0, "{file} is world-readable ({mode:o})");
+    }
+}
+
+/// A build command that runs past `[build] timeout` is stopped and fails the deploy; a
+/// build orphaned by a killed skiff is stopped by the next run.
+#[test]
+fn builds_time_out_and_an_orphaned_build_is_stopped() {
+    if !nodes_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    let node = TestNode::launch_set_up(&env);
+    let dir = fixture(&env, "static");
+    deploy(&env, &node, &dir);
+    let toml = dir.join("app.toml");
+    let base = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(
+        &toml,
+        format!("{base}\n[build]\ncommands = [\"sleep 41\"]\ntimeout = \"2s\"\n"),
+    )
+    .unwrap();
+    let start = Instant::now();
+    let out = run_update(&env, &dir, &node);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("timed out after 2s"), "{stderr}");
+    assert!(
+        start.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        start.elapsed()
+    );
+    assert_eq!(get(&node.address, "site.test", "/").0, 200);
+    assert_eq!(node.exec("pgrep -fc 'sleep 41' || true").trim(), "0");
+
+    // skiff killed during a long build: the next run stops the orphan
+    std::fs::write(
+        &toml,
+        format!("{base}\n[build]\ncommands = [\"sleep 43\"]\n"),
+    )
+    .unwrap();
+    let mut child = env
+        .skiff_std()
+        .args(["update"])
+        .arg(&dir)
+        .args(["--node", &node.name])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline && node.exec("pgrep -fc 'sleep 43' || true").trim() == "0" {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    child.wait().unwrap();
+    std::fs::write(&toml, &base).unwrap();
+    let out = run_update(&env, &dir, &node);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        node.exec("pgrep -fc 'sleep 43' || true").trim(),
+        "0",
+        "the orphaned build still runs: {stderr}"
+    );
+}
+
+/// A host name that is another app's `prev.HOST` or `N.HOST` is refused (it would never
+/// be routed to the new app).
+#[test]
+fn a_host_name_that_is_another_apps_version_host_is_refused() {
+    if !nodes_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    let node = TestNode::launch_set_up(&env);
+    let site = fixture(&env, "static");
+    deploy(&env, &node, &site);
+    let other = python_app(&env, "other");
+    for host in ["prev.site.test", "1.site.test", "7.site.test"] {
+        let out = env
+            .skiff()
+            .args(["update"])
+            .arg(&other)
+            .args(["--node", &node.name, "--host", host])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{host} was accepted: {stderr}");
+        assert!(stderr.contains(host) && stderr.contains("site"), "{stderr}");
+    }
+    assert!(
+        get(&node.address, "site.test", "/")
+            .1
+            .contains("MESSAGE=hello")
+    );
+}
+
+/// Release folders no state names (a kill between switch and finish) are removed by
+/// `clean` and by the next update.
+#[test]
+fn release_folders_no_state_names_are_removed() {
+    if !nodes_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    let node = TestNode::launch_set_up(&env);
+    let dir = fixture(&env, "static");
+    deploy(&env, &node, &dir);
+    let plant = |n: u32| {
+        node.exec(&format!(
+            "cd /srv/skiff/apps/site && cp -a releases/1 releases/{n} && mkdir -p meta && echo '{{}}' > meta/{n}.json && chown -R skiff: releases/{n} meta"
+        ));
+    };
+    plant(7);
+    let out = env
+        .skiff()
+        .args(["clean", "site.test", "--keep", "5"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(releases_on_node(&node, "site").trim(), "1");
+    assert_eq!(node.exec("ls /srv/skiff/apps/site/meta/").trim(), "1.json");
+    plant(8);
+    let report = deploy(&env, &node, &dir);
+    assert_eq!(
+        report["version"], 9,
+        "a number found on disk is never reused"
+    );
+    assert_eq!(releases_on_node(&node, "site").trim(), "1 9");
+}
