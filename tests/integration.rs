@@ -28,3 +28,6 @@ mod update;
 
 #[path = "integration/zero_downtime.rs"]
 mod zero_downtime;
+
+#[path = "integration/security.rs"]
+mod security;
