@@ -64,6 +64,24 @@ fn update_refuses_a_chain_of_links_leading_out_and_keeps_serving() {
     refused(&node, "site.test", "/s/etc/passwd", "root:x:0:0");
     let releases = node.exec("ls /srv/skiff/apps/site/releases");
     assert!(!releases.contains('2'), "{releases}");
+
+    // An in-tree link is shipped, but NGINX does not follow it: a static app answers 404
+    // (skiff's `serve` does the same), never the file and never an error.
+    for (name, _) in CHAIN {
+        std::fs::remove_file(dir.join("static").join(name)).unwrap();
+    }
+    std::os::unix::fs::symlink("index.html", dir.join("static/home.html")).unwrap();
+    deploy(&env, &node, &dir);
+    assert_eq!(
+        node.exec("readlink /srv/skiff/apps/site/releases/2/static/home.html")
+            .trim(),
+        "index.html"
+    );
+    let (code, _) = get(&node.address, "site.test", "/home.html");
+    assert_eq!(code, 404);
+    let (code, body) = get(&node.address, "site.test", "/");
+    assert_eq!(code, 200);
+    assert_eq!(body, before);
 }
 
 #[test]
