@@ -31,3 +31,5 @@ mod zero_downtime;
 
 #[path = "integration/defects.rs"]
 mod defects;
+#[path = "integration/security.rs"]
+mod security;

@@ -5,6 +5,10 @@
 //!
 //! Hidden paths (a segment starting with `.`, except `.well-known`) are never served, by
 //! `static/` or by the app: they hold `.env`, `.git` and the like.
+//!
+//! Symlinks are never followed, as on a node (NGINX's `disable_symlinks on`): a path with a
+//! link anywhere from `static/` itself down to the file is not a static file, so the app
+//! answers it. A chain of links can lead anywhere on the machine; this way none is served.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -60,7 +64,10 @@ pub fn lookup(static_root: &Path, path: &str, query: Option<&str>) -> Lookup {
     for seg in &segments {
         target.push(OsStr::from_bytes(seg));
     }
-    let Ok(meta) = std::fs::metadata(&target) else {
+    if through_link(static_root, &segments) {
+        return Lookup::Miss;
+    }
+    let Ok(meta) = std::fs::symlink_metadata(&target) else {
         return Lookup::Miss;
     };
     let trailing_slash = decoded.ends_with(b"/");
@@ -74,7 +81,8 @@ pub fn lookup(static_root: &Path, path: &str, query: Option<&str>) -> Lookup {
     }
     if meta.is_dir() {
         let index = target.join("index.html");
-        if !index.is_file() {
+        let index_is_file = std::fs::symlink_metadata(&index).is_ok_and(|m| m.is_file());
+        if !index_is_file {
             return Lookup::Miss;
         }
         if trailing_slash || segments.is_empty() {
@@ -88,6 +96,23 @@ pub fn lookup(static_root: &Path, path: &str, query: Option<&str>) -> Lookup {
         return Lookup::Redirect(location);
     }
     Lookup::Miss
+}
+
+/// Whether `static_root` or any of `segments` below it is a symlink (a missing one ends
+/// the check: there is nothing to follow).
+fn through_link(static_root: &Path, segments: &[&[u8]]) -> bool {
+    let mut path = static_root.to_path_buf();
+    for i in 0..=segments.len() {
+        if i > 0 {
+            path.push(OsStr::from_bytes(segments[i - 1]));
+        }
+        match std::fs::symlink_metadata(&path) {
+            Ok(meta) if meta.file_type().is_symlink() => return true,
+            Ok(_) => {}
+            Err(_) => return false,
+        }
+    }
+    false
 }
 
 #[cfg(test)]
@@ -163,5 +188,48 @@ mod tests {
         assert_eq!(lookup(root, "/%2e%2e/etc/passwd", None), Lookup::BadPath);
         assert_eq!(lookup(root, "/../x", None), Lookup::BadPath);
         assert_eq!(lookup(root, "/a%00b", None), Lookup::BadPath);
+    }
+
+    #[test]
+    fn links_are_never_followed() {
+        use std::os::unix::fs::symlink;
+        let app = tempfile::tempdir().unwrap();
+        let root = app.path().join("static");
+        std::fs::create_dir_all(root.join("real")).unwrap();
+        std::fs::write(root.join("real/index.html"), "in").unwrap();
+        std::fs::write(app.path().join("app.toml"), "secret").unwrap();
+        // the hostile tester's chain: `s` is seven levels up
+        for (name, target) in [
+            ("y", ".."),
+            ("x", "y/.."),
+            ("w", "x/.."),
+            ("v", "w/.."),
+            ("u", "v/.."),
+            ("t", "u/.."),
+            ("s", "t/.."),
+        ] {
+            symlink(target, root.join(name)).unwrap();
+        }
+        assert!(std::fs::metadata(root.join("s/etc/passwd")).is_ok());
+        assert_eq!(lookup(&root, "/s/etc/passwd", None), Lookup::Miss);
+        assert_eq!(lookup(&root, "/y/app.toml", None), Lookup::Miss);
+        // in-tree links are not followed either (a node's NGINX does not follow them)
+        symlink("real", root.join("alias")).unwrap();
+        symlink("index.html", root.join("real/home.html")).unwrap();
+        assert_eq!(lookup(&root, "/alias/", None), Lookup::Miss);
+        assert_eq!(lookup(&root, "/alias/index.html", None), Lookup::Miss);
+        assert_eq!(lookup(&root, "/real/home.html", None), Lookup::Miss);
+        assert_eq!(
+            lookup(&root, "/real/", None),
+            Lookup::File(root.join("real/index.html"))
+        );
+        // nor is static/ itself when it is a link
+        let other = app.path().join("public");
+        symlink("static", &other).unwrap();
+        assert_eq!(lookup(&other, "/real/", None), Lookup::Miss);
+        // an index.html that is a link is not an index
+        std::fs::remove_file(root.join("real/index.html")).unwrap();
+        symlink("home.html", root.join("real/index.html")).unwrap();
+        assert_eq!(lookup(&root, "/real/", None), Lookup::Miss);
     }
 }

@@ -13,7 +13,10 @@
 //! `node_modules/` to `.skiffignore` when it is only a build input.
 //!
 //! Refused (an error naming the path): names that are not UTF-8, sockets, FIFOs and device
-//! files, and symlinks that are absolute or lead out of the tree.
+//! files, and symlinks that are absolute or lead out of the tree. A link is judged by where
+//! it really ends up: every link on its way is followed (so `x -> y/..` with `y -> ..`
+//! climbs two levels, not zero), loops are refused, and a dangling link by where it would
+//! point. These refusals are bad input: exit code 2.
 //!
 //! Files are hashed in parallel (rayon). An optional hash cache (a JSON file the caller
 //! places, one per app folder) skips re-hashing a file whose size, mtime, ctime and inode
@@ -24,7 +27,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::Read;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ignore::WalkBuilder;
@@ -122,7 +125,7 @@ pub fn scan(root: &Path, options: &ScanOptions) -> Result<Manifest> {
                 path: path.to_path_buf(),
                 source,
             })?;
-            let target = check_symlink(&rel, path, &target)?;
+            let target = check_symlink(&root, &rel, &target)?;
             entries.insert(
                 rel,
                 Entry {
@@ -238,43 +241,122 @@ fn rel_path(root: &Path, path: &Path) -> Result<String> {
     Ok(parts.join("/"))
 }
 
-/// Checks a symlink: relative, UTF-8, and not leading out of the tree; returns its target.
-fn check_symlink(rel: &str, path: &Path, target: &Path) -> Result<String> {
-    let refuse = |why: &str| Error::Failed {
-        message: format!(
-            "symlink `{}` -> `{}` {why}",
-            path.display(),
-            target.display()
-        ),
+/// The most links one resolution may follow (Linux's `MAXSYMLINKS`): more is a loop.
+pub const MAX_LINK_HOPS: usize = 40;
+
+/// Checks a symlink: relative, UTF-8, and resolving (through every link on its way, as
+/// the node's kernel would) to a place inside the app folder; returns its target.
+fn check_symlink(root: &Path, rel: &str, target: &Path) -> Result<String> {
+    let refuse = |why: String| Error::Usage {
+        message: format!("symlink `{rel}` -> `{}` {why}", target.display()),
         hint: Some(format!(
-            "make it a relative link inside the app folder, copy the file in, or add `{rel}` to {IGNORE_FILE}"
+            "make it point inside the app folder, or copy the file in (or add `{rel}` to {IGNORE_FILE})"
         )),
     };
     let Some(text) = target.to_str() else {
-        return Err(refuse("has a target that is not valid UTF-8"));
+        return Err(refuse("has a target that is not valid UTF-8".into()));
     };
-    if target.is_absolute() {
-        return Err(refuse("is absolute and would point outside the release"));
-    }
     if text.is_empty() || text.contains('\0') {
-        return Err(refuse("has an empty target"));
+        return Err(refuse("has an empty target".into()));
     }
-    // Lexical normalisation from the link's folder: depth may never go below the root.
-    let mut depth: i64 = rel.split('/').count() as i64 - 1;
-    for c in target.components() {
-        match c {
-            Component::ParentDir => depth -= 1,
-            Component::Normal(_) => depth += 1,
-            Component::CurDir => {}
-            Component::RootDir | Component::Prefix(_) => {
-                return Err(refuse("is absolute and would point outside the release"));
+    if target.is_absolute() {
+        return Err(refuse(
+            "is absolute and would point outside the release".into(),
+        ));
+    }
+    match resolve_link(root, rel) {
+        Resolved::Inside => Ok(text.to_string()),
+        Resolved::Outside { through } if through.is_empty() => {
+            Err(refuse("leads out of the app folder".into()))
+        }
+        Resolved::Outside { through } => Err(refuse(format!(
+            "leads out of the app folder (through the link{} `{}`)",
+            if through.len() > 1 { "s" } else { "" },
+            through.join("`, `")
+        ))),
+        Resolved::Absolute { via } => Err(refuse(format!(
+            "leads out of the app folder (through the absolute link `{via}`)"
+        ))),
+        Resolved::Loop => Err(refuse(format!(
+            "never resolves: a loop of links (or more than {MAX_LINK_HOPS} in a row)"
+        ))),
+    }
+}
+
+/// Where a link in the app folder ends up.
+#[derive(Debug, PartialEq, Eq)]
+enum Resolved {
+    /// Inside the folder (or missing, at a place inside it).
+    Inside,
+    /// Climbs above the folder; `through`: the other links followed on the way.
+    Outside { through: Vec<String> },
+    /// Reaches an absolute link (`via`), which leads out of a release on a node.
+    Absolute { via: String },
+    /// More than [`MAX_LINK_HOPS`] links: a loop.
+    Loop,
+}
+
+/// Resolves the link `rel` (a `/`-separated path under `root`) as the kernel would:
+/// component by component, following every link met on the way (their `..` climbing
+/// from where the link really is), within `root`. A component that does not exist is
+/// taken as a plain folder, so a dangling link is judged by where it would point.
+fn resolve_link(root: &Path, rel: &str) -> Resolved {
+    // `at`: the real folders from `root` to where resolution stands (no links in it);
+    // `todo`: the components still to walk, first on top.
+    let mut at: Vec<String> = Vec::new();
+    let mut todo: Vec<String> = rel.split('/').rev().map(str::to_string).collect();
+    let mut hops = 0;
+    // The links followed besides `rel` (for the error), and whether the current position
+    // exists on disk (below a missing one, nothing is a link).
+    let mut through: Vec<String> = Vec::new();
+    let mut real = true;
+    while let Some(part) = todo.pop() {
+        match part.as_str() {
+            "" | "." => continue,
+            ".." => {
+                if at.pop().is_none() {
+                    return Resolved::Outside { through };
+                }
+                continue;
             }
+            _ => {}
         }
-        if depth < 0 {
-            return Err(refuse("leads out of the app folder"));
+        at.push(part);
+        if !real {
+            continue;
+        }
+        let here = root.join(at.join("/"));
+        let Ok(meta) = fs::symlink_metadata(&here) else {
+            real = false;
+            continue;
+        };
+        if !meta.file_type().is_symlink() {
+            continue;
+        }
+        hops += 1;
+        if hops > MAX_LINK_HOPS {
+            return Resolved::Loop;
+        }
+        let link = at.join("/");
+        at.pop();
+        let Ok(target) = fs::read_link(&here) else {
+            real = false;
+            continue;
+        };
+        if target.is_absolute() {
+            return Resolved::Absolute { via: link };
+        }
+        let Some(target) = target.to_str() else {
+            // Not UTF-8: the scan refuses that link by itself.
+            real = false;
+            continue;
+        };
+        todo.extend(target.split('/').rev().map(str::to_string));
+        if link != rel && !through.contains(&link) {
+            through.push(link);
         }
     }
-    Ok(text.to_string())
+    Resolved::Inside
 }
 
 /// The stamp of a file's metadata.
@@ -518,6 +600,119 @@ mod tests {
         assert!(m.entries.contains_key("sub/ok"));
         assert!(m.entries.contains_key("dangling"));
         assert!(m.entries.contains_key("sub/root"));
+    }
+
+    /// The refusal of the link `rel` in a scan of `root`: its text and exit code.
+    fn refusal(root: &Path, rel: &str) -> (String, i32) {
+        let err = scan(root, &ScanOptions::default()).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains(&format!("`{rel}`")), "{text}");
+        assert!(
+            err.hint().unwrap().contains("point inside the app folder"),
+            "{err:?}"
+        );
+        (text, err.exit_code())
+    }
+
+    #[test]
+    fn a_chain_of_links_each_inside_is_refused_when_it_leads_out() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        write(r, "static/index.html", b"x");
+        for (name, target) in [
+            ("y", ".."),
+            ("x", "y/.."),
+            ("w", "x/.."),
+            ("v", "w/.."),
+            ("u", "v/.."),
+            ("t", "u/.."),
+            ("s", "t/.."),
+        ] {
+            symlink(target, r.join("static").join(name)).unwrap();
+        }
+        // `s` sorts first: it is the one named, with the link that climbed out.
+        let (text, code) = refusal(r, "static/s");
+        assert!(text.contains("`t/..`"), "{text}");
+        assert!(text.contains("leads out of the app folder"), "{text}");
+        assert_eq!(code, crate::error::EXIT_USAGE);
+        // `x -> y/..` alone (y -> ..) climbs two levels from static/: out.
+        for name in ["s", "t", "u", "v", "w"] {
+            fs::remove_file(r.join("static").join(name)).unwrap();
+        }
+        let (text, _) = refusal(r, "static/x");
+        assert!(text.contains("through the link `static/y`"), "{text}");
+        // y alone is the app folder itself: fine.
+        fs::remove_file(r.join("static/x")).unwrap();
+        assert!(scan(r, &ScanOptions::default()).is_ok());
+    }
+
+    #[test]
+    fn plain_absolute_and_dangling_links_out_are_refused() {
+        for (target, why) in [
+            ("../../etc", "leads out of the app folder"),
+            ("../../etc/missing/file", "leads out of the app folder"),
+            ("/etc/passwd", "is absolute"),
+        ] {
+            let t = tempfile::tempdir().unwrap();
+            let r = t.path();
+            fs::create_dir(r.join("static")).unwrap();
+            symlink(target, r.join("static/bad")).unwrap();
+            let (text, code) = refusal(r, "static/bad");
+            assert!(text.contains(why), "{target}: {text}");
+            assert!(text.contains(target), "{text}");
+            assert_eq!(code, 2);
+        }
+        // An in-tree link that lands on an absolute one is refused too.
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        symlink("/etc", r.join("abs")).unwrap();
+        symlink("abs/passwd", r.join("via")).unwrap();
+        fs::write(r.join(IGNORE_FILE), "abs\n").unwrap();
+        let (text, _) = refusal(r, "via");
+        assert!(text.contains("absolute link `abs`"), "{text}");
+    }
+
+    #[test]
+    fn link_loops_are_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        symlink("b", r.join("a")).unwrap();
+        symlink("a", r.join("b")).unwrap();
+        let (text, code) = refusal(r, "a");
+        assert!(text.contains("loop"), "{text}");
+        assert_eq!(code, 2);
+        let t = tempfile::tempdir().unwrap();
+        symlink("self/x", t.path().join("self")).unwrap();
+        let (text, _) = refusal(t.path(), "self");
+        assert!(text.contains("loop"), "{text}");
+    }
+
+    #[test]
+    fn links_that_stay_inside_through_other_links_are_kept() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        write(r, "assets/img/logo.png", b"png");
+        write(r, "static/css/site.css", b"css");
+        symlink("../assets/img", r.join("static/img")).unwrap();
+        symlink("img/logo.png", r.join("static/logo.png")).unwrap();
+        // through a link and back up: static/img/.. is assets/, so this is assets/img
+        symlink("img/../img", r.join("static/again")).unwrap();
+        symlink("css/../css/site.css", r.join("static/site.css")).unwrap();
+        symlink(".", r.join("static/here")).unwrap();
+        symlink("here/here/css", r.join("static/deep")).unwrap();
+        symlink("img/missing.png", r.join("static/gone.png")).unwrap();
+        let m = scan(r, &ScanOptions::default()).unwrap();
+        for rel in [
+            "static/img",
+            "static/logo.png",
+            "static/again",
+            "static/site.css",
+            "static/here",
+            "static/deep",
+            "static/gone.png",
+        ] {
+            assert!(matches!(m.entries[rel].kind, Kind::Symlink { .. }), "{rel}");
+        }
     }
 
     #[test]
