@@ -14,8 +14,8 @@
 #   locks/.node.lock  what apps share: the slots, state.toml, the routing table. Taken
 #                     (after the app's lock, never before) from `nodelock` to `finish`,
 #                     so every slot choice and every state written sees the truth.
-# A lock records the process group of the step working under it; breaking a stale lock
-# (its skiff is gone) stops that group first, so an orphaned build never runs on.
+# A lock records the session of the step working under it; breaking a stale lock (its
+# skiff is gone) stops that session's processes first, so an orphaned build never runs on.
 #
 #   begin    app owner brk            take APP's lock; print state, setup, the release
 #                                     numbers found on disk (leftovers of a dead run)
@@ -73,27 +73,32 @@ check_token() { printf '%s' "$1" | grep -Eqx '[0-9]{1,9}-[0-9a-f]{8,32}' || die 
 # holds LOCKDIR: whether this run's owner line is the lock's
 holds() { [ -f "$1/owner" ] && [ "$(cat "$1/owner" 2>/dev/null)" = "$owner" ]; }
 
-# mark LOCKDIR: record this step's process group (and its start time) in the lock
+# mark LOCKDIR: record this step's session (every process of the step is in it, even
+# those `timeout` puts in a process group of their own) and its leader's start time
 mark() {
-  _g=$(ps -o pgid= -p $$ | tr -d ' ')
-  _st=$(awk '{print $22}' "/proc/$_g/stat" 2>/dev/null || echo 0)
+  _g=$(ps -o sid= -p $$ | tr -d ' ')
+  _st=$(awk '{print $22}' "/proc/$_g/stat" 2>/dev/null || echo gone)
   echo "$_g $_st" >"$1/pgid"
 }
 
-# stop_holder LOCKDIR: stop the process group recorded in a stale lock, if it still
-# runs (same start time: not a reused number) and is not this step's own
+# stop_holder LOCKDIR: stop every process of the session recorded in a stale lock, if
+# it is not this step's own and its leader (when still there) is the one recorded (not
+# a reused number)
 stop_holder() {
   [ -f "$1/pgid" ] || return 0
   read -r _g _st <"$1/pgid" || return 0
   printf '%s' "$_g" | grep -Eqx '[0-9]+' || return 0
-  _mine=$(ps -o pgid= -p $$ | tr -d ' ')
+  _mine=$(ps -o sid= -p $$ | tr -d ' ')
   [ "$_g" != "$_mine" ] || return 0
-  [ "$(awk '{print $22}' "/proc/$_g/stat" 2>/dev/null || echo x)" = "$_st" ] || return 0
-  kill -TERM -- "-$_g" 2>/dev/null || return 0
+  if [ -e "/proc/$_g" ] && [ "$(awk '{print $22}' "/proc/$_g/stat" 2>/dev/null)" != "$_st" ]; then
+    return 0
+  fi
+  _me=$(id -u)
+  pkill -TERM -U "$_me" -s "$_g" 2>/dev/null || return 0
   _i=0
-  while [ "$_i" -lt 20 ] && kill -0 -- "-$_g" 2>/dev/null; do sleep 0.1; _i=$((_i + 1)); done
-  kill -KILL -- "-$_g" 2>/dev/null || true
-  echo "stopped the dead run's processes (group $_g)"
+  while [ "$_i" -lt 20 ] && pgrep -U "$_me" -s "$_g" >/dev/null 2>&1; do sleep 0.1; _i=$((_i + 1)); done
+  pkill -KILL -U "$_me" -s "$_g" 2>/dev/null || true
+  echo "stopped the dead run's processes (session $_g)"
 }
 
 # take LOCKDIR BREAK: mkdir the lock (after stopping and removing a stale one when BREAK
@@ -169,8 +174,10 @@ prepare_step() {
   a=$APPS/$app rel=$APPS/$app/releases/$n
   [ -d "$rel" ] || die "release $n of $app is missing on the node"
   mkdir -p "$a/meta" "$a/env" "$a/venvs"
-  chmod 0750 "$a/meta" "$a/env"
-  chgrp www-data "$a/meta" "$a/env" 2>/dev/null || true
+  # the app's files (app.toml with its [env], meta, env snapshots) are for the deploy
+  # user and the web servers (www-data) only, never for every user of the node
+  chmod 0750 "$a" "$a/meta" "$a/env"
+  chgrp www-data "$a" "$a/meta" "$a/env" 2>/dev/null || true
   envfile=
   if [ -f "$ENVDIR/$app.env" ]; then
     envfile=$a/env/$n.env
