@@ -128,6 +128,11 @@ pub enum Command {
     /// Example: skiff clean blog.example.com --keep 3
     Clean(CleanArgs),
 
+    /// Remove an app from every node: releases, routes, slots, env (asks first)
+    ///
+    /// Example: skiff destroy-app blog.example.com --yes
+    DestroyApp(HostArgs),
+
     /// Print a shell completion script
     ///
     /// Example: skiff completions bash > /etc/bash_completion.d/skiff

@@ -186,7 +186,7 @@ impl NodeState {
                     .join(", ")
             ),
             hint: Some(
-                "free slots by removing an app, or declare more slots with `skiff setup-node`"
+                "free slots with `skiff destroy-app HOST`, or declare more with `skiff setup-node NODE --python-slots N` (or `--ruby-slots N`)"
                     .into(),
             ),
         })

@@ -37,6 +37,8 @@
 #                                     release N; unlock both
 #   unlock   app owner which          release the node lock (which=node) or both
 #                                     (which=both), those this owner holds
+#   destroy  app owner freed          after a switch without APP: idle its slots, remove
+#                                     its folder (but data/) and env file, unlock both
 #   peek                              print the node state (no lock)
 #
 # shellcheck disable=SC2154 # the inputs are set by skiff's prelude
@@ -468,6 +470,25 @@ case $step in
     rm -rf "$NODE_LOCK"
     if holds "$LOCKS/$app.lock"; then rm -rf "$LOCKS/$app.lock"; fi
     phase prune
+    ;;
+
+  destroy)
+    check_app "$app"
+    holds "$NODE_LOCK" || die "this run does not hold the node lock" 75
+    holds "$LOCKS/$app.lock" || die "this run does not hold the deploy lock of $app" 75
+    for s in $freed; do
+      check_slot "$s"
+      idle_slot "$s" "$(kind_of "$s")"
+    done
+    if [ -d "$APPS/$app" ]; then
+      for f in "$APPS/$app"/* "$APPS/$app"/.[!.]*; do
+        [ -e "$f" ] || continue
+        [ "$(basename "$f")" = data ] || rm -rf "$f"
+      done
+      rmdir "$APPS/$app" 2>/dev/null || true
+    fi
+    rm -f "$ENVDIR/$app.env"
+    rm -rf "$NODE_LOCK" "$LOCKS/$app.lock"
     ;;
 
   abort)

@@ -513,6 +513,18 @@ pub async fn abort(
     Ok(())
 }
 
+/// After a switch that dropped the app: idles its slots, removes its folder (but a
+/// `data/` folder) and node-side env file, and releases both locks (one round trip).
+pub async fn destroy(session: &Session, app: &str, owner: &str, freed: &[String]) -> Result<()> {
+    let freed = freed.join(" ");
+    let vars = [("app", app), ("owner", owner), ("freed", freed.as_str())];
+    let (status, out, err) = step(session, "destroy", &vars, &[]).await?;
+    if status != 0 {
+        return Err(failed(session, "removing the app", status, &out, &err));
+    }
+    Ok(())
+}
+
 /// Reads the node state without taking any lock (for `versions`).
 pub async fn peek(session: &Session) -> Result<NodeState> {
     let (status, out, err) = step(session, "peek", &[], &[]).await?;

@@ -458,3 +458,90 @@ fn release_folders_no_state_names_are_removed() {
     );
     assert_eq!(releases_on_node(&node, "site").trim(), "1 9");
 }
+
+/// `destroy-app HOST` removes the app from the node and cluster.toml and frees its slots;
+/// the other app keeps serving, and a new app can use the freed slot.
+#[test]
+fn destroy_app_frees_what_the_app_held() {
+    if !nodes_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    let node = TestNode::launch_set_up(&env);
+    let keep = python_app(&env, "keep");
+    let gone = python_app(&env, "gone");
+    deploy(&env, &node, &keep);
+    deploy(&env, &node, &gone);
+    set_message(&gone, "second");
+    deploy(&env, &node, &gone);
+    let held: Vec<String> = versions(&env, "gone.test")["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["slot"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(held.len(), 2, "current and prev hold a slot each");
+    node.exec("echo 'SECRET=x' > /etc/skiff/env/gone.env && chown skiff /etc/skiff/env/gone.env");
+
+    // without a terminal it asks for --yes and changes nothing
+    let out = env
+        .skiff()
+        .args(["destroy-app", "gone.test"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--yes"));
+    assert_eq!(get(&node.address, "gone.test", "/").0, 200);
+
+    let out = env
+        .skiff()
+        .args(["--json", "--yes", "destroy-app", "gone.test"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut freed: Vec<String> = report["freed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect();
+    freed.sort();
+    let mut held = held;
+    held.sort();
+    assert_eq!(freed, held);
+    for host in ["gone.test", "prev.gone.test", "2.gone.test"] {
+        assert_eq!(get(&node.address, host, "/").0, 404, "{host} still answers");
+    }
+    assert_eq!(get(&node.address, "keep.test", "/").0, 200);
+    assert!(!env.cluster().apps.contains_key("gone.test"));
+    assert!(
+        !node_state(&node)["apps"]
+            .as_table()
+            .unwrap()
+            .contains_key("gone")
+    );
+    assert_eq!(
+        node.exec("ls -d /srv/skiff/apps/gone /etc/skiff/env/gone.env 2>/dev/null | wc -l")
+            .trim(),
+        "0"
+    );
+    for slot in &freed {
+        assert_eq!(
+            node.exec(&format!(
+                "ls /srv/skiff/slots/python/{slot}/slot.json 2>/dev/null | wc -l"
+            ))
+            .trim(),
+            "0",
+            "{slot} is idle"
+        );
+    }
+    assert_eq!(node.exec("ls -A /var/lib/skiff/locks/ | wc -l").trim(), "0");
+    // the app can come back, from version 1
+    let report = deploy(&env, &node, &gone);
+    assert_eq!(report["version"], 1);
+}
