@@ -202,6 +202,7 @@ up_node() {
   local n=$1 id=${2:-} d R u; d=$(ndir "$n"); R=$d/root
   [[ -x $SRC/usr/sbin/sshd ]] || die "no Debian rootfs with openssh-server at $SRC (run: $0 ensure-rootfs)"
   is_free "$n" || die "node number $n is in use"
+  # shellcheck disable=SC2154 # rc is set inside the trap itself
   trap 'rc=$?; trap - ERR; log "bringing node $n up failed (rc=$rc), tearing it down"; down_node '"$n"'; exit $rc' ERR
   cmd_key >/dev/null; ensure_bridge; ensure_acng
   mkdir -p "$d"

@@ -1,4 +1,5 @@
 # skiff: start, reload and test NGINX and Apache on any node (POSIX sh, sourced).
+# shellcheck shell=sh
 #
 # Used by `skiff setup-node`'s scripts and by /usr/local/share/skiff/bin/skiff-node.
 # With systemd as PID 1 (/run/systemd/system exists) services go through systemctl;

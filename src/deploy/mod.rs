@@ -451,6 +451,24 @@ async fn lock_nodes(
     Ok(views.into_iter().map(|v| v.expect("taken")).collect())
 }
 
+/// Both locks on every node at once (app's, then node's), for the verbs that change
+/// shared state from the start (`rollback`, `activate`, `clean`, `destroy-app`); on
+/// failure nothing stays locked.
+async fn lock_everything(
+    state: &StateFile,
+    cluster: &crate::cluster::Cluster,
+    nodes: &[String],
+    app: &str,
+    owner: &str,
+    events: &EventFn,
+) -> Result<(Vec<Target>, Vec<NodeView>)> {
+    let targets = lock_all(state, cluster, nodes, app, owner, events).await?;
+    match lock_nodes(&targets, app, owner, events, vec![None; targets.len()]).await {
+        Ok(views) => Ok((targets, views)),
+        Err(e) => Err(release_all(targets, app, owner, e).await),
+    }
+}
+
 /// The hosts to deploy: `--host`s (validated) or app.toml's.
 fn hosts_for(config: &AppConfig, requested: &[String]) -> Result<Vec<String>> {
     let hosts = if requested.is_empty() {
@@ -1118,11 +1136,7 @@ pub async fn activate(
     let cluster = state.load()?;
     let (app, nodes) = app_for_host(&cluster, host)?;
     let owner = owner_line(&app);
-    let targets = lock_all(state, &cluster, &nodes, &app, &owner, &events).await?;
-    let views = match lock_nodes(&targets, &app, &owner, &events, vec![None; targets.len()]).await {
-        Ok(v) => v,
-        Err(e) => return Err(release_all(targets, &app, &owner, e).await),
-    };
+    let (targets, views) = lock_everything(state, &cluster, &nodes, &app, &owner, &events).await?;
     let mut finals = Vec::new();
     let mut result = Ok(());
     for (t, view) in targets.iter().zip(views) {
@@ -1287,11 +1301,7 @@ pub async fn clean(
     let cluster = state.load()?;
     let (app, nodes) = app_for_host(&cluster, host)?;
     let owner = owner_line(&app);
-    let targets = lock_all(state, &cluster, &nodes, &app, &owner, &events).await?;
-    let views = match lock_nodes(&targets, &app, &owner, &events, vec![None; targets.len()]).await {
-        Ok(v) => v,
-        Err(e) => return Err(release_all(targets, &app, &owner, e).await),
-    };
+    let (targets, views) = lock_everything(state, &cluster, &nodes, &app, &owner, &events).await?;
     let mut finals = Vec::new();
     let mut removed = Vec::new();
     for (t, view) in targets.iter().zip(views) {
@@ -1361,11 +1371,7 @@ pub async fn destroy_app(state: &StateFile, host: &str, events: EventFn) -> Resu
     let cluster = state.load()?;
     let (app, nodes) = app_for_host(&cluster, host)?;
     let owner = owner_line(&app);
-    let targets = lock_all(state, &cluster, &nodes, &app, &owner, &events).await?;
-    let views = match lock_nodes(&targets, &app, &owner, &events, vec![None; targets.len()]).await {
-        Ok(v) => v,
-        Err(e) => return Err(release_all(targets, &app, &owner, e).await),
-    };
+    let (targets, views) = lock_everything(state, &cluster, &nodes, &app, &owner, &events).await?;
     let mut freed_all = Vec::new();
     for (t, view) in targets.iter().zip(views) {
         let mut st = view.state;

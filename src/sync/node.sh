@@ -1,4 +1,5 @@
 # skiff sync: the node side (POSIX sh + GNU coreutils, findutils, sed, tar, gzip, rdiff).
+# shellcheck shell=sh
 #
 # Run as `sh -s -- MODE ARGS` (script on stdin) or `sh -c SCRIPT sh MODE ARGS` (stdin is
 # the upload stream). Every argument is data quoted by skiff's one quoting function;
@@ -239,7 +240,7 @@ upload() {
   if command -v flock >/dev/null 2>&1; then
     (spare "$N") </dev/null >/dev/null 2>&1 &
   fi
-  say R done
+  say R "done"
 }
 
 MODE=$1 R=$2 N=$3 B=$4 D=$5
