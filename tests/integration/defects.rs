@@ -545,3 +545,66 @@ fn destroy_app_frees_what_the_app_held() {
     let report = deploy(&env, &node, &gone);
     assert_eq!(report["version"], 1);
 }
+
+/// A connection lost in the middle of the build fails the deploy with an error that
+/// never prints an `[env]` value (the values travel on stdin, not on a command line),
+/// `--json` or not, and the next update works.
+#[test]
+fn a_dropped_connection_never_prints_env_values() {
+    if !nodes_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    let node = TestNode::launch_set_up(&env);
+    let dir = fixture(&env, "static");
+    deploy(&env, &node, &dir);
+    let toml = dir.join("app.toml");
+    let base = std::fs::read_to_string(&toml).unwrap();
+    let secret = "tok3n-".repeat(40);
+    for json in [false, true] {
+        std::fs::write(
+            &toml,
+            format!("{base}\n[env]\nAPI_TOKEN = \"{secret}\"\n[build]\ncommands = [\"sleep 5\"]\n"),
+        )
+        .unwrap();
+        assert!(std::fs::read_to_string(&toml).unwrap().contains(&secret));
+        let mut cmd = env.skiff_std();
+        if json {
+            cmd.arg("--json");
+        }
+        let child = cmd
+            .args(["update"])
+            .arg(&dir)
+            .args(["--node", &node.name])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline && node.exec("pgrep -fc '[s]leep 5' || true").trim() == "0"
+        {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        for pid in env.ssh_masters() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid as i32),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let out = child.wait_with_output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!out.status.success(), "the deploy passed: {text}");
+        assert!(!text.contains("tok3n-"), "a value is printed: {text}");
+        std::fs::write(&toml, &base).unwrap();
+        let out = run_update(&env, &dir, &node);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
