@@ -16,6 +16,9 @@ mod init;
 #[path = "integration/state.rs"]
 mod state;
 
+#[path = "integration/files_and_output.rs"]
+mod files_and_output;
+
 #[path = "integration/serve.rs"]
 mod serve;
 #[path = "integration/setup_node.rs"]
