@@ -29,5 +29,8 @@ mod sync;
 #[path = "integration/update.rs"]
 mod update;
 
+#[path = "integration/env.rs"]
+mod env;
+
 #[path = "integration/zero_downtime.rs"]
 mod zero_downtime;
