@@ -70,7 +70,7 @@ pub struct AppConfig {
     /// Ruby settings (runtime = "ruby").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ruby: Option<RubyConfig>,
-    /// Plain settings for the app's environment (secrets go through `skiff config`).
+    /// Plain settings for the app's environment (secrets belong in `/etc/skiff/env/APP.env` on the node).
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     /// The check a new version must pass before it goes live.
@@ -225,10 +225,23 @@ impl AppConfig {
     /// after following symlinks, stays inside the app folder.
     pub fn load(dir: &Path) -> Result<AppConfig> {
         let file = dir.join(FILE_NAME);
-        let text = std::fs::read_to_string(&file).map_err(|source| Error::Read {
-            path: file.clone(),
-            source,
+        let bytes = std::fs::read(&file).map_err(|err| {
+            let missing = if dir.is_dir() {
+                format!(
+                    "`{}` is not an app folder yet: create its app.toml with `skiff init {} --runtime RUNTIME`, or pass the folder of an app",
+                    dir.display(),
+                    dir.display()
+                )
+            } else {
+                format!(
+                    "the folder `{}` does not exist: pass the folder of an app, or make one with `skiff init {} --runtime RUNTIME`",
+                    dir.display(),
+                    dir.display()
+                )
+            };
+            Error::config_file(&file, &err, &missing, "")
         })?;
+        let text = toml_span::text_of(&file, bytes)?;
         let config = Self::parse(&file, &text)?;
         config.check_files(dir, &Checker::new(&file, &text))?;
         Ok(config)
@@ -318,21 +331,7 @@ impl AppConfig {
                 "keep between 1 and 100 releases, e.g. `keep = 5` (current and prev are always kept)",
             ));
         }
-        for (name, value) in &self.env {
-            let key = format!("env.{}", toml_span::quote_key(name));
-            names::check_env_name(name)
-                .map_err(|e| c.bad(&key, e, "rename the variable, e.g. `LOG_LEVEL`"))?;
-            if let Some(bad) = value.chars().find(|ch| ch.is_control() && *ch != '\t') {
-                return Err(c.bad(
-                    &key,
-                    format!(
-                        "the value of `{name}` contains the control character {:?}",
-                        bad
-                    ),
-                    "keep values on one line; put multi-line values and secrets on the node with `skiff config set`",
-                ));
-            }
-        }
+        self.validate_env(c)?;
         check_url_path(&self.health.path).map_err(|e| {
             c.bad(
                 "health.path",
@@ -420,6 +419,61 @@ impl AppConfig {
                     "write the command on one line",
                 ));
             }
+        }
+        Ok(())
+    }
+
+    /// `[env]`: names by grammar; values on one line (the node keeps them as
+    /// `KEY=VALUE` lines, so a newline would smuggle in another variable) and small
+    /// enough for the deploy, which sends them to the node on one command line that
+    /// Linux caps at 128 KiB (`MAX_ARG_STRLEN`).
+    fn validate_env(&self, c: &Checker) -> Result<()> {
+        let elsewhere = format!(
+            "put it in a file shipped with the app and read it from there, or as a `KEY=VALUE` line in `/etc/skiff/env/{}.env` on the node (see docs/node-layout.md)",
+            self.name
+        );
+        for (name, value) in &self.env {
+            let key = format!("env.{}", toml_span::quote_key(name));
+            names::check_env_name(name)
+                .map_err(|e| c.bad(&key, e, "rename the variable, e.g. `LOG_LEVEL`"))?;
+            if let Some(bad) = value.chars().find(|ch| ch.is_control() && *ch != '\t') {
+                return Err(c.bad(
+                    &key,
+                    format!(
+                        "the value of `{name}` contains the control character {:?}; values must be one line",
+                        bad
+                    ),
+                    &format!("write the value on one line; for a multi-line value, {elsewhere}"),
+                ));
+            }
+            if value.len() > MAX_ENV_VALUE {
+                return Err(c.bad(
+                    &key,
+                    format!(
+                        "the value of `{name}` is {} bytes, over the limit of {} KiB for one `[env]` value",
+                        value.len(),
+                        MAX_ENV_VALUE / 1024
+                    ),
+                    &format!("keep `[env]` for short settings; for a value this large, {elsewhere}"),
+                ));
+            }
+        }
+        let sent = env_wire_size(&self.env);
+        if sent > MAX_ENV_SENT {
+            let (largest, value) = self
+                .env
+                .iter()
+                .max_by_key(|(_, v)| v.len())
+                .expect("a non-empty [env] to be this large");
+            return Err(c.bad(
+                "env",
+                format!(
+                    "the `[env]` values take {sent} bytes once quoted for the node (each name and value is sent twice), over the limit of {} KiB; the largest is `{largest}` ({} bytes)",
+                    MAX_ENV_SENT / 1024,
+                    value.len()
+                ),
+                &format!("keep `[env]` for short settings; for large values, {elsewhere}"),
+            ));
         }
         Ok(())
     }
@@ -632,6 +686,24 @@ const MIN_HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
 const MAX_PROCESSES: u32 = 32;
 /// Most releases kept on a node.
 const MAX_KEEP: u32 = 100;
+/// Largest `[env]` value, in bytes.
+const MAX_ENV_VALUE: usize = 16 * 1024;
+/// Most bytes `[env]` may take on the deploy's command line (see [`env_wire_size`]):
+/// half of Linux's 128 KiB cap on one argument, which the whole remote command line is
+/// (sshd runs it as `sh -c LINE`); the rest is left for paths, build commands, skiff's
+/// own variables.
+const MAX_ENV_SENT: usize = 64 * 1024;
+
+/// What `[env]` costs on the deploy's command line: the deploy sends it twice, as
+/// `KEY=VALUE` lines and inside the release's JSON meta, each shell-quoted.
+fn env_wire_size(env: &BTreeMap<String, String>) -> usize {
+    if env.is_empty() {
+        return 0;
+    }
+    let lines: String = env.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+    let json = serde_json::to_string(env).unwrap_or_default();
+    crate::transport::quote(&lines).len() + crate::transport::quote(&json).len()
+}
 
 /// What a configured path must be on disk.
 #[derive(Clone, Copy)]
@@ -1503,6 +1575,65 @@ mod tests {
             }
         }
         assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    }
+
+    #[test]
+    fn env_values_are_one_line_and_bounded() {
+        let parse =
+            |env: &str| AppConfig::parse(Path::new("app.toml"), &format!("{BASE}[env]\n{env}"));
+        let big = |n: usize, ch: char| ch.to_string().repeat(n);
+
+        // Non-ASCII is fine: the runtimes get it as UTF-8.
+        let ok = parse("GREETING = \"héllo wörld ✓\"\n").unwrap();
+        assert_eq!(ok.env["GREETING"], "héllo wörld ✓");
+        // Largest value allowed.
+        parse(&format!("BIG = \"{}\"\n", big(MAX_ENV_VALUE, 'x'))).unwrap();
+
+        // A newline, CR or NUL would add a `KEY=VALUE` line where the node keeps them.
+        for bad in ["a\\nEVIL=1", "a\\rEVIL=1", "a\\u0000b", "a\\u0085b"] {
+            let err = parse(&format!("MOTD = \"{bad}\"\n")).unwrap_err();
+            let shown = render(&err);
+            assert_eq!(problem(&err).key, "env.MOTD", "{shown}");
+            assert!(shown.contains("one line"), "{shown}");
+            assert!(shown.contains("/etc/skiff/env/blog.env"), "{shown}");
+            assert!(!shown.contains("skiff config"), "{shown}");
+        }
+
+        // The case: 200 KB made the deploy fail as "cannot reach node".
+        for size in [MAX_ENV_VALUE + 1, 200_000] {
+            let err = parse(&format!("CERT = \"{}\"\n", big(size, 'x'))).unwrap_err();
+            let shown = render(&err);
+            assert_eq!(problem(&err).key, "env.CERT", "{shown}");
+            assert!(shown.contains(&format!("{size} bytes")), "{shown}");
+            assert!(shown.contains("16 KiB"), "{shown}");
+            assert!(shown.contains("app.toml"), "{shown}");
+            assert!(shown.contains("shipped with the app"), "{shown}");
+            assert!(shown.contains("/etc/skiff/env/blog.env"), "{shown}");
+            assert_eq!(problem(&err).location.map(|l| l.line), Some(7), "{shown}");
+        }
+
+        // Each value under the limit, together too much for one command line.
+        let many: String = (0..5)
+            .map(|i| format!("V{i} = \"{}\"\n", big(MAX_ENV_VALUE - i, 'x')))
+            .collect();
+        let err = parse(&many).unwrap_err();
+        let shown = render(&err);
+        assert_eq!(problem(&err).key, "env", "{shown}");
+        assert!(shown.contains("64 KiB"), "{shown}");
+        assert!(
+            shown.contains(&format!("`V0` ({MAX_ENV_VALUE} bytes)")),
+            "{shown}"
+        );
+        // Quoting counts: a value of single quotes grows fourfold in `sh` quoting.
+        let quotes = format!("Q = \"{}\"\n", big(MAX_ENV_VALUE / 2, '\''));
+        assert!(parse(&quotes.replace('Q', "Q1")).is_ok());
+        let err = parse(&format!(
+            "{}{}",
+            quotes.replace('Q', "Q1"),
+            quotes.replace('Q', "Q2")
+        ))
+        .unwrap_err();
+        assert_eq!(problem(&err).key, "env", "{}", render(&err));
     }
 
     #[test]

@@ -65,6 +65,7 @@ pub static SERVER_FILES: &[Asset] = &[
     asset!("server-files", "python/skiff_slot.py"),
     asset!("server-files", "python/slot.wsgi"),
     asset!("server-files", "ruby/config.ru"),
+    asset!("server-files", "ruby/ruby", true),
     asset!("server-files", "www/404.html"),
     asset!("server-files", "www/not-running.html"),
 ];

@@ -308,3 +308,98 @@ pub struct CompletionsArgs {
     #[arg(value_enum)]
     pub shell: clap_complete::Shell,
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Every text file of the user-facing sources: messages, hints, templates, docs.
+    fn texts() -> Vec<PathBuf> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut files = vec![root.join("README.md")];
+        for dir in ["src", "templates", "server-files", "docs", "scripts"] {
+            for entry in ignore::WalkBuilder::new(root.join(dir)).build().flatten() {
+                if entry.file_type().is_some_and(|t| t.is_file()) {
+                    files.push(entry.into_path());
+                }
+            }
+        }
+        files
+    }
+
+    /// Each `skiff VERB ...` the texts show the user: inside backticks anywhere, and
+    /// whole lines of Markdown (indented examples). Rust comments are for developers.
+    fn shown_commands(file: &Path, text: &str) -> Vec<String> {
+        let markdown = file.extension().is_some_and(|e| e == "md");
+        let rust = file.extension().is_some_and(|e| e == "rs");
+        let mut out = Vec::new();
+        for line in text.lines() {
+            let trimmed = line.trim_start();
+            if rust && trimmed.starts_with("//") {
+                continue;
+            }
+            if markdown && line.starts_with("    ") && trimmed.starts_with("skiff ") {
+                out.push(trimmed.split('#').next().unwrap_or("").to_string());
+            }
+            for (at, _) in line.match_indices("`skiff ") {
+                let rest = &line[at + 1..];
+                out.push(rest.split('`').next().unwrap_or(rest).to_string());
+            }
+        }
+        out
+    }
+
+    /// No message, hint, template or doc names a verb or flag that `skiff --help` does
+    /// not list (issue 10: hints named `skiff config set`, which does not exist).
+    #[test]
+    fn texts_name_only_real_commands_and_flags() {
+        let mut cli = Cli::command();
+        cli.build();
+        let mut wrong = Vec::new();
+        let mut seen = 0;
+        for file in texts() {
+            let Ok(text) = std::fs::read_to_string(&file) else {
+                continue;
+            };
+            for shown in shown_commands(&file, &text) {
+                seen += 1;
+                let words: Vec<&str> = shown.split_whitespace().collect();
+                let Some(verb) = words.get(1) else {
+                    continue;
+                };
+                if verb.starts_with('-')
+                    || !verb.chars().all(|c| c.is_ascii_lowercase() || c == '-')
+                {
+                    continue;
+                }
+                let Some(sub) = cli.find_subcommand(verb) else {
+                    wrong.push(format!("{}: `{shown}`: no verb `{verb}`", file.display()));
+                    continue;
+                };
+                for word in &words[2..] {
+                    let Some(flag) = word.strip_prefix("--") else {
+                        continue;
+                    };
+                    let flag = flag.split(['=', ')', ',', ';']).next().unwrap_or(flag);
+                    let known = sub
+                        .get_arguments()
+                        .chain(cli.get_arguments())
+                        .any(|a| a.get_long() == Some(flag))
+                        || flag == "help";
+                    if !known {
+                        wrong.push(format!(
+                            "{}: `{shown}`: `skiff {verb}` has no `--{flag}`",
+                            file.display()
+                        ));
+                    }
+                }
+            }
+        }
+        assert!(seen > 50, "the scan found only {seen} commands");
+        assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    }
+}

@@ -399,13 +399,15 @@ impl StateFile {
 
     /// Loads the state; a missing file is an empty cluster.
     pub fn load(&self) -> Result<Cluster> {
-        match fs::read_to_string(&self.path) {
-            Ok(text) => Cluster::parse(&self.path, &text),
+        match fs::read(&self.path) {
+            Ok(bytes) => Cluster::parse(&self.path, &toml_span::text_of(&self.path, bytes)?),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Cluster::default()),
-            Err(source) => Err(Error::Read {
-                path: self.path.clone(),
-                source,
-            }),
+            Err(err) => Err(Error::config_file(
+                &self.path,
+                &err,
+                "",
+                "pass `--state FILE` to use another state file",
+            )),
         }
     }
 

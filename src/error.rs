@@ -4,7 +4,7 @@
 //! message alone tells the user where to look; [`Error::hint`] says what to do about it.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Shorthand used throughout the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -71,6 +71,17 @@ pub enum Error {
     /// A value in a configuration file is wrong.
     #[error("{0}")]
     Config(Box<ConfigProblem>),
+
+    /// A configuration file (app.toml, cluster.toml) is missing or cannot be read.
+    #[error("cannot use `{}`: {problem}", path.display())]
+    ConfigFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it (missing, a folder, permission denied).
+        problem: String,
+        /// What to do.
+        hint: String,
+    },
 
     /// A file could not be read.
     #[error("could not read `{}`", path.display())]
@@ -191,6 +202,39 @@ impl Error {
         Error::Config(Box::new(problem))
     }
 
+    /// A configuration file that could not be read, explained: `missing` is the hint for
+    /// a file that does not exist, `elsewhere` (may be empty) a way around the others,
+    /// e.g. "pass `--state FILE` to use another state file".
+    pub fn config_file(file: &Path, err: &std::io::Error, missing: &str, elsewhere: &str) -> Self {
+        use std::io::ErrorKind;
+        let shown = file.display();
+        let or = if elsewhere.is_empty() {
+            String::new()
+        } else {
+            format!(", or {elsewhere}")
+        };
+        let (problem, hint) = match err.kind() {
+            ErrorKind::NotFound => ("it does not exist".to_string(), missing.to_string()),
+            ErrorKind::IsADirectory => (
+                "it is a folder, not a file".to_string(),
+                format!("move the folder `{shown}` away and put the file in its place{or}"),
+            ),
+            ErrorKind::PermissionDenied => (
+                "permission denied".to_string(),
+                format!("make it readable for this user (`chmod u+r {shown}`){or}"),
+            ),
+            _ => (
+                err.to_string(),
+                format!("check the file and the disk it is on{or}"),
+            ),
+        };
+        Error::ConfigFile {
+            path: file.to_path_buf(),
+            problem,
+            hint,
+        }
+    }
+
     /// A failure with a message and no hint.
     pub fn failed(message: impl Into<String>) -> Self {
         Error::Failed {
@@ -225,7 +269,9 @@ impl Error {
                 "another skiff is still running; wait for it, or check that no skiff is stuck"
                     .into(),
             ),
-            Error::HostKeyChanged { hint, .. } => Some(hint.clone()),
+            Error::HostKeyChanged { hint, .. } | Error::ConfigFile { hint, .. } => {
+                Some(hint.clone())
+            }
             Error::Usage { hint, .. }
             | Error::NotSupported { hint, .. }
             | Error::Unreachable { hint, .. }
@@ -239,6 +285,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Config(_)
+            | Error::ConfigFile { .. }
             | Error::Usage { .. }
             | Error::UnknownNode { .. }
             | Error::NoNode

@@ -41,15 +41,55 @@ pub use error::{Error, Result};
 /// Parses argv, runs the verb and returns the process exit code.
 ///
 /// Kept apart from `main` so the exit code logic (and error rendering) lives in one place.
+/// Data that could not be written to stdout (a full disk, an I/O error) fails the command
+/// with exit code 1; a closed pipe (`skiff ... | head -1`) is not an error.
 pub fn run() -> i32 {
     use clap::Parser;
-    let cli = cli::Cli::parse();
+    let cli = match cli::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return clap_exit(&err),
+    };
     let printer = printer::Printer::new(&cli.global);
-    match commands::dispatch(&cli, &printer) {
+    let code = match commands::dispatch(&cli, &printer) {
         Ok(()) => 0,
         Err(err) => {
             printer.error(&err);
             err.exit_code()
         }
+    };
+    stdout_outcome(code, |err| printer.error(&err))
+}
+
+/// The exit code once stdout is flushed: `code`, unless data was lost on the way.
+fn stdout_outcome(code: i32, report: impl FnOnce(Error)) -> i32 {
+    match printer::finish_stdout() {
+        Ok(()) => code,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => code,
+        Err(e) => {
+            report(Error::Failed {
+                message: format!("could not write the output to stdout: {e}"),
+                hint: Some(
+                    "free space where stdout goes (or send it to another file), then run the command again"
+                        .into(),
+                ),
+            });
+            if code == 0 { error::EXIT_FAILURE } else { code }
+        }
     }
+}
+
+/// Prints clap's help, version or usage error and returns its exit code. Help and
+/// version are data on stdout, checked like any other (`skiff --help > /dev/full` fails).
+fn clap_exit(err: &clap::Error) -> i32 {
+    use std::io::IsTerminal;
+    if err.use_stderr() || std::io::stdout().is_terminal() {
+        // Usage errors go to stderr; help on a terminal keeps clap's colours.
+        let _ = err.print();
+        return err.exit_code();
+    }
+    printer::Printer::plain().raw(err.render().to_string().as_bytes());
+    stdout_outcome(err.exit_code(), |e| {
+        let plain = printer::Printer::plain();
+        plain.error(&e);
+    })
 }

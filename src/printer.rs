@@ -5,6 +5,7 @@
 //! returns values (or sends events) that a verb renders here.
 
 use std::io::{IsTerminal, Write};
+use std::sync::Mutex;
 
 use crate::cli::{ColorChoice, GlobalArgs};
 use crate::error::Error;
@@ -17,6 +18,45 @@ pub struct Printer {
     verbose: u8,
     color: bool,
     yes: bool,
+}
+
+/// The first failed write of data to stdout (a full disk, an I/O error, a closed pipe),
+/// kept until [`finish_stdout`] reports it: a command whose data did not arrive must
+/// not exit 0.
+static STDOUT_ERROR: Mutex<Option<std::io::Error>> = Mutex::new(None);
+
+/// Writes data to stdout, remembering the first failure for [`finish_stdout`].
+fn write_stdout(bytes: &[u8]) {
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(bytes) {
+        remember_stdout_error(e);
+    }
+}
+
+fn remember_stdout_error(err: std::io::Error) {
+    let mut slot = STDOUT_ERROR.lock().unwrap_or_else(|p| p.into_inner());
+    if slot.is_none() {
+        *slot = Some(err);
+    }
+}
+
+/// Flushes stdout and returns the first error met writing data to it, if any.
+///
+/// Called once at the end of a command: the caller turns a failure into exit code 1 with
+/// a message, except a closed pipe (`skiff ... | head -1`), which stays quiet as in
+/// `ripgrep` and `cargo`: the reader chose to stop reading.
+pub fn finish_stdout() -> std::io::Result<()> {
+    if let Err(e) = std::io::stdout().lock().flush() {
+        remember_stdout_error(e);
+    }
+    match STDOUT_ERROR
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+    {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
 
 const GREEN: &str = "\x1b[1;32m";
@@ -146,18 +186,23 @@ impl Printer {
                 "hint": err.hint(),
                 "exit_code": err.exit_code(),
             });
-            let _ = writeln!(std::io::stdout(), "{doc}");
+            write_stdout(format!("{doc}\n").as_bytes());
         }
     }
 
     /// Data for stdout: a line of text (tables, values).
     pub fn data(&self, text: impl std::fmt::Display) {
-        let _ = writeln!(std::io::stdout(), "{text}");
+        write_stdout(format!("{text}\n").as_bytes());
     }
 
     /// Data for stdout as one JSON document.
     pub fn json_value(&self, value: &serde_json::Value) {
-        let _ = writeln!(std::io::stdout(), "{value}");
+        write_stdout(format!("{value}\n").as_bytes());
+    }
+
+    /// Data for stdout as it is: a generated document (completions, the man page).
+    pub fn raw(&self, bytes: &[u8]) {
+        write_stdout(bytes);
     }
 
     /// Whether progress bars may be drawn: only on a terminal, never with `-q`, `-v` or

@@ -301,10 +301,12 @@ rackup = "config.ru"
 "#
         }
     });
-    out.push_str(
+    out.push_str(&format!(
         r#"
-# Plain settings for the app's environment, as strings. Secrets do not belong here:
-# set them on the node with `skiff config set`. Names use A-Z, a-z, 0-9 and `_`;
+# Plain settings for the app's environment, as strings of one line (at most 16 KiB
+# each; a larger one belongs in a file shipped with the app). Secrets do not belong
+# here: put them on the node as `KEY=VALUE` lines in /etc/skiff/env/{name}.env, which
+# each deploy snapshots for the new release. Names use A-Z, a-z, 0-9 and `_`;
 # SKIFF_* is reserved: skiff sets SKIFF_APP, SKIFF_VERSION, SKIFF_HOST and
 # SKIFF_CANONICAL_HOST itself.
 [env]
@@ -328,8 +330,8 @@ commands = []
 # path = "/tasks/cleanup"
 # [processes]               # background workers of the live version
 # worker = "python worker.py"
-"#,
-    );
+"#
+    ));
     out
 }
 

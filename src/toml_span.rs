@@ -7,6 +7,29 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{ConfigProblem, Error, Location};
 
+/// The contents of a configuration file as text; a file that is not UTF-8 (a binary
+/// file, another encoding) is a [`ConfigProblem`] that points at the first bad byte.
+pub fn text_of(file: &Path, bytes: Vec<u8>) -> Result<String, Error> {
+    String::from_utf8(bytes).map_err(|err| {
+        let bytes = err.as_bytes();
+        let at = err.utf8_error().valid_up_to();
+        let valid = std::str::from_utf8(&bytes[..at]).unwrap_or_default();
+        Error::config(ConfigProblem {
+            file: file.to_path_buf(),
+            key: String::new(),
+            problem: format!(
+                "the file is not UTF-8 text (byte 0x{:02x} at offset {at})",
+                bytes[at]
+            ),
+            fix: Some(format!(
+                "`{}` must be TOML text saved as UTF-8: restore it (from version control or a backup), or save it again as UTF-8",
+                file.display()
+            )),
+            location: Some(location_of(valid, at)),
+        })
+    })
+}
+
 /// Parses `text` (the contents of `file`) into `T`, mapping any error to a
 /// [`ConfigProblem`] with the key path and position.
 pub fn parse<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, Error> {

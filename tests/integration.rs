@@ -16,6 +16,9 @@ mod init;
 #[path = "integration/state.rs"]
 mod state;
 
+#[path = "integration/files_and_output.rs"]
+mod files_and_output;
+
 #[path = "integration/serve.rs"]
 mod serve;
 #[path = "integration/setup_node.rs"]
@@ -25,6 +28,9 @@ mod sync;
 
 #[path = "integration/update.rs"]
 mod update;
+
+#[path = "integration/env.rs"]
+mod env;
 
 #[path = "integration/zero_downtime.rs"]
 mod zero_downtime;

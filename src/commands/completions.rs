@@ -5,17 +5,25 @@ use clap::CommandFactory;
 
 use crate::cli::Cli;
 use crate::error::{Error, Result};
+use crate::printer::Printer;
 
 /// Prints the completion script for `shell` on stdout.
-pub fn completions(shell: clap_complete::Shell) -> Result<()> {
+pub fn completions(shell: clap_complete::Shell, printer: &Printer) -> Result<()> {
     let mut cmd = Cli::command();
-    clap_complete::generate(shell, &mut cmd, "skiff", &mut std::io::stdout());
+    // Rendered in memory first: the generator panics on a failed write, and the printer
+    // is what reports a full disk or a closed pipe.
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "skiff", &mut script);
+    printer.raw(&script);
     Ok(())
 }
 
 /// Prints the man page (roff) on stdout.
-pub fn man() -> Result<()> {
+pub fn man(printer: &Printer) -> Result<()> {
     let page = clap_mangen::Man::new(Cli::command());
-    page.render(&mut std::io::stdout())
-        .map_err(|e| Error::failed(format!("could not write the man page: {e}")))
+    let mut roff = Vec::new();
+    page.render(&mut roff)
+        .map_err(|e| Error::failed(format!("could not render the man page: {e}")))?;
+    printer.raw(&roff);
+    Ok(())
 }

@@ -42,8 +42,8 @@ pub fn dispatch(cli: &Cli, printer: &Printer) -> Result<()> {
         Command::Versions(args) => versions::versions(&state_file(cli)?, &args.host, printer),
         Command::DestroyApp(args) => destroy_app::run(&state_file(cli)?, &args.host, printer),
         Command::Clean(args) => versions::clean(&state_file(cli)?, &args.host, args.keep, printer),
-        Command::Completions(args) => completions::completions(args.shell),
-        Command::Man => completions::man(),
+        Command::Completions(args) => completions::completions(args.shell, printer),
+        Command::Man => completions::man(printer),
     }
 }
 

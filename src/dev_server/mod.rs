@@ -301,7 +301,9 @@ fn app_dir(dir: &Path) -> Result<PathBuf> {
             "give the app's folder, e.g. `skiff serve blog`",
         ));
     }
-    if !canonical.join(app_config::FILE_NAME).is_file() {
+    // Only a missing file is explained here; [`AppConfig::load`] explains the rest (a
+    // folder in its place, not UTF-8, bad TOML).
+    if !canonical.join(app_config::FILE_NAME).exists() {
         return Err(Error::usage(
             format!("`{shown}` has no {}", app_config::FILE_NAME),
             format!("create one with `skiff init {shown}`"),
