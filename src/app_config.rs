@@ -468,7 +468,7 @@ impl AppConfig {
             return Err(c.bad(
                 "env",
                 format!(
-                    "the `[env]` values take {sent} bytes once quoted for the node (each name and value is sent twice), over the limit of {} KiB; the largest is `{largest}` ({} bytes)",
+                    "the `[env]` values take {sent} bytes as `KEY=VALUE` strings, over the limit of {} KiB for a build command's environment; the largest is `{largest}` ({} bytes)",
                     MAX_ENV_SENT / 1024,
                     value.len()
                 ),
@@ -686,23 +686,18 @@ const MIN_HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
 const MAX_PROCESSES: u32 = 32;
 /// Most releases kept on a node.
 const MAX_KEEP: u32 = 100;
-/// Largest `[env]` value, in bytes.
-const MAX_ENV_VALUE: usize = 16 * 1024;
-/// Most bytes `[env]` may take on the deploy's command line (see [`env_wire_size`]):
-/// half of Linux's 128 KiB cap on one argument, which the whole remote command line is
-/// (sshd runs it as `sh -c LINE`); the rest is left for paths, build commands, skiff's
-/// own variables.
-const MAX_ENV_SENT: usize = 64 * 1024;
+/// Largest `[env]` value, in bytes: half of Linux's 128 KiB cap on one environment
+/// string (`MAX_ARG_STRLEN`), which every build command's `KEY=VALUE` must fit in. (The
+/// values reach the node on stdin, in the deploy script's prelude, so no command line
+/// limits them.)
+const MAX_ENV_VALUE: usize = 64 * 1024;
+/// Most bytes all of `[env]` may take as `KEY=VALUE` strings: a quarter of the usual
+/// 2 MiB a process's arguments and environment share, leaving room for the rest.
+const MAX_ENV_SENT: usize = 512 * 1024;
 
-/// What `[env]` costs on the deploy's command line: the deploy sends it twice, as
-/// `KEY=VALUE` lines and inside the release's JSON meta, each shell-quoted.
+/// What `[env]` takes in a build command's environment: its `KEY=VALUE` strings.
 fn env_wire_size(env: &BTreeMap<String, String>) -> usize {
-    if env.is_empty() {
-        return 0;
-    }
-    let lines: String = env.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
-    let json = serde_json::to_string(env).unwrap_or_default();
-    crate::transport::quote(&lines).len() + crate::transport::quote(&json).len()
+    env.iter().map(|(k, v)| k.len() + 1 + v.len() + 1).sum()
 }
 
 /// What a configured path must be on disk.
@@ -1605,35 +1600,27 @@ mod tests {
             let shown = render(&err);
             assert_eq!(problem(&err).key, "env.CERT", "{shown}");
             assert!(shown.contains(&format!("{size} bytes")), "{shown}");
-            assert!(shown.contains("16 KiB"), "{shown}");
+            assert!(shown.contains("64 KiB"), "{shown}");
             assert!(shown.contains("app.toml"), "{shown}");
             assert!(shown.contains("shipped with the app"), "{shown}");
             assert!(shown.contains("/etc/skiff/env/blog.env"), "{shown}");
             assert_eq!(problem(&err).location.map(|l| l.line), Some(7), "{shown}");
         }
+        // Quotes cost nothing any more: values travel on stdin, not on a command line.
+        assert!(parse(&format!("Q = \"{}\"\n", big(MAX_ENV_VALUE, '\''))).is_ok());
 
-        // Each value under the limit, together too much for one command line.
-        let many: String = (0..5)
+        // Each value under the limit, together too much for one environment.
+        let many: String = (0..9)
             .map(|i| format!("V{i} = \"{}\"\n", big(MAX_ENV_VALUE - i, 'x')))
             .collect();
         let err = parse(&many).unwrap_err();
         let shown = render(&err);
         assert_eq!(problem(&err).key, "env", "{shown}");
-        assert!(shown.contains("64 KiB"), "{shown}");
+        assert!(shown.contains("512 KiB"), "{shown}");
         assert!(
             shown.contains(&format!("`V0` ({MAX_ENV_VALUE} bytes)")),
             "{shown}"
         );
-        // Quoting counts: a value of single quotes grows fourfold in `sh` quoting.
-        let quotes = format!("Q = \"{}\"\n", big(MAX_ENV_VALUE / 2, '\''));
-        assert!(parse(&quotes.replace('Q', "Q1")).is_ok());
-        let err = parse(&format!(
-            "{}{}",
-            quotes.replace('Q', "Q1"),
-            quotes.replace('Q', "Q2")
-        ))
-        .unwrap_err();
-        assert_eq!(problem(&err).key, "env", "{}", render(&err));
     }
 
     #[test]

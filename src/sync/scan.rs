@@ -3,7 +3,7 @@
 //! What is shipped: every file, directory and symlink under the app folder except
 //! - the built-in excludes ([`BUILTIN_EXCLUDES`]): version-control folders, Python
 //!   caches and virtualenvs, editor backups and swap files, and `.env` files (secrets go
-//!   through `skiff config`, never into a release);
+//!   into `/etc/skiff/env/APP.env` on the node, never into a release);
 //! - whatever `.skiffignore` files say (gitignore syntax, one per folder if wanted). A `!`
 //!   line in the top-level `.skiffignore` re-includes a built-in exclude (`!.env.example`).
 //!
