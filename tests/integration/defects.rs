@@ -608,3 +608,39 @@ fn a_dropped_connection_never_prints_env_values() {
         );
     }
 }
+
+/// A large `[env]` value (60 KB) reaches the build and the app; one over the limit is
+/// refused before anything is sent, naming the key (it used to fail as a broken pipe).
+#[test]
+fn large_env_values_deploy_and_too_large_ones_are_refused_up_front() {
+    if !nodes_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    let node = TestNode::launch_set_up(&env);
+    let dir = fixture(&env, "static");
+    let toml = dir.join("app.toml");
+    let base = std::fs::read_to_string(&toml).unwrap();
+    let write = |size: usize| {
+        std::fs::write(
+            &toml,
+            format!(
+                "{base}\n[env]\nBIG = \"{}\"\n[build]\ncommands = [\"printenv BIG | wc -c > static/big.txt\"]\n",
+                "b".repeat(size)
+            ),
+        )
+        .unwrap();
+    };
+    write(60_000);
+    deploy(&env, &node, &dir);
+    let (code, body) = get(&node.address, "site.test", "/big.txt");
+    assert_eq!((code, body.trim()), (200, "60001"));
+    write(200_000);
+    let out = run_update(&env, &dir, &node);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("BIG") && stderr.contains("app.toml"),
+        "{stderr}"
+    );
+}
