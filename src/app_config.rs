@@ -33,14 +33,21 @@ pub enum Runtime {
     Static,
 }
 
-impl std::fmt::Display for Runtime {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+impl Runtime {
+    /// The name app.toml uses (`python`, `php`, `ruby`, `static`).
+    pub fn as_str(self) -> &'static str {
+        match self {
             Runtime::Python => "python",
             Runtime::Php => "php",
             Runtime::Ruby => "ruby",
             Runtime::Static => "static",
-        })
+        }
+    }
+}
+
+impl std::fmt::Display for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

@@ -895,6 +895,7 @@ async fn sync_and_build(t: &Target, plan: &Plan<'_>) -> Result<Built> {
         String::new()
     };
     let prep = remote::Prepare {
+        runtime: config.runtime.as_str(),
         meta: meta.to_string(),
         venv: venv.clone(),
         requirements,

@@ -20,7 +20,8 @@
 #   begin    app owner brk            take APP's lock; print state, setup, the release
 #                                     numbers found on disk (leftovers of a dead run)
 #   recover  app owner numbers        drop releases no state names (a dead run's)
-#   prepare  app owner n meta venv req wheels docroot envlines build_timeout [CMD...]
+#   prepare  app owner n runtime meta venv req wheels docroot envlines build_timeout
+#            [CMD...]
 #                                     env snapshot, venv, build commands, release meta;
 #                                     then try the node lock (nodelock, no waiting)
 #   nodelock app owner brk            take the node lock; print the state and what each
@@ -223,6 +224,18 @@ EOF
           case $line in '' | '#'*) ;; *=*) export "$line" ;; esac
         done <"$envfile"
       fi
+      # the app's own tools first: its venv (python and python3 are the venv's), or,
+      # without one, `python` as the system python3 (Debian has no plain `python`)
+      if [ -n "$venv" ]; then
+        VIRTUAL_ENV=$a/venvs/$venv
+        PATH=$VIRTUAL_ENV/bin:$PATH
+        export VIRTUAL_ENV PATH
+      elif [ "$runtime" = python ]; then
+        mkdir -p "$a/.bin"
+        ln -sfn "$(command -v python3)" "$a/.bin/python"
+        PATH=$a/.bin:$PATH
+        export PATH
+      fi
       _s=0
       timeout -k 10 "$build_timeout" sh -c "$c" >&2 || _s=$?
       if [ "$_s" = 124 ] || [ "$_s" = 137 ]; then
@@ -417,6 +430,7 @@ case $step in
     holds "$LOCKS/$app.lock" || die "this run does not hold the deploy lock of $app" 75
     mark "$LOCKS/$app.lock"
     printf '%s' "$build_timeout" | grep -Eqx '[0-9]{1,6}' || die "bad build timeout: $build_timeout" 2
+    case $runtime in python | ruby | php | static) ;; *) die "bad runtime: $runtime" 2 ;; esac
     # (a subshell, not an `||` list, which would switch `set -e` off inside it)
     set +e
     (

@@ -283,6 +283,8 @@ pub async fn node_unlock(session: &Session, app: &str, owner: &str) -> Result<()
 /// Everything `prepare` needs for one release.
 #[derive(Debug, Clone, Default)]
 pub struct Prepare {
+    /// `python`, `ruby`, `php` or `static`: which tools build commands find first.
+    pub runtime: &'static str,
     /// Release meta (what a slot or PHP docroot loads), JSON. Holds the app's
     /// environment: it reaches the node in the prelude, never in argv.
     pub meta: String,
@@ -415,6 +417,7 @@ pub async fn prepare(
         ("app", app),
         ("owner", owner),
         ("n", n.as_str()),
+        ("runtime", p.runtime),
         ("meta", p.meta.as_str()),
         ("venv", p.venv.as_str()),
         ("req", p.requirements.as_str()),
