@@ -33,3 +33,6 @@ mod zero_downtime;
 mod defects;
 #[path = "integration/security.rs"]
 mod security;
+
+#[path = "integration/pool.rs"]
+mod pool;

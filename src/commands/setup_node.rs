@@ -24,8 +24,8 @@ pub fn run(state: &StateFile, args: &SetupNodeArgs, printer: &Printer) -> Result
             .as_deref()
             .map(provision::check_apt_proxy)
             .transpose()?,
-        python_slots: args.python_slots.into(),
-        ruby_slots: args.ruby_slots.into(),
+        python_slots: args.python_slots.map(usize::from),
+        ruby_slots: args.ruby_slots.map(usize::from),
         operator_keys: provision::operator_keys(node.identity.as_deref()),
         skiff_version: env!("CARGO_PKG_VERSION").into(),
     };
