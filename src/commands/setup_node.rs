@@ -96,6 +96,9 @@ pub fn run(state: &StateFile, args: &SetupNodeArgs, printer: &Printer) -> Result
         print_plan(&outcome.plan, printer);
         return Ok(());
     }
+    for note in &outcome.plan.notes {
+        printer.status("Note", note);
+    }
     let what = if outcome.changed {
         "set up"
     } else {
