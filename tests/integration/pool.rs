@@ -170,10 +170,9 @@ fn ten_python_apps_on_one_node_all_serve() {
     }
     let env = TestEnv::new();
     let node = TestNode::launch_set_up(&env);
-    assert_eq!(
-        node.exec("ls /etc/apache2/skiff-slots | grep -c '^py'")
-            .trim(),
-        "8",
+    assert!(
+        node.exec("cat /var/lib/skiff/setup.toml")
+            .contains("python_slots = 8"),
         "test nodes start with 8 Python slots"
     );
     let names: Vec<String> = (1..=10).map(|i| format!("app{i:02}")).collect();
