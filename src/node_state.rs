@@ -186,7 +186,7 @@ impl NodeState {
                     .join(", ")
             ),
             hint: Some(
-                "free slots with `skiff destroy-app HOST`, or declare more with `skiff setup-node NODE --python-slots N` (or `--ruby-slots N`)"
+                "a deploy grows a full pool by itself up to 99 slots: free slots with `skiff destroy-app HOST`"
                     .into(),
             ),
         })

@@ -459,7 +459,6 @@ pub async fn setup_node(
     }
 
     // 2. packages, then a fresh look at what they brought
-    let mut facts = facts;
     if plan.needs_apt() {
         let t = Instant::now();
         let what = if plan.packages.is_empty() {
