@@ -13,8 +13,8 @@
 //!    previous one and nothing reloads), then a check that unknown hosts get skiff's 404,
 //!    then the stamp `/var/lib/skiff/setup.toml`.
 //!
-//! The node layout this builds, and why Apache gets a fixed pool of slots, is described
-//! in docs/node-layout.md.
+//! The node layout this builds, and why Apache gets a pool of slots declared ahead (grown
+//! in batches by deploys), is described in docs/node-layout.md.
 
 pub mod desired;
 pub mod plan;
