@@ -59,6 +59,8 @@ pub static TEMPLATES: &[Asset] = &[
 
 /// Files installed verbatim under `/usr/local/share/skiff/` on every node.
 pub static SERVER_FILES: &[Asset] = &[
+    asset!("server-files", "apache/slot-python.conf"),
+    asset!("server-files", "apache/slot-ruby.conf"),
     asset!("server-files", "bin/skiff-node", true),
     asset!("server-files", "lib/services.sh"),
     asset!("server-files", "php/prepend.php"),

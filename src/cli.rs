@@ -240,12 +240,14 @@ pub struct SetupNodeArgs {
     /// HTTP proxy for apt on the node, e.g. http://10.0.0.1:3142
     #[arg(long, value_name = "URL")]
     pub apt_proxy: Option<String>,
-    /// mod_wsgi daemon slots to declare (two per Python app); changing it restarts Apache once
-    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u8).range(0..=99))]
-    pub python_slots: u8,
-    /// Passenger slots to declare (two per Ruby app; idle slots cost nothing)
-    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u8).range(0..=99))]
-    pub ruby_slots: u8,
+    /// mod_wsgi daemon slots to declare (two per Python app) [default: 1 per 256 MiB of
+    /// memory, 4 to 8]; never fewer than the node has; deploys add more when needed
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=99))]
+    pub python_slots: Option<u8>,
+    /// Passenger slots to declare (two per Ruby app; idle slots cost nothing) [default: as
+    /// for Python]; never fewer than the node has; deploys add more when needed
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=99))]
+    pub ruby_slots: Option<u8>,
 }
 
 /// A verb that takes one node name.

@@ -1,7 +1,7 @@
 //! The node's own truth: `/var/lib/skiff/state.toml`.
 //!
 //! Which apps a node serves, their kept releases, which is current and prev, and which
-//! daemon slot of the node's fixed pool runs which release. `update`, `rollback` and
+//! daemon slot of the node's pool runs which release. `update`, `rollback` and
 //! `activate` read it under the app's deploy lock, decide the next state here (pure
 //! logic, unit-tested), and write it back with the switch. The laptop's cluster.toml is
 //! a cache of this; the node wins when they disagree.
@@ -186,7 +186,7 @@ impl NodeState {
                     .join(", ")
             ),
             hint: Some(
-                "free slots with `skiff destroy-app HOST`, or declare more with `skiff setup-node NODE --python-slots N` (or `--ruby-slots N`)"
+                "a deploy grows a full pool by itself up to 99 slots: free slots with `skiff destroy-app HOST`"
                     .into(),
             ),
         })

@@ -45,3 +45,6 @@ mod node_scripts;
 
 #[path = "integration/frameworks.rs"]
 mod frameworks;
+
+#[path = "integration/pool.rs"]
+mod pool;

@@ -24,8 +24,8 @@ pub fn run(state: &StateFile, args: &SetupNodeArgs, printer: &Printer) -> Result
             .as_deref()
             .map(provision::check_apt_proxy)
             .transpose()?,
-        python_slots: args.python_slots.into(),
-        ruby_slots: args.ruby_slots.into(),
+        python_slots: args.python_slots.map(usize::from),
+        ruby_slots: args.ruby_slots.map(usize::from),
         operator_keys: provision::operator_keys(node.identity.as_deref()),
         skiff_version: env!("CARGO_PKG_VERSION").into(),
     };
@@ -95,6 +95,9 @@ pub fn run(state: &StateFile, args: &SetupNodeArgs, printer: &Printer) -> Result
     if args.dry_run {
         print_plan(&outcome.plan, printer);
         return Ok(());
+    }
+    for note in &outcome.plan.notes {
+        printer.status("Note", note);
     }
     let what = if outcome.changed {
         "set up"

@@ -14,6 +14,7 @@
 //! Anything that fails (or Ctrl-C) before 5 undoes its own work (`abort`): the live
 //! version keeps serving and nothing is left to clean by hand.
 
+pub mod pool;
 pub mod remote;
 
 use std::collections::BTreeMap;
@@ -956,7 +957,18 @@ async fn trial_node(t: &Target, built: Built, view: NodeView, plan: &Plan<'_>) -
     let mut slot = None;
     let mut kind = "";
     if let Some((k, pool)) = pool_for(&t.begun, config.runtime) {
-        let s = st.choose_slot(app, n, pool)?;
+        let s = pool::choose_or_grow(
+            &t.session,
+            &t.name,
+            &st,
+            app,
+            n,
+            k,
+            pool,
+            plan.owner,
+            plan.events,
+        )
+        .await?;
         st.slots.insert(
             s.clone(),
             SlotUse {
@@ -1222,7 +1234,10 @@ async fn activate_node(
     if let Some((k, pool)) = pool_for(&t.begun, node_app.runtime)
         && st.slot_of(app, target).is_none()
     {
-        let s = st.choose_slot(app, target, pool)?;
+        let s = pool::choose_or_grow(
+            &t.session, &t.name, &st, app, target, k, pool, owner, events,
+        )
+        .await?;
         st.slots.insert(
             s.clone(),
             SlotUse {

@@ -17,8 +17,9 @@
 # A lock records the session of the step working under it; breaking a stale lock (its
 # skiff is gone) stops that session's processes first, so an orphaned build never runs on.
 #
-#   begin    app owner brk            take APP's lock; print state, setup, the release
-#                                     numbers found on disk (leftovers of a dead run)
+#   begin    app owner brk            take APP's lock; print state, setup, the slot pool
+#                                     (the slot vhosts), the release numbers found on
+#                                     disk (leftovers of a dead run)
 #   recover  app owner numbers        drop releases no state names (a dead run's)
 #   prepare  app owner n runtime meta venv req wheels docroot envlines build_timeout
 #            [CMD...]
@@ -31,6 +32,8 @@
 #                                     into SLOT, warm it until WANT processes answer
 #                                     TOKEN, health-check BACKEND through NGINX's loopback
 #                                     check port; no route changes
+#   grow     app owner kind to        the pool is full: add python|ruby slots up to TO
+#                                     (skiff-node slots-grow: one Apache graceful reload)
 #   switch   app owner state routes   routes (nginx -t, reload) + state.toml
 #   finish   app owner freed prune    idle freed slots, prune releases, unlock both
 #   abort    app owner n token        undo what this run did: every slot it loaded (by
@@ -406,6 +409,15 @@ case $step in
     cat "$STATE" 2>/dev/null || true
     echo "---setup"
     cat "$SETUP"
+    # the pool: one vhost file per slot (nodes set up before that: setup.toml's counts)
+    if [ -d /etc/apache2/skiff-slots ]; then
+      echo "---pool"
+      for f in /etc/apache2/skiff-slots/*.conf; do
+        [ -e "$f" ] || continue
+        f=${f##*/}
+        echo "${f%.conf}"
+      done
+    fi
     echo "---env"
     [ -f "$ENVDIR/$app.env" ] && echo "node-config=yes" || echo "node-config=no"
     # every release number published on disk: a dead run's leftovers never get their
@@ -459,6 +471,16 @@ case $step in
     holds "$NODE_LOCK" || die "this run does not hold the node lock" 75
     mark "$NODE_LOCK"
     trial_step
+    ;;
+
+  grow)
+    check_app "$app"
+    holds "$NODE_LOCK" || die "this run does not hold the node lock" 75
+    mark "$NODE_LOCK"
+    case $kind in python | ruby) ;; *) die "bad slot kind: $kind" 2 ;; esac
+    printf '%s' "$to" | grep -Eqx '[1-9][0-9]?' || die "bad pool size: $to" 2
+    "$NODE" slots-grow "$kind" "$to"
+    phase grow
     ;;
 
   switch)

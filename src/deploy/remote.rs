@@ -23,9 +23,9 @@ pub struct Begun {
     /// `/var/lib/skiff/state.toml` (the app's own entry is the truth while its lock is
     /// held; other apps' entries may change until the node lock is taken).
     pub state: NodeState,
-    /// Python slot names declared by setup-node (`py01`...).
+    /// The node's Python slots (`py01`...): its slot vhost files.
     pub python_slots: Vec<String>,
-    /// Ruby slot names declared by setup-node (`rb01`...).
+    /// The node's Ruby slots (`rb01`...).
     pub ruby_slots: Vec<String>,
     /// OS recorded by setup-node (part of the venv key).
     pub os: String,
@@ -86,6 +86,65 @@ fn sections(out: &str) -> BTreeMap<String, String> {
 
 fn slot_names(prefix: &str, count: usize) -> Vec<String> {
     (1..=count).map(|i| format!("{prefix}{i:02}")).collect()
+}
+
+/// The slots of kind `prefix` (`py`, `rb`) in `begin`'s `---pool` section (one vhost file
+/// name per line), sorted; `None` without the section (a node set up before slots had
+/// files of their own: its pool is setup.toml's count).
+fn pool_slots(pool: Option<&str>, prefix: &str) -> Option<Vec<String>> {
+    let mut slots: Vec<String> = pool?
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            l.strip_prefix(prefix)
+                .is_some_and(|n| n.len() == 2 && n.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .map(String::from)
+        .collect();
+    slots.sort();
+    Some(slots)
+}
+
+/// The pool is full: adds slots of `kind` (`python`, `ruby`) up to number `to` through
+/// `skiff-node slots-grow` (config test, one Apache graceful reload, restored on failure).
+/// Needs the node lock. Returns the new slot names.
+pub async fn grow(
+    session: &Session,
+    app: &str,
+    owner: &str,
+    kind: &str,
+    to: usize,
+) -> Result<Vec<String>> {
+    let to_text = to.to_string();
+    let vars = [
+        ("app", app),
+        ("owner", owner),
+        ("kind", kind),
+        ("to", to_text.as_str()),
+    ];
+    let (status, out, err) = step(session, "grow", &vars, &[]).await?;
+    if status != 0 {
+        let mut e = failed(session, "growing the slot pool", status, &out, &err);
+        if let Error::Remote { hint, .. } = &mut e {
+            *hint = Some(format!(
+                "the pool is unchanged; re-run `skiff setup-node {}` (it installs the \
+                 helper that grows the pool), or free slots with `skiff destroy-app HOST`",
+                session.node()
+            ));
+        }
+        return Err(e);
+    }
+    // `pool KIND FROM TO`
+    let from = out
+        .lines()
+        .find_map(|l| {
+            let mut w = l.split_whitespace();
+            (w.next() == Some("pool") && w.next() == Some(kind)).then_some(())?;
+            w.next()?.parse::<usize>().ok()
+        })
+        .unwrap_or(to);
+    let prefix = if kind == "python" { "py" } else { "rb" };
+    Ok(slot_names(prefix, to).split_off(from.min(to)))
 }
 
 /// Runs step `name` of node.sh with its named inputs in the prelude (never in argv).
@@ -179,10 +238,12 @@ pub async fn begin(
             .unwrap_or(0)
             .max(0) as usize
     };
+    let pool = parts.get("pool").map(String::as_str);
     Ok(Lock::Taken(Box::new(Begun {
         state,
-        python_slots: slot_names("py", count("python_slots")),
-        ruby_slots: slot_names("rb", count("ruby_slots")),
+        python_slots: pool_slots(pool, "py")
+            .unwrap_or_else(|| slot_names("py", count("python_slots"))),
+        ruby_slots: pool_slots(pool, "rb").unwrap_or_else(|| slot_names("rb", count("ruby_slots"))),
         os: setup
             .get("os")
             .and_then(|v| v.as_str())
@@ -567,5 +628,14 @@ mod tests {
         assert_eq!(s["state"], "a = 1\n");
         assert_eq!(s["setup"], "b = 2\n");
         assert_eq!(slot_names("py", 2), vec!["py01", "py02"]);
+    }
+
+    #[test]
+    fn the_pool_is_the_slot_files() {
+        let pool = "py10\npy01\nrb01\npy1\npyx9\n";
+        assert_eq!(pool_slots(Some(pool), "py").unwrap(), vec!["py01", "py10"]);
+        assert_eq!(pool_slots(Some(pool), "rb").unwrap(), vec!["rb01"]);
+        assert_eq!(pool_slots(Some(""), "rb").unwrap(), Vec::<String>::new());
+        assert_eq!(pool_slots(None, "py"), None);
     }
 }

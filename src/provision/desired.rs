@@ -21,16 +21,51 @@ pub const APT_PROXY_PATH: &str = "/etc/apt/apt.conf.d/90skiff-proxy";
 /// Apache's listening ports, pre-seeded before apache2 is installed.
 pub const PORTS_CONF: &str = "/etc/apache2/ports.conf";
 
-/// Default size of the pool of mod_wsgi daemon slots (two per Python app: current, prev).
+/// Pool size when the node's memory is unknown (the memory rule's cap).
 pub const DEFAULT_PYTHON_SLOTS: usize = 8;
-/// Default size of the pool of Passenger slots (they cost nothing until used).
+/// Pool size when the node's memory is unknown.
 pub const DEFAULT_RUBY_SLOTS: usize = 8;
-/// Largest pool `setup-node` declares (slot names have two digits).
+/// Largest pool (slot names have two digits).
 pub const MAX_SLOTS: usize = 99;
+/// Where each slot's Apache vhost lives (`pyNN.conf`, `rbNN.conf`), included by the site.
+pub const SLOT_CONF_DIR: &str = "/etc/apache2/skiff-slots";
+/// Fewest and most slots of a kind the memory rule declares.
+const SLOTS_FLOOR: usize = 4;
+const SLOTS_CAP: usize = 8;
+/// Memory per slot in the memory rule: one slot per 256 MiB.
+const MIB_PER_SLOT: u64 = 256;
 
-/// mod_wsgi processes and threads per Python slot (as measured in recipes/switch).
-const WSGI_PROCESSES: u32 = 2;
-const WSGI_THREADS: u32 = 4;
+/// The default pool size of a kind for a node with `mem_kib` of memory (MemTotal): one
+/// slot per 256 MiB, at least 4, at most 8 (1 GiB and less: 4, 1.5 GiB: 6, 2 GiB and more:
+/// 8). An idle Python slot costs ~9 MB PSS (2 processes of ~15.7 MB RSS, ~4.5 MB PSS
+/// each), an idle Ruby slot nothing; the pool grows by a batch of 4 when a deploy needs
+/// more (one Apache graceful reload), so the default only has to spare small nodes.
+pub fn default_slots(mem_kib: Option<u64>) -> usize {
+    match mem_kib {
+        None | Some(0) => DEFAULT_PYTHON_SLOTS,
+        Some(kib) => ((kib / 1024 / MIB_PER_SLOT) as usize).clamp(SLOTS_FLOOR, SLOTS_CAP),
+    }
+}
+
+/// The pool a setup declares: what was asked for (or the memory rule), never fewer than
+/// the node has (a pool grown by deploys is kept), at most [`MAX_SLOTS`].
+pub fn pool_size(requested: Option<usize>, mem_kib: Option<u64>, on_node: usize) -> usize {
+    requested
+        .unwrap_or_else(|| default_slots(mem_kib))
+        .max(on_node)
+        .min(MAX_SLOTS)
+}
+
+/// A slot's Apache vhost file: the installed server-file with `@SLOT@` replaced, exactly
+/// what `skiff-node slots-grow` writes for it on the node.
+pub fn slot_conf(slot: &str) -> String {
+    let template = if slot.starts_with("py") {
+        "apache/slot-python.conf"
+    } else {
+        "apache/slot-ruby.conf"
+    };
+    assets::server_file(template).text().replace("@SLOT@", slot)
+}
 
 /// The distributions setup-node knows, and what differs between them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -217,6 +252,10 @@ pub struct RenderFacts {
     pub ipv6: bool,
     /// `debian 12` and the like, for the stamp.
     pub os: String,
+    /// How many mod_wsgi slots to declare (see [`pool_size`]).
+    pub python_slots: usize,
+    /// How many Passenger slots to declare.
+    pub ruby_slots: usize,
 }
 
 /// Choices from the command line.
@@ -224,10 +263,10 @@ pub struct RenderFacts {
 pub struct Choices {
     /// `--apt-proxy`, already validated.
     pub apt_proxy: Option<String>,
-    /// How many mod_wsgi slots to declare.
-    pub python_slots: usize,
-    /// How many Passenger slots to declare.
-    pub ruby_slots: usize,
+    /// `--python-slots`: mod_wsgi slots to declare (None: by the node's memory).
+    pub python_slots: Option<usize>,
+    /// `--ruby-slots`: Passenger slots to declare (None: by the node's memory).
+    pub ruby_slots: Option<usize>,
     /// Public keys that must be able to log in as the deploy user.
     pub operator_keys: Vec<String>,
     /// The skiff version doing the setup.
@@ -278,8 +317,8 @@ impl Desired {
     /// Renders every file for a node with these facts and choices.
     pub fn build(distro: Distro, facts: &RenderFacts, choices: &Choices) -> Result<Desired> {
         let user = DEPLOY_USER;
-        let python_slots = python_slot_names(choices.python_slots);
-        let ruby_slots = ruby_slot_names(choices.ruby_slots);
+        let python_slots = python_slot_names(facts.python_slots);
+        let ruby_slots = ruby_slot_names(facts.ruby_slots);
 
         let mut ctx = Context::new();
         ctx.insert("share", SHARE);
@@ -288,10 +327,6 @@ impl Desired {
         ctx.insert("check_port", &crate::deploy::CHECK_PORT);
         ctx.insert("python_slots", &python_slots);
         ctx.insert("ruby_slots", &ruby_slots);
-        ctx.insert(
-            "wsgi",
-            &serde_json::json!({"processes": WSGI_PROCESSES, "threads": WSGI_THREADS}),
-        );
         ctx.insert(
             "prefork",
             &serde_json::json!({"start": 10, "min_spare": 10, "max_spare": 20, "max_workers": 150}),
@@ -307,6 +342,7 @@ impl Desired {
             dir("/srv/skiff/slots", 0o755, "root"),
             dir("/srv/skiff/slots/python", 0o755, "root"),
             dir("/srv/skiff/slots/ruby", 0o755, "root"),
+            dir(SLOT_CONF_DIR, 0o755, "root"),
             dir("/etc/skiff", 0o755, "root"),
             dir("/etc/skiff/env", 0o700, user),
             dir("/etc/skiff/sites", 0o755, "root"),
@@ -398,7 +434,15 @@ impl Desired {
             0o644,
         ));
         dirs.extend(share_dirs.into_iter().map(|p| dir(&p, 0o755, "root")));
-        // the slot pools: folders and entry scripts the deploy user may touch
+        // the slot pools: a vhost file each, folders and entry scripts the deploy user may
+        // touch (`skiff-node slots-grow` makes the same for the slots a deploy adds)
+        for slot in python_slots.iter().chain(&ruby_slots) {
+            files.push(DesiredFile::new(
+                format!("{SLOT_CONF_DIR}/{slot}.conf"),
+                slot_conf(slot),
+                0o644,
+            ));
+        }
         for slot in &python_slots {
             let d = format!("/srv/skiff/slots/python/{slot}");
             dirs.push(dir(&d, 0o755, user));
@@ -480,8 +524,8 @@ mod tests {
     fn choices() -> Choices {
         Choices {
             apt_proxy: Some("http://10.0.0.1:3142".into()),
-            python_slots: 3,
-            ruby_slots: 2,
+            python_slots: Some(3),
+            ruby_slots: Some(2),
             operator_keys: vec!["ssh-ed25519 AAAAC3Nza test".into()],
             skiff_version: "0.1.0".into(),
         }
@@ -492,6 +536,8 @@ mod tests {
         let facts = RenderFacts {
             ipv6: false,
             os: "debian 12".into(),
+            python_slots: 3,
+            ruby_slots: 2,
         };
         let d = Desired::build(Distro::Debian12, &facts, &choices()).unwrap();
         let file = |p: &str| {
@@ -499,10 +545,21 @@ mod tests {
             String::from_utf8(f.content.clone()).unwrap()
         };
         let site = file("/etc/apache2/sites-available/skiff.conf");
-        assert!(site.contains("WSGIDaemonProcess py03 "));
-        assert!(!site.contains("py04"));
-        assert!(site.contains("PassengerAppRoot /srv/skiff/slots/ruby/rb02"));
+        assert!(site.contains("IncludeOptional /etc/apache2/skiff-slots/*.conf"));
+        assert!(
+            !site.contains("WSGIDaemonProcess"),
+            "slots live in their own files"
+        );
         assert!(site.contains("VirtualDocumentRoot /srv/skiff/apps/%2/docroots/%1"));
+        let py03 = file("/etc/apache2/skiff-slots/py03.conf");
+        assert!(py03.contains("WSGIDaemonProcess py03 processes=2 threads=4 "));
+        assert!(py03.contains("/srv/skiff/slots/python/py03/slot.wsgi process-group=py03"));
+        assert!(!py03.contains("@SLOT@"));
+        assert!(!d.files.iter().any(|f| f.path.ends_with("/py04.conf")));
+        assert!(
+            file("/etc/apache2/skiff-slots/rb02.conf")
+                .contains("PassengerAppRoot /srv/skiff/slots/ruby/rb02")
+        );
         let nginx = file("/etc/nginx/conf.d/skiff.conf");
         assert!(nginx.contains("include /etc/nginx/skiff-routes.map;"));
         assert!(nginx.contains("listen 80 default_server;"));
@@ -537,10 +594,29 @@ mod tests {
     }
 
     #[test]
+    fn the_pool_follows_memory_and_never_shrinks() {
+        let gib = |g: u64| Some(g * 1024 * 1024);
+        assert_eq!(default_slots(None), 8);
+        assert_eq!(default_slots(Some(512 * 1024)), 4, "floor");
+        assert_eq!(default_slots(gib(1)), 4);
+        assert_eq!(default_slots(gib(2)), 8);
+        assert_eq!(default_slots(Some(2 * 1024 * 1024 - 1)), 7);
+        assert_eq!(default_slots(Some(1536 * 1024)), 6);
+        assert_eq!(default_slots(gib(64)), 8, "cap");
+        assert_eq!(pool_size(None, gib(2), 0), 8);
+        assert_eq!(pool_size(Some(2), gib(64), 0), 2, "an explicit flag wins");
+        assert_eq!(pool_size(Some(2), gib(64), 12), 12, "grown slots are kept");
+        assert_eq!(pool_size(None, gib(1), 12), 12);
+        assert_eq!(pool_size(Some(99), None, 120), 99);
+    }
+
+    #[test]
     fn ipv6_adds_a_listener() {
         let facts = RenderFacts {
             ipv6: true,
             os: "debian 12".into(),
+            python_slots: 3,
+            ruby_slots: 2,
         };
         let d = Desired::build(Distro::Debian12, &facts, &choices()).unwrap();
         let f = d

@@ -13,8 +13,8 @@
 //!    previous one and nothing reloads), then a check that unknown hosts get skiff's 404,
 //!    then the stamp `/var/lib/skiff/setup.toml`.
 //!
-//! The node layout this builds, and why Apache gets a fixed pool of slots, is described
-//! in docs/node-layout.md.
+//! The node layout this builds, and why Apache gets a pool of slots declared ahead (grown
+//! in batches by deploys), is described in docs/node-layout.md.
 
 pub mod desired;
 pub mod plan;
@@ -31,7 +31,9 @@ use crate::assets;
 use crate::error::{Error, Result};
 use crate::transport::{Output, Session};
 
-pub use desired::{Choices, DEFAULT_PYTHON_SLOTS, DEFAULT_RUBY_SLOTS, Distro, MAX_SLOTS};
+pub use desired::{
+    Choices, DEFAULT_PYTHON_SLOTS, DEFAULT_RUBY_SLOTS, Distro, MAX_SLOTS, default_slots, pool_size,
+};
 pub use plan::Plan;
 
 /// One finished step, as shown in the status lines and `--json`.
@@ -248,11 +250,41 @@ async fn probe(
     Ok(facts)
 }
 
-fn facts_for(facts: &probe::Facts) -> desired::RenderFacts {
+fn facts_for(facts: &probe::Facts, choices: &Choices) -> desired::RenderFacts {
     desired::RenderFacts {
         ipv6: facts.ipv6,
         os: facts.os(),
+        python_slots: desired::pool_size(
+            choices.python_slots,
+            facts.mem_kib,
+            facts.pool_on_node("python"),
+        ),
+        ruby_slots: desired::pool_size(
+            choices.ruby_slots,
+            facts.mem_kib,
+            facts.pool_on_node("ruby"),
+        ),
     }
+}
+
+/// Notes on the pool: a smaller `--python-slots`/`--ruby-slots` than the node has.
+fn pool_notes(facts: &probe::Facts, choices: &Choices) -> Vec<String> {
+    let mut notes = Vec::new();
+    for (kind, flag, asked) in [
+        ("Python", "--python-slots", choices.python_slots),
+        ("Ruby", "--ruby-slots", choices.ruby_slots),
+    ] {
+        let have = facts.pool_on_node(&kind.to_lowercase());
+        if let Some(n) = asked
+            && n < have
+        {
+            notes.push(format!(
+                "the node has {have} {kind} slots (deploys grow the pool); `{flag} {n}` keeps \
+                 them all: setup-node never removes a slot"
+            ));
+        }
+    }
+    notes
 }
 
 /// The config tests the probe ran, as an error when one fails.
@@ -350,14 +382,26 @@ pub async fn setup_node(
         steps.push(s);
     }
 
-    // 1. probe, rendered for a guess of the node (its content answers stand for the rest)
+    // 1. probe, rendered for a guess of the node (its content answers stand for the rest);
+    // a second time when the slot pool turns out another size than guessed (the probe
+    // must have looked at every slot file the plan compares)
     let t = Instant::now();
-    let guess_facts = desired::RenderFacts {
+    let mut guess_facts = desired::RenderFacts {
         ipv6: true,
         os: String::new(),
+        python_slots: choices.python_slots.unwrap_or(DEFAULT_PYTHON_SLOTS),
+        ruby_slots: choices.ruby_slots.unwrap_or(DEFAULT_RUBY_SLOTS),
     };
-    let guess = desired::Desired::build(Distro::Debian12, &guess_facts, choices)?;
-    let facts = probe(&shell, &guess, login_user).await?;
+    let mut guess = desired::Desired::build(Distro::Debian12, &guess_facts, choices)?;
+    let mut facts = probe(&shell, &guess, login_user).await?;
+    let sized = facts_for(&facts, choices);
+    if (sized.python_slots, sized.ruby_slots) != (guess_facts.python_slots, guess_facts.ruby_slots)
+    {
+        guess_facts.python_slots = sized.python_slots;
+        guess_facts.ruby_slots = sized.ruby_slots;
+        guess = desired::Desired::build(Distro::Debian12, &guess_facts, choices)?;
+        facts = probe(&shell, &guess, login_user).await?;
+    }
     let distro =
         Distro::from_os_release(&facts.os_id, &facts.os_version).ok_or_else(|| Error::Failed {
             message: format!(
@@ -371,8 +415,9 @@ pub async fn setup_node(
     if choices.operator_keys.is_empty() {
         choices.operator_keys = facts.login_keys.clone();
     }
-    let desired = desired::Desired::build(distro, &facts_for(&facts), &choices)?;
+    let desired = desired::Desired::build(distro, &facts_for(&facts, &choices), &choices)?;
     let mut plan = plan::compute(&node, distro.label(), &desired, &guess, &facts)?;
+    plan.notes.extend(pool_notes(&facts, &choices));
     if no_key {
         plan.notes.push(format!(
             "no operator key found: nobody can log in as `{}` until a key is added to its \
@@ -414,7 +459,6 @@ pub async fn setup_node(
     }
 
     // 2. packages, then a fresh look at what they brought
-    let mut facts = facts;
     if plan.needs_apt() {
         let t = Instant::now();
         let what = if plan.packages.is_empty() {
@@ -458,6 +502,7 @@ pub async fn setup_node(
         );
         facts = probe(&shell, &desired, login_user).await?;
         plan = plan::compute(&node, distro.label(), &desired, &desired, &facts)?;
+        plan.notes.extend(pool_notes(&facts, &choices));
     }
 
     // 3. apply, or just make sure the node is healthy

@@ -443,11 +443,13 @@ mod tests {
         let facts = RenderFacts {
             ipv6: true,
             os: "debian 12".into(),
+            python_slots: 2,
+            ruby_slots: 1,
         };
         let choices = Choices {
             apt_proxy: None,
-            python_slots: 2,
-            ruby_slots: 1,
+            python_slots: Some(2),
+            ruby_slots: Some(1),
             operator_keys: vec!["ssh-ed25519 AAAAkey op@laptop".into()],
             skiff_version: "0.1.0".into(),
         };

@@ -47,6 +47,10 @@ pub struct Facts {
     pub systemd: bool,
     /// The node has IPv6.
     pub ipv6: bool,
+    /// MemTotal in KiB, when /proc/meminfo says.
+    pub mem_kib: Option<u64>,
+    /// The highest slot number the node has, by kind (`python`, `ruby`).
+    pub pool: BTreeMap<String, usize>,
     /// dpkg status abbreviations of the packages asked about (`ii ` = installed).
     pub packages: BTreeMap<String, String>,
     /// An interrupted dpkg left work in /var/lib/dpkg/updates.
@@ -85,6 +89,11 @@ impl Facts {
     /// Whether `kind:name` (`mods:wsgi`) is enabled in Apache.
     pub fn is_enabled(&self, kind: &str, name: &str) -> bool {
         self.enabled.contains(&format!("{kind}:{name}"))
+    }
+
+    /// The highest slot number of `kind` (`python`, `ruby`) on the node (0: none).
+    pub fn pool_on_node(&self, kind: &str) -> usize {
+        self.pool.get(kind).copied().unwrap_or(0)
     }
 
     /// Whether a service runs.
@@ -144,6 +153,11 @@ pub fn parse(node: &str, out: &str) -> Result<Facts> {
             ["uid", uid] => f.uid = uid.parse().ok(),
             ["systemd", v] => f.systemd = *v == "1",
             ["ipv6", v] => f.ipv6 = *v == "1",
+            ["mem", kib] => f.mem_kib = kib.trim().parse().ok(),
+            ["pool", kind, n] => {
+                f.pool
+                    .insert(kind.to_string(), n.trim().parse().unwrap_or(0));
+            }
             ["pkg", name, status] => {
                 f.packages.insert(name.to_string(), status.to_string());
             }
@@ -227,7 +241,7 @@ mod tests {
 
     #[test]
     fn parses_every_record() {
-        let out = "os\tdebian\t12\nuid\t0\nsystemd\t0\nipv6\t1\npkg\tnginx\tii \npkg\tapache2\tiU \n\
+        let out = "os\tdebian\t12\nuid\t0\nsystemd\t0\nipv6\t1\nmem\t2048000\npool\tpython\t12\npkg\tnginx\tii \npkg\tapache2\tiU \n\
                    dpkg_pending\t1\nuser\t0\nkey\tssh-ed25519 AAAA op@laptop\n\
                    stat\t/srv/skiff\tdirectory\t755\troot\troot\n\
                    changed\t/etc/x\ncontent\t/etc/x\taGVsbG8K\n\
@@ -236,6 +250,8 @@ mod tests {
                    test\tnginx\t1\tYmFkIGluIC9ldGMvbmdpbngvc2l0ZXMtZW5hYmxlZC94OjE=\nend\n";
         let f = parse("n1", out).unwrap();
         assert_eq!(f.os(), "debian 12");
+        assert_eq!(f.mem_kib, Some(2048000));
+        assert_eq!((f.pool_on_node("python"), f.pool_on_node("ruby")), (12, 0));
         assert!(f.installed("nginx"));
         assert!(!f.installed("apache2"), "iU is unpacked, not installed");
         assert!(f.dpkg_pending && !f.user_exists && f.ipv6 && !f.systemd);
