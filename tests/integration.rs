@@ -42,3 +42,6 @@ mod security;
 
 #[path = "integration/node_scripts.rs"]
 mod node_scripts;
+
+#[path = "integration/hosts.rs"]
+mod hosts;
