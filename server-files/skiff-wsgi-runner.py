@@ -13,7 +13,8 @@ terminal) and the runner still listens, answering every request with an HTTP 500
 that shows the same traceback, until skiff restarts it after the next file change.
 
 Requests are handled on threads, like mod_wsgi's daemon threads. The runner logs no
-requests: skiff writes the access log.
+requests: skiff writes the access log. The app sees the host the browser asked for as
+SERVER_NAME/SERVER_PORT (wsgiref would say the machine's name), as on a node.
 """
 
 import argparse
@@ -64,6 +65,26 @@ def error_app(title, detail):
         return [body]
 
     return app
+
+
+def as_requested(app):
+    """Wraps `app` so that SERVER_NAME and SERVER_PORT name the host the browser asked for
+    and wsgi.url_scheme its scheme: serve's proxy (the only client of this loopback
+    port) always sets Host, X-Forwarded-Host and X-Forwarded-Proto."""
+
+    def wrapped(environ, start_response):
+        proto = environ.get("HTTP_X_FORWARDED_PROTO", "")
+        if proto in ("http", "https"):
+            environ["wsgi.url_scheme"] = proto
+        host = environ.get("HTTP_X_FORWARDED_HOST") or environ.get("HTTP_HOST") or ""
+        name, colon, port = host.rpartition(":")
+        if not (colon and port.isdigit()):
+            name, port = host, ("443" if environ["wsgi.url_scheme"] == "https" else "80")
+        if name:
+            environ["SERVER_NAME"], environ["SERVER_PORT"] = name, port
+        return app(environ, start_response)
+
+    return wrapped
 
 
 def load_app(spec):
@@ -137,7 +158,7 @@ def main():
         app = error_app("The app failed to load", detail)
 
     server = ThreadingServer((args.host, args.port), QuietHandler)
-    server.set_app(app)
+    server.set_app(as_requested(app))
     try:
         server.serve_forever(poll_interval=0.5)
     except KeyboardInterrupt:

@@ -48,3 +48,6 @@ mod frameworks;
 
 #[path = "integration/pool.rs"]
 mod pool;
+
+#[path = "integration/hosts.rs"]
+mod hosts;

@@ -13,6 +13,10 @@ slot runs is decided by files the deploy user owns, never by Apache's config:
 
 No slot.json: the slot is idle and answers 503 with skiff's "not running" page.
 
+The app sees every request as the client made it (`public`): Host, SERVER_NAME and
+SERVER_PORT name the host the client asked for (skiff's own warming and health-check
+requests: `N.HOST`), never the backend name Apache chose the vhost by.
+
 A process loads its app once: at start when slot.json exists (preload: a live slot that
 restarts is ready before its first request), else lazily at its first request after
 slot.json appears. So a *fresh* slot (restarted with no slot.json, as `skiff update`
@@ -125,6 +129,7 @@ class _Slot:
             self.app = _load_app(cfg)
 
     def __call__(self, environ, start_response):
+        public(environ)
         if self.app is None:
             with self.lock:
                 if self.app is None:
@@ -133,6 +138,39 @@ class _Slot:
                         return self.idle(environ, start_response)
                     self.app = _load_app(cfg)
         return self.app(environ, start_response)
+
+
+def public(environ):
+    """Makes the WSGI environ say what the client asked for: SERVER_NAME and SERVER_PORT
+    from X-Forwarded-Host, wsgi.url_scheme (and HTTPS) from X-Forwarded-Proto.
+
+    Apache chose this slot's vhost by the backend name (`N.APP.pyNN.skiff`), so its
+    SERVER_NAME is that name; it restores Host itself. The forwarding headers are trusted
+    because Apache listens on 127.0.0.1 only and NGINX (or skiff's warming request) sets
+    both on every request, whatever the client sent.
+    """
+    proto = environ.get("HTTP_X_FORWARDED_PROTO", "").strip().lower()
+    if proto in ("http", "https"):
+        environ["wsgi.url_scheme"] = proto
+        environ["REQUEST_SCHEME"] = proto
+        if proto == "https":
+            environ["HTTPS"] = "on"
+        else:
+            environ.pop("HTTPS", None)
+    host = (environ.get("HTTP_X_FORWARDED_HOST") or environ.get("HTTP_HOST") or "").split(",")[0].strip()
+    if host:
+        name, port = host, ""
+        if host.startswith("["):
+            end = host.find("]")
+            if end > 0 and host[end + 1 : end + 2] == ":":
+                name, port = host[: end + 1], host[end + 2 :]
+        elif ":" in host:
+            name, _, port = host.partition(":")
+        environ["SERVER_NAME"] = name
+        if port.isdigit():
+            environ["SERVER_PORT"] = port
+        else:
+            environ["SERVER_PORT"] = "443" if environ.get("wsgi.url_scheme") == "https" else "80"
 
 
 def _marked(app, release):

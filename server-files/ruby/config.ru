@@ -41,7 +41,22 @@ else
   # X-Skiff-Release / X-Skiff-Pid let `skiff update` warm the slot (NGINX hides them)
   # (the deploy's token when slot.json has one: release N and a nonce)
   release_name = (cfg["token"] || File.basename(release)).to_s
+  # The app sees the request as the client made it: SERVER_NAME/SERVER_PORT from
+  # X-Forwarded-Host, rack.url_scheme (and HTTPS) from X-Forwarded-Proto, never the backend
+  # name (N.APP.rbNN.skiff) Apache chose this vhost by. Trusted: Apache listens on
+  # 127.0.0.1 only, and NGINX (or skiff's warming request) always sets both.
   run lambda { |env|
+    proto = env["HTTP_X_FORWARDED_PROTO"].to_s.strip.downcase
+    if proto == "http" || proto == "https"
+      env["rack.url_scheme"] = proto
+      env["REQUEST_SCHEME"] = proto
+      proto == "https" ? env["HTTPS"] = "on" : env.delete("HTTPS")
+    end
+    host = (env["HTTP_X_FORWARDED_HOST"] || env["HTTP_HOST"]).to_s.split(",").first.to_s.strip
+    if (m = host.match(/\A(\[[^\]]*\]|[^:\[\]]+)(?::(\d+))?\z/))
+      env["SERVER_NAME"] = m[1]
+      env["SERVER_PORT"] = m[2] || (env["rack.url_scheme"] == "https" ? "443" : "80")
+    end
     status, headers, body = inner.call(env)
     headers = headers.dup
     headers["x-skiff-release"] = release_name

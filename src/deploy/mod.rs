@@ -980,6 +980,7 @@ async fn trial_node(t: &Target, built: Built, view: NodeView, plan: &Plan<'_>) -
         kind = k;
     }
     let backend = routing::backend(&st, app, &st.apps[app.as_str()], n);
+    let vhost = format!("{n}.{}", plan.main);
     let trial = remote::Trial {
         app,
         owner: plan.owner,
@@ -988,6 +989,7 @@ async fn trial_node(t: &Target, built: Built, view: NodeView, plan: &Plan<'_>) -
         kind,
         want: SLOT_PROCESSES,
         backend: &backend,
+        vhost: &vhost,
         health: &config.health.path,
         timeout: config.health.timeout().as_secs_f64(),
         token: plan.token,
@@ -1016,9 +1018,7 @@ async fn trial_node(t: &Target, built: Built, view: NodeView, plan: &Plan<'_>) -
                 command: format!("health check of version {n}"),
                 status: None,
                 output,
-                hint: Some(format!(
-                    "version {n} was removed; HOST still serves the previous version. Fix the app and run `skiff update` again"
-                )),
+                hint: Some(health_hint(n, &h.status, &config.health.path)),
             });
         }
     }
@@ -1036,6 +1036,22 @@ async fn trial_node(t: &Target, built: Built, view: NodeView, plan: &Plan<'_>) -
         phases,
         sync: built.sync,
     })
+}
+
+/// The hint of a failed health check; a 403 or 404 at `/` (the default path) most
+/// likely means the app has no page there (e.g. Debian's adminer).
+fn health_hint(n: u32, status: &str, path: &str) -> String {
+    let fix = match status {
+        "403" | "404" if path == "/" => format!(
+            "the app answered {status} at `/`: if it has no page there, set `[health] path` in app.toml to one it answers with 2xx or 3xx (e.g. `path = \"/login\"`)"
+        ),
+        _ => "fix the app".to_string(),
+    };
+    format!(
+        "version {n} was removed; HOST still serves the previous version. {}{} and run `skiff update` again",
+        fix[..1].to_uppercase(),
+        &fix[1..]
+    )
 }
 
 /// Writes the deploy into cluster.toml: the app's versions, current and prev, as the
@@ -1258,6 +1274,8 @@ async fn activate_node(
         }
         let token = new_token(target);
         let backend = routing::backend(&st, app, &st.apps[app], target);
+        let main = routing::main_host(&node_app.hostnames).unwrap_or(host);
+        let vhost = format!("{target}.{main}");
         let trial = remote::Trial {
             app,
             owner,
@@ -1266,6 +1284,7 @@ async fn activate_node(
             kind,
             want: SLOT_PROCESSES,
             backend: &backend,
+            vhost: &vhost,
             health: "/",
             timeout: 30.0,
             token: &token,
@@ -1279,7 +1298,7 @@ async fn activate_node(
                     node: t.name.clone(),
                     command: format!("health check of version {target}"),
                     status: None,
-                    output: format!("HTTP {}\n{}", h.status, h.body),
+                    output: format!("HTTP {} from http://{vhost}/\n{}", h.status, h.body),
                     hint: Some("the live version is unchanged".into()),
                 });
             }

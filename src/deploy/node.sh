@@ -27,11 +27,13 @@
 #                                     then try the node lock (nodelock, no waiting)
 #   nodelock app owner brk            take the node lock; print the state and what each
 #                                     slot's slot.json names
-#   trial    app owner n slot kind want backend health timeout token reset
+#   trial    app owner n slot kind want backend vhost health timeout token reset
 #                                     idle the slots in `reset` (a dead run's), load N
 #                                     into SLOT, warm it until WANT processes answer
 #                                     TOKEN, health-check BACKEND through NGINX's loopback
-#                                     check port; no route changes
+#                                     check port; no route changes. The app sees every
+#                                     one of these requests as VHOST (`N.HOST`), never
+#                                     as BACKEND
 #   grow     app owner kind to        the pool is full: add python|ruby slots up to TO
 #                                     (skiff-node slots-grow: one Apache graceful reload)
 #   switch   app owner state routes   routes (nginx -t, reload) + state.toml
@@ -274,6 +276,9 @@ EOF
 # trial_step: load N into SLOT, warm it, health-check it by its backend name
 trial_step() {
   check_slot "$slot"; check_token "$token"
+  printf '%s' "$backend" | grep -Eqx "$n\.$app\.[a-z0-9]+\.skiff" || die "bad backend name for version $n" 2
+  # the version host N.HOST: what the app sees as its host on skiff's own requests
+  printf '%s' "$vhost" | grep -Eqx "$n(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?){2,}" || die "bad version host: $vhost" 2
   # SLOT (idle it) or SLOT:APP:N (load release N of APP again, as the state says)
   for r in $reset; do
     s=${r%%:*}
@@ -315,14 +320,14 @@ trial_step() {
     fi
   fi
   phase load
-  printf '%s' "$backend" | grep -Eqx "$n\.$app\.[a-z0-9]+\.skiff" || die "bad backend name: $backend" 2
   if [ -n "$slot" ]; then
     # Warm: at most 2 requests at a time, until WANT distinct processes answer this run's
     # TOKEN (release N and a nonce: a process an interrupted run loaded with another
     # release N never passes). A process still running another release answers with
     # that one, and one that started before this skiff_slot.py (an upgrade) answers with
     # the idle page (503, no X-Skiff-Release): then (once) the slot's processes are
-    # restarted.
+    # restarted. Straight to Apache (the slot's vhost by its backend name), with the
+    # forwarding headers NGINX would send, so the app sees N.HOST, loopback and http.
     out=$(mktemp)
     rounds=$(awk -v t="$timeout" 'BEGIN{print int(t * 50) + 1}')
     ok=0 r=0 got=0
@@ -330,9 +335,11 @@ trial_step() {
       r=$((r + 1))
       : >"$out.1"
       : >"$out.2"
-      curl -s -o /dev/null -D "$out.1" -m 10 -H "Host: $n.$app.$slot.skiff" "http://127.0.0.1:8080$health" 2>/dev/null &
+      curl -s -o /dev/null -D "$out.1" -m 10 -H "Host: $n.$app.$slot.skiff" -H "X-Forwarded-Host: $vhost" \
+        -H "X-Forwarded-Proto: http" "http://127.0.0.1:8080$health" 2>/dev/null &
       c1=$!
-      curl -s -o /dev/null -D "$out.2" -m 10 -H "Host: $n.$app.$slot.skiff" "http://127.0.0.1:8080$health" 2>/dev/null &
+      curl -s -o /dev/null -D "$out.2" -m 10 -H "Host: $n.$app.$slot.skiff" -H "X-Forwarded-Host: $vhost" \
+        -H "X-Forwarded-Proto: http" "http://127.0.0.1:8080$health" 2>/dev/null &
       c2=$!
       wait "$c1" "$c2" || true
       # shellcheck disable=SC2046
@@ -372,14 +379,17 @@ trial_step() {
     printf '%s\n' "$_t" >&2
     die "nginx -t fails on this node, so no version can be switched here; nothing was changed" 4
   fi
-  # health: release N by its backend name through NGINX's loopback check port, 2xx or
-  # 3xx within the timeout
+  # health: release N through NGINX's loopback check port, 2xx or 3xx within the
+  # timeout. The request asks for N.HOST (what the app sees, as for any request) and
+  # names the backend in X-Skiff-Backend, which routes only on that port: a wildcard
+  # host can never answer for a version no route points at yet.
   body=$(mktemp)
   rounds=$(awk -v t="$timeout" 'BEGIN{print int(t * 50) + 1}')
   r=0 code=000
   while [ "$r" -lt "$rounds" ]; do
     r=$((r + 1))
-    code=$(curl -s -o "$body" -w '%{http_code}' -m 10 -H "Host: $backend" "http://127.0.0.1:$CHECK_PORT$health" 2>/dev/null || true)
+    code=$(curl -s -o "$body" -w '%{http_code}' -m 10 -H "Host: $vhost" -H "X-Skiff-Backend: $backend" \
+      "http://127.0.0.1:$CHECK_PORT$health" 2>/dev/null || true)
     case $code in 2?? | 3??) break ;; esac
     sleep 0.02
   done

@@ -381,8 +381,11 @@ pub struct Trial<'a> {
     /// Processes that must answer with this run's token.
     pub want: u32,
     /// Release N's backend name (`N.APP.KIND.skiff`), checked on NGINX's loopback
-    /// check port before any route points at it.
+    /// check port before any route points at it. Never shown to the app or the user.
     pub backend: &'a str,
+    /// Release N's version host (`N.HOST`): the host the app sees on skiff's own warming
+    /// and health-check requests.
+    pub vhost: &'a str,
     /// Health path.
     pub health: &'a str,
     /// Seconds allowed for warming and for the health check each.
@@ -419,6 +422,7 @@ pub async fn trial(session: &Session, t: &Trial<'_>) -> Result<Result<PhaseTimes
         ("kind", t.kind),
         ("want", want.as_str()),
         ("backend", t.backend),
+        ("vhost", t.vhost),
         ("health", t.health),
         ("timeout", timeout.as_str()),
         ("token", t.token),

@@ -185,7 +185,8 @@ pub async fn serve(
     let config = AppConfig::load(&dir)?;
     let dotenv = environment::load_dotenv(&dir)?;
 
-    // The WSGI runner lives for the session in a folder that is removed at the end.
+    // The WSGI runner and the PHP prepend file live for the session in a folder that is
+    // removed at the end.
     let session = tempfile::Builder::new()
         .prefix("skiff-serve-")
         .tempdir()
@@ -194,10 +195,15 @@ pub async fn serve(
             source,
         })?;
     let runner = session.path().join(runtime::WSGI_RUNNER_NAME);
-    std::fs::write(&runner, runtime::WSGI_RUNNER).map_err(|source| Error::Write {
-        path: runner.clone(),
-        source,
-    })?;
+    for (path, text) in [
+        (runner.clone(), runtime::WSGI_RUNNER),
+        (
+            runner.with_file_name(runtime::PHP_PREPEND_NAME),
+            runtime::PHP_PREPEND,
+        ),
+    ] {
+        std::fs::write(&path, text).map_err(|source| Error::Write { path, source })?;
+    }
 
     // Checks that the runtime is installed before taking the port.
     let first = runtime::plan(&dir, &config, &dotenv, &runner, children::free_port()?)?;

@@ -3,7 +3,8 @@
 //!
 //! - python: `server-files/skiff-wsgi-runner.py` (stdlib only) under the app's venv
 //!   python (`.venv/` or `venv/`) when there is one, else `python3`;
-//! - php: `php -S 127.0.0.1:PORT -t DOCROOT`;
+//! - php: `php -S 127.0.0.1:PORT -t DOCROOT`, with the nodes' `prepend.php` (so
+//!   `SERVER_NAME` is the host the browser asked for, not the listening address);
 //! - ruby: `rackup` (Debian's `ruby-rack`, served by WEBrick from `ruby-webrick`);
 //! - static: no process at all.
 
@@ -21,6 +22,13 @@ pub const WSGI_RUNNER: &str = include_str!("../../server-files/skiff-wsgi-runner
 
 /// The runner's file name when written out for a serve session.
 pub const WSGI_RUNNER_NAME: &str = "skiff-wsgi-runner.py";
+
+/// The nodes' PHP prepend file (`auto_prepend_file`): under `php -S` it gives the app
+/// the requested host as `SERVER_NAME` (its environment part does nothing there).
+pub const PHP_PREPEND: &str = include_str!("../../server-files/php/prepend.php");
+
+/// The prepend file's name when written out for a serve session, beside the runner.
+pub const PHP_PREPEND_NAME: &str = "skiff-prepend.php";
 
 /// The loopback address runtime processes listen on.
 pub const CHILD_HOST: &str = "127.0.0.1";
@@ -59,6 +67,8 @@ impl Plan {
             // The runner's temp path says nothing useful; show its name.
             let arg = if arg.ends_with(WSGI_RUNNER_NAME) {
                 WSGI_RUNNER_NAME.into()
+            } else if arg.ends_with(PHP_PREPEND_NAME) {
+                format!("auto_prepend_file={PHP_PREPEND_NAME}").into()
             } else {
                 arg
             };
@@ -93,7 +103,8 @@ pub fn venv_python(dir: &Path) -> Option<PathBuf> {
 
 /// Builds the plan for the app in `dir`, or `None` for a static app. Fails with a
 /// clear message when a runtime program is missing or a configured path does not exist.
-/// `runner` is where the WSGI runner was written; `port` the loopback port to use.
+/// `runner` is where the WSGI runner was written (and the PHP prepend file beside it,
+/// [`PHP_PREPEND_NAME`]); `port` the loopback port to use.
 pub fn plan(
     dir: &Path,
     config: &AppConfig,
@@ -167,6 +178,12 @@ pub fn plan(
                 // which rechecks files only every 2 s: check on every request instead.
                 "-d".into(),
                 "opcache.revalidate_freq=0".into(),
+                "-d".into(),
+                {
+                    let mut prepend = OsString::from("auto_prepend_file=");
+                    prepend.push(runner.with_file_name(PHP_PREPEND_NAME));
+                    prepend
+                },
                 "-S".into(),
                 format!("{CHILD_HOST}:{port}").into(),
                 "-t".into(),

@@ -108,11 +108,22 @@ fn get(port: u16, path: &str) -> std::io::Result<Reply> {
 }
 
 fn request(port: u16, method: &str, path: &str, body: &str) -> std::io::Result<Reply> {
+    request_as(port, &format!("localhost:{port}"), method, path, body)
+}
+
+/// One request with `Host: host`.
+fn request_as(
+    port: u16,
+    host: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> std::io::Result<Reply> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(30)))?;
     write!(
         stream,
-        "{method} {path} HTTP/1.0\r\nHost: localhost:{port}\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.0\r\nHost: {host}\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     )?;
     let mut raw = Vec::new();
@@ -423,6 +434,22 @@ fn serve_runtime_fixture(fixture_name: &str, app_says: &str, entry: &str) {
         home.body.contains(&format!("SKIFF_HOST={host}")),
         "{}",
         home.body
+    );
+
+    // The app sees the host the browser asked for, as on a node (wsgiref would say the
+    // machine's name, `php -S` its listening address).
+    let asked = format!("www.serve.test:{}", served.port);
+    let seen = request_as(served.port, &asked, "GET", "/", "").unwrap();
+    assert!(
+        seen.body.contains("server-name=www.serve.test\n"),
+        "{}",
+        seen.body
+    );
+    assert!(
+        seen.body
+            .contains(&format!("server-port={}\nhttp-host={asked}\n", served.port)),
+        "{}",
+        seen.body
     );
 
     // A path the app answers, and one that static/ answers instead.
