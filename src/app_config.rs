@@ -86,6 +86,9 @@ pub struct AppConfig {
     /// Commands run on the node in the new release before the switch.
     #[serde(default)]
     pub build: BuildConfig,
+    /// Debian/Ubuntu packages the app needs on every node it runs on.
+    #[serde(default)]
+    pub packages: PackagesConfig,
     /// Backing services by name.
     #[serde(default)]
     pub services: BTreeMap<String, ServiceKind>,
@@ -112,6 +115,43 @@ pub struct PythonConfig {
     /// Daemon processes per slot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub processes: Option<u32>,
+    /// Whether the app's venv sees the Python packages Debian installed (`[packages]
+    /// apt = ["python3-lxml"]`), as `python3 -m venv --system-site-packages` makes it.
+    /// Apps without a venv always see them.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub system_packages: bool,
+}
+
+/// `[packages]`: system packages installed by `skiff update` on every node of the app,
+/// before the build (TOPP Cloud's rule: if it's in a distribution package, use that).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PackagesConfig {
+    /// Package names for apt, e.g. `["python3-lxml", "ruby-sinatra"]`. Installed when
+    /// missing, never removed by skiff.
+    #[serde(default)]
+    pub apt: Vec<String>,
+}
+
+/// Most packages one app may list.
+const MAX_PACKAGES: usize = 100;
+
+/// A Debian package name (Debian Policy 5.6.1): lower-case letters, digits and `+ - .`,
+/// at least two characters, starting with a letter or digit.
+pub fn check_package_name(name: &str) -> std::result::Result<(), String> {
+    let ok = name.len() >= 2
+        && name.len() <= 128
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{name}` is not a Debian package name (lower-case letters, digits and `+-.`, starting with a letter or digit)"
+        ))
+    }
 }
 
 /// `[php]`.
@@ -339,6 +379,25 @@ impl AppConfig {
             ));
         }
         self.validate_env(c)?;
+        if self.packages.apt.len() > MAX_PACKAGES {
+            return Err(c.bad(
+                "packages.apt",
+                format!(
+                    "{} packages listed; at most {MAX_PACKAGES}",
+                    self.packages.apt.len()
+                ),
+                "list only what the app needs; apt installs their dependencies itself",
+            ));
+        }
+        for (i, name) in self.packages.apt.iter().enumerate() {
+            check_package_name(name).map_err(|e| {
+                c.bad(
+                    &format!("packages.apt[{i}]"),
+                    e,
+                    "write the name as apt knows it, e.g. `apt = [\"python3-lxml\"]` (`apt-cache search WORD` finds it)",
+                )
+            })?;
+        }
         check_url_path(&self.health.path).map_err(|e| {
             c.bad(
                 "health.path",
@@ -1577,6 +1636,32 @@ mod tests {
             }
         }
         assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    }
+
+    #[test]
+    fn apt_packages_are_checked_by_debians_grammar() {
+        let parse = |body: &str| AppConfig::parse(Path::new("app.toml"), &format!("{BASE}{body}"));
+        let ok =
+            parse("[packages]\napt = [\"python3-lxml\", \"libstdc++6\", \"g++\", \"ruby2.7\"]\n")
+                .unwrap();
+        assert_eq!(ok.packages.apt.len(), 4);
+        for bad in [
+            "Python3",
+            "-x",
+            "a",
+            "a b",
+            "x;rm",
+            "pkg=1.0",
+            "$(id)",
+            "nginx/stable",
+        ] {
+            let err = parse(&format!("[packages]\napt = [\"ok-one\", \"{bad}\"]\n")).unwrap_err();
+            let shown = render(&err);
+            assert_eq!(problem(&err).key, "packages.apt[1]", "{shown}");
+            assert!(shown.contains("Debian package name"), "{shown}");
+        }
+        let err = parse("[packages]\nyum = [\"x\"]\n").unwrap_err();
+        assert!(render(&err).contains("yum"), "{}", render(&err));
     }
 
     #[test]

@@ -68,6 +68,10 @@ pub struct NodeApp {
     /// Kept releases, oldest first.
     #[serde(default)]
     pub releases: Vec<Release>,
+    /// System packages installed for this app (`[packages] apt`), every deploy's; never
+    /// removed by skiff, recorded so an operator can tell which app wanted what.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub packages: Vec<String>,
 }
 
 /// One kept release.
@@ -315,6 +319,7 @@ mod tests {
                     venv: None,
                 })
                 .collect(),
+            packages: Vec::new(),
         }
     }
 

@@ -161,6 +161,7 @@ mod tests {
                 current: Some(3),
                 prev: Some(2),
                 releases: vec![release(1), release(2), release(3)],
+                packages: Vec::new(),
             },
         );
         s.slots.insert(
@@ -185,6 +186,7 @@ mod tests {
                 current: Some(1),
                 prev: None,
                 releases: vec![release(1)],
+                packages: Vec::new(),
             },
         );
         let map = render_map(&s);

@@ -510,11 +510,15 @@ fn release_env(config: &AppConfig, n: u32, main: &str) -> BTreeMap<String, Strin
     env
 }
 
-/// Key of the venv for a requirements file: its sha256 and the node's OS.
-fn venv_key(requirements_sha256: &[u8], os: &str) -> String {
+/// Key of the venv for a requirements file: its sha256, the node's OS, and whether it
+/// sees the system's packages (`[python] system_packages`).
+fn venv_key(requirements_sha256: &[u8], os: &str, system_packages: bool) -> String {
     let mut h = sha2::Sha256::new();
     h.update(os.as_bytes());
     h.update(b"\0");
+    if system_packages {
+        h.update(b"system-site-packages\0");
+    }
     h.update(requirements_sha256);
     hex::encode(h.finalize())[..16].to_string()
 }
@@ -881,7 +885,7 @@ async fn sync_and_build(t: &Target, plan: &Plan<'_>) -> Result<Built> {
                         "check .skiffignore: the requirements file must be shipped",
                     )
                 })?;
-            venv = venv_key(hash, &t.begun.os);
+            venv = venv_key(hash, &t.begun.os, py.system_packages);
             requirements = req.clone();
             wheels = py.wheels.clone().unwrap_or_default();
             meta["venv"] = format!("/srv/skiff/apps/{app}/venvs/{venv}").into();
@@ -897,6 +901,8 @@ async fn sync_and_build(t: &Target, plan: &Plan<'_>) -> Result<Built> {
     };
     let prep = remote::Prepare {
         runtime: config.runtime.as_str(),
+        packages: config.packages.apt.join(" "),
+        system_site: config.python.as_ref().is_some_and(|p| p.system_packages),
         meta: meta.to_string(),
         venv: venv.clone(),
         requirements,
@@ -933,7 +939,13 @@ async fn trial_node(t: &Target, built: Built, view: NodeView, plan: &Plan<'_>) -
         current: None,
         prev: None,
         releases: Vec::new(),
+        packages: Vec::new(),
     });
+    for p in &config.packages.apt {
+        if !entry.packages.contains(p) {
+            entry.packages.push(p.clone());
+        }
+    }
     entry.runtime = config.runtime;
     entry.hostnames = plan.hosts.to_vec();
     entry.releases.retain(|r| r.number != n);

@@ -21,9 +21,10 @@
 #                                     (the slot vhosts), the release numbers found on
 #                                     disk (leftovers of a dead run)
 #   recover  app owner numbers        drop releases no state names (a dead run's)
-#   prepare  app owner n runtime meta venv req wheels docroot envlines build_timeout
-#            [CMD...]
-#                                     env snapshot, venv, build commands, release meta;
+#   prepare  app owner n runtime packages system_site meta venv req wheels docroot
+#            envlines build_timeout [CMD...]
+#                                     env snapshot, [packages] apt (skiff-node
+#                                     apt-install), venv, build commands, release meta;
 #                                     then try the node lock (nodelock, no waiting)
 #   nodelock app owner brk            take the node lock; print the state and what each
 #                                     slot's slot.json names
@@ -192,11 +193,23 @@ prepare_step() {
     install -m 0640 -g www-data "$ENVDIR/$app.env" "$envfile"
   fi
   phase env
+  # [packages] apt: installed when missing (skiff-node, as root), before venv and build
+  if [ -n "$packages" ]; then
+    for p in $packages; do
+      printf '%s' "$p" | grep -Eqx '[a-z0-9][a-z0-9+.-]{1,127}' || die "bad package name: $p" 2
+    done
+    # shellcheck disable=SC2086 # one word per package, each checked above
+    "$NODE" apt-install $packages >&2 || exit 8
+    phase packages
+  fi
   if [ -n "$venv" ]; then
     v=$a/venvs/$venv
     if [ ! -f "$v/.skiff-complete" ]; then
       rm -rf "$v"
-      python3 -m venv "$v" >&2 || die "could not create a venv (is python3-venv installed? re-run setup-node)"
+      _site=
+      [ "$system_site" = 1 ] && _site=--system-site-packages
+      # shellcheck disable=SC2086 # empty or one flag
+      python3 -m venv $_site "$v" >&2 || die "could not create a venv (is python3-venv installed? re-run setup-node)"
       if [ -n "$wheels" ]; then
         "$v/bin/pip" install -q --disable-pip-version-check --no-index --find-links "$rel/$wheels" -r "$rel/$req" >&2 ||
           { rm -rf "$v"; die "pip could not install $req from $wheels"; }

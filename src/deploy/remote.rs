@@ -14,6 +14,8 @@ pub const SCRIPT: &str = include_str!("node.sh");
 const LOCK_HELD: i32 = 75;
 /// Exit status of `begin` on a node that was never set up.
 const NOT_SET_UP: i32 = 78;
+/// Exit status of `prepare` when `[packages] apt` could not be installed.
+const PACKAGES_FAILED: i32 = 8;
 /// Exit status of `trial` when the health check failed.
 const HEALTH_FAILED: i32 = 7;
 
@@ -346,6 +348,10 @@ pub async fn node_unlock(session: &Session, app: &str, owner: &str) -> Result<()
 pub struct Prepare {
     /// `python`, `ruby`, `php` or `static`: which tools build commands find first.
     pub runtime: &'static str,
+    /// `[packages] apt`, space-separated (names checked by Debian's grammar at load).
+    pub packages: String,
+    /// Whether a new venv sees the system's Python packages.
+    pub system_site: bool,
     /// Release meta (what a slot or PHP docroot loads), JSON. Holds the app's
     /// environment: it reaches the node in the prelude, never in argv.
     pub meta: String,
@@ -483,6 +489,8 @@ pub async fn prepare(
         ("owner", owner),
         ("n", n.as_str()),
         ("runtime", p.runtime),
+        ("packages", p.packages.as_str()),
+        ("system_site", if p.system_site { "1" } else { "0" }),
         ("meta", p.meta.as_str()),
         ("venv", p.venv.as_str()),
         ("req", p.requirements.as_str()),
@@ -495,9 +503,24 @@ pub async fn prepare(
     let (status, out, err) = step(session, "prepare", &vars, &commands).await?;
     let prepared = out.lines().any(|l| l == "---prepared");
     if !prepared {
-        let mut e = failed(session, "build", status, &out, &err);
+        let packages = status == PACKAGES_FAILED;
+        let mut e = failed(
+            session,
+            if packages {
+                "installing [packages] apt"
+            } else {
+                "build"
+            },
+            status,
+            &out,
+            &err,
+        );
         if let Error::Remote { hint, .. } = &mut e {
-            *hint = Some("fix the build (requirements, wheels, build.commands) and run `skiff update` again; the live version is untouched".into());
+            *hint = Some(if packages {
+                "fix `[packages] apt` in app.toml (the name as `apt-cache search WORD` on the node shows it) and run `skiff update` again; the live version is untouched".into()
+            } else {
+                "fix the build (requirements, wheels, build.commands) and run `skiff update` again; the live version is untouched".into()
+            });
         }
         return Err(e);
     }
