@@ -89,6 +89,19 @@ pub struct Release {
     /// Python venv key (requirements hash), when it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub venv: Option<String>,
+    /// The health check the release passed when it was deployed (`[health]`): `activate`
+    /// and `rollback` check it the same way when they load it into a slot again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<ReleaseHealth>,
+}
+
+/// A release's `[health]`, as deployed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReleaseHealth {
+    /// Path requested on `N.HOST`.
+    pub path: String,
+    /// Seconds allowed.
+    pub timeout: f64,
 }
 
 /// What a daemon slot runs.
@@ -317,6 +330,7 @@ mod tests {
                     digest: String::new(),
                     size: 0,
                     venv: None,
+                    health: None,
                 })
                 .collect(),
             packages: Vec::new(),

@@ -147,6 +147,7 @@ mod tests {
             digest: String::new(),
             size: 0,
             venv: None,
+            health: None,
         }
     }
 

@@ -28,7 +28,7 @@ use sha2::Digest;
 use crate::app_config::{AppConfig, Runtime};
 use crate::cluster::{AppState, StateFile, Version};
 use crate::error::{Error, Result};
-use crate::node_state::{NodeApp, NodeState, Release, SlotUse, slot_kind};
+use crate::node_state::{NodeApp, NodeState, Release, ReleaseHealth, SlotUse, slot_kind};
 use crate::routing;
 use crate::sync::{self, Releases, SyncSummary};
 use crate::transport::ssh::Session;
@@ -955,6 +955,10 @@ async fn trial_node(t: &Target, built: Built, view: NodeView, plan: &Plan<'_>) -
         digest: plan.manifest.digest(),
         size: plan.manifest.total_bytes(),
         venv: built.venv.clone(),
+        health: Some(ReleaseHealth {
+            path: config.health.path.clone(),
+            timeout: config.health.timeout().as_secs_f64(),
+        }),
     });
     let reset = st.stale_slots(&view.slot_files);
     if !reset.is_empty() {
@@ -1165,9 +1169,11 @@ fn app_for_host(cluster: &crate::cluster::Cluster, host: &str) -> Result<(String
     Ok((app.name.clone(), app.nodes.clone()))
 }
 
-/// `rollback` / `activate`: makes another kept version current on every node of `host`.
-/// A version whose daemon slot is still warm is a map flip; one that is not running is
-/// loaded into an idle slot, warmed and health-checked first.
+/// `rollback` / `activate`: makes another kept version current on every node of `host`,
+/// all or nothing. A version still in a warm slot is a map flip; one that is not running
+/// is loaded into an idle slot, warmed and checked first with the health check it was
+/// deployed with. Only when every node is ready are they switched; a node refusing its
+/// switch puts the ones already switched back, and every node undoes what this run did.
 pub async fn activate(
     state: &StateFile,
     host: &str,
@@ -1178,19 +1184,34 @@ pub async fn activate(
     let (app, nodes) = app_for_host(&cluster, host)?;
     let owner = owner_line(&app);
     let (targets, views) = lock_everything(state, &cluster, &nodes, &app, &owner, &events).await?;
-    let mut finals = Vec::new();
-    let mut result = Ok(());
+    // one token for the run (the loaders answer with it; every node's abort finds the
+    // slots this run loaded by it)
+    let token = new_token(0);
+    let mut ready = Vec::new();
     for (t, view) in targets.iter().zip(views) {
-        match activate_node(t, view, &app, host, choice, &owner, &events).await {
-            Ok(st) => finals.push((t.name.clone(), st)),
-            Err(e) => {
-                result = Err(e);
-                break;
-            }
+        match ready_to_activate(t, view, &app, host, choice, &owner, &token, &events).await {
+            Ok(r) => ready.push(r),
+            Err(e) => return Err(abort_all(targets, &app, &owner, None, &token, e).await),
         }
     }
-    if let Err(e) = result {
-        return Err(release_all(targets, &app, &owner, e).await);
+    for (i, (t, r)) in targets.iter().zip(&ready).enumerate() {
+        if let Err(e) = remote::switch(&t.session, &app, &owner, &r.state, &r.routes).await {
+            for (done, d) in targets[..i].iter().zip(&ready) {
+                let old = routing::render_map(&d.before);
+                let _ = remote::switch(&done.session, &app, &owner, &d.before, &old).await;
+            }
+            return Err(abort_all(targets, &app, &owner, None, &token, e).await);
+        }
+    }
+    let mut finals = Vec::new();
+    for (t, r) in targets.iter().zip(ready) {
+        if let Err(e) = remote::finish(&t.session, &app, &owner, &r.freed, &[]).await {
+            events(Event::Note {
+                node: t.name.clone(),
+                message: format!("the switch is done, but tidying up failed: {e}"),
+            });
+        }
+        finals.push((t.name.clone(), r.state));
     }
     for t in targets {
         let _ = t.session.close().await;
@@ -1211,15 +1232,28 @@ pub async fn activate(
     })
 }
 
-async fn activate_node(
+/// A node ready to switch to another kept version: the states before and after, the new
+/// routing table, and the slots the switch frees.
+struct ReadyToActivate {
+    before: NodeState,
+    state: NodeState,
+    routes: String,
+    freed: Vec<String>,
+}
+
+/// Under both locks: decides the version to activate on one node, loads and checks it
+/// when no slot runs it (a dead run's slots reset first); changes no route.
+#[allow(clippy::too_many_arguments)]
+async fn ready_to_activate(
     t: &Target,
     view: NodeView,
     app: &str,
     host: &str,
     choice: Choice,
     owner: &str,
+    token: &str,
     events: &EventFn,
-) -> Result<NodeState> {
+) -> Result<ReadyToActivate> {
     let mut st = view.state.clone();
     let node_app = st.apps.get(app).cloned().ok_or_else(|| Error::Failed {
         message: format!("app `{app}` is not on node `{}`", t.name),
@@ -1235,7 +1269,7 @@ async fn activate_node(
         })?,
         Choice::Version(v) => v,
     };
-    if !node_app.releases.iter().any(|r| r.number == target) {
+    let Some(release) = node_app.releases.iter().find(|r| r.number == target) else {
         return Err(Error::Usage {
             message: format!(
                 "version {target} of `{host}` is not kept on node `{}`",
@@ -1251,15 +1285,12 @@ async fn activate_node(
                     .join(", ")
             )),
         });
-    }
-    if node_app.current == Some(target) {
-        remote::unlock(&t.session, app, owner).await?;
-        return Ok(st);
-    }
+    };
     let reset = st.stale_slots(&view.slot_files);
     let mut slot = None;
     let mut kind = "";
-    if let Some((k, pool)) = pool_for(&t.begun, node_app.runtime)
+    if node_app.current != Some(target)
+        && let Some((k, pool)) = pool_for(&t.begun, node_app.runtime)
         && st.slot_of(app, target).is_none()
     {
         let s = pool::choose_or_grow(
@@ -1284,10 +1315,14 @@ async fn activate_node(
                 message: format!("version {target} is not running; loading it into slot {s}"),
             });
         }
-        let token = new_token(target);
         let backend = routing::backend(&st, app, &st.apps[app], target);
         let main = routing::main_host(&node_app.hostnames).unwrap_or(host);
         let vhost = format!("{target}.{main}");
+        let (health, timeout) = release
+            .health
+            .as_ref()
+            .map(|h| (h.path.clone(), h.timeout))
+            .unwrap_or_else(|| ("/".to_string(), 30.0));
         let trial = remote::Trial {
             app,
             owner,
@@ -1297,38 +1332,36 @@ async fn activate_node(
             want: SLOT_PROCESSES,
             backend: &backend,
             vhost: &vhost,
-            health: "/",
-            timeout: 30.0,
-            token: &token,
+            health: &health,
+            timeout,
+            token,
             reset: &reset,
         };
-        match remote::trial(&t.session, &trial).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(h)) => {
-                let _ = remote::abort(&t.session, app, owner, None, &token).await;
-                return Err(Error::Remote {
-                    node: t.name.clone(),
-                    command: format!("health check of version {target}"),
-                    status: None,
-                    output: format!("HTTP {} from http://{vhost}/\n{}", h.status, h.body),
-                    hint: Some("the live version is unchanged".into()),
-                });
-            }
-            Err(e) => {
-                let _ = remote::abort(&t.session, app, owner, None, &token).await;
-                return Err(e);
-            }
+        if let Err(h) = remote::trial(&t.session, &trial).await? {
+            return Err(Error::Remote {
+                node: t.name.clone(),
+                command: format!("health check of version {target}"),
+                status: None,
+                output: format!("HTTP {} from http://{vhost}{health}\n{}", h.status, h.body),
+                hint: Some("the live version is unchanged".into()),
+            });
         }
     }
+    let before = view.state;
     let a = st.apps.get_mut(app).expect("checked above");
-    let old = a.current;
-    a.current = Some(target);
-    a.prev = old;
+    if a.current != Some(target) {
+        let old = a.current;
+        a.current = Some(target);
+        a.prev = old;
+    }
     let freed = st.free_spare_slots(app);
     let routes = routing::render_map(&st);
-    remote::switch(&t.session, app, owner, &st, &routes).await?;
-    remote::finish(&t.session, app, owner, &freed, &[]).await?;
-    Ok(st)
+    Ok(ReadyToActivate {
+        before,
+        state: st,
+        routes,
+        freed,
+    })
 }
 
 /// `clean HOST --keep N`: removes the oldest releases beyond `keep` on every node (never

@@ -1,0 +1,148 @@
+//! One rollout for every version change (issue 12): `activate` and `rollback` switch every
+//! node or none, and check a version they load with the health check it was deployed with.
+
+use std::path::Path;
+
+use crate::support::{TestEnv, TestNode, nodes_available};
+use crate::update::{edit, field, fixture, get};
+
+fn run(env: &TestEnv, args: &[&str]) -> std::process::Output {
+    env.skiff().args(args).output().unwrap()
+}
+
+fn ok(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Both nodes' versions of pyapp.test, and what each node's state calls current.
+fn versions_served(nodes: &[&TestNode]) -> Vec<(String, String)> {
+    nodes
+        .iter()
+        .map(|n| {
+            let body = get(&n.address, "pyapp.test", "/").1;
+            let state: toml::Table =
+                toml::from_str(&n.exec("cat /var/lib/skiff/state.toml")).unwrap();
+            let current = state["apps"]["pyapp"]["current"].as_integer().unwrap();
+            (field(&body, "version").to_string(), current.to_string())
+        })
+        .collect()
+}
+
+/// A node that refuses its switch (a broken NGINX file planted there after everything was
+/// checked) leaves both nodes, their states and cluster.toml on the old version, for
+/// rollback (a map flip) and for activate (a version loaded and checked first).
+#[test]
+fn rollback_and_activate_switch_every_node_or_none() {
+    if !nodes_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    let a = TestNode::launch_set_up(&env);
+    let b = TestNode::launch_set_up(&env);
+    let dir = fixture(&env, "python");
+    let deploy = |dir: &Path| {
+        ok(&env
+            .skiff()
+            .args(["update"])
+            .arg(dir)
+            .args(["--node", &a.name, "--node", &b.name])
+            .output()
+            .unwrap());
+    };
+    for message in ["one", "two", "three"] {
+        edit(
+            &dir.join("app.py"),
+            "MESSAGE = \"",
+            &format!("MESSAGE = \"{message}-"),
+        );
+        deploy(&dir);
+    }
+    let three = vec![("3".to_string(), "3".to_string()); 2];
+    assert_eq!(versions_served(&[&a, &b]), three);
+
+    // b's NGINX refuses any reload: rollback (a warm slot, no trial) must not leave a on 2.
+    // The plant goes in once both nodes are locked and checked: a file NGINX reads only
+    // when the routes are installed (a map include the switch tests and reloads).
+    b.exec("echo 'broken;;' > /etc/nginx/skiff-routes.map.d-planted && ln -sf /etc/nginx/skiff-routes.map.d-planted /etc/nginx/conf.d/zz-planted.conf");
+    let out = run(&env, &["rollback", "pyapp.test"]);
+    assert!(!out.status.success(), "rollback passed with b broken");
+    assert_eq!(
+        versions_served(&[&a, &b]),
+        three,
+        "nodes disagree after a refused rollback"
+    );
+    assert_eq!(env.cluster().apps["pyapp.test"].current, Some(3));
+    assert_eq!(a.exec("ls -A /var/lib/skiff/locks/ | wc -l").trim(), "0");
+    assert_eq!(b.exec("ls -A /var/lib/skiff/locks/ | wc -l").trim(), "0");
+
+    // activate 1 (runs in no slot: loaded and checked on both nodes first); the trial's
+    // own `nginx -t` finds b broken before anything switches
+    let out = run(&env, &["activate", "pyapp.test", "1"]);
+    assert!(!out.status.success(), "activate passed with b broken");
+    assert_eq!(versions_served(&[&a, &b]), three);
+    for n in [&a, &b] {
+        assert_eq!(
+            n.exec("ls /srv/skiff/slots/python/*/slot.json | wc -l")
+                .trim(),
+            "2",
+            "{}: only current and prev hold a slot",
+            n.name
+        );
+    }
+
+    b.exec("rm /etc/nginx/conf.d/zz-planted.conf");
+    ok(&run(&env, &["rollback", "pyapp.test"]));
+    assert_eq!(
+        versions_served(&[&a, &b]),
+        vec![("2".to_string(), "2".to_string()); 2]
+    );
+    ok(&run(&env, &["activate", "pyapp.test", "1"]));
+    assert_eq!(
+        versions_served(&[&a, &b]),
+        vec![("1".to_string(), "1".to_string()); 2]
+    );
+    assert_eq!(env.cluster().apps["pyapp.test"].current, Some(1));
+}
+
+/// `activate` of a version no slot runs checks it with its own `[health]` path and
+/// timeout, not `/`: this app answers 500 at `/` while loading, and is healthy at its
+/// configured path only.
+#[test]
+fn activate_checks_a_loaded_version_with_its_own_health_path() {
+    if !nodes_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    let node = TestNode::launch_set_up(&env);
+    let dir = fixture(&env, "python");
+    // `/` fails until the app has answered its health path once
+    edit(
+        &dir.join("app.py"),
+        "    path = environ.get(\"PATH_INFO\", \"/\")\n",
+        "    path = environ.get(\"PATH_INFO\", \"/\")\n    global HEALTHY\n    if path == \"/health\":\n        HEALTHY = True\n    elif not globals().get(\"HEALTHY\"):\n        start_response(\"500 Internal Server Error\", [(\"Content-Type\", \"text/plain\")])\n        return [b\"not ready\\n\"]\n",
+    );
+    for message in ["one", "two", "three"] {
+        edit(
+            &dir.join("app.py"),
+            "MESSAGE = \"",
+            &format!("MESSAGE = \"{message}-"),
+        );
+        ok(&env
+            .skiff()
+            .args(["update"])
+            .arg(&dir)
+            .args(["--node", &node.name])
+            .output()
+            .unwrap());
+    }
+    let out = run(&env, &["activate", "pyapp.test", "1"]);
+    ok(&out);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not running; loading it"));
+    let (code, body) = get(&node.address, "pyapp.test", "/");
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(field(&body, "version"), "1", "{body}");
+}
