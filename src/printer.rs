@@ -129,8 +129,19 @@ impl Printer {
         if self.quiet {
             return;
         }
+        let _ = writeln!(std::io::stderr(), "{}", self.status_text(verb, message));
+    }
+
+    /// The text of a status line, for a caller that must print it itself (above live
+    /// progress lines, which a plain write would tear).
+    pub fn status_text(&self, verb: &str, message: impl std::fmt::Display) -> String {
         let verb = self.paint(GREEN, &format!("{verb:>12}"));
-        let _ = writeln!(std::io::stderr(), "{verb} {message}");
+        format!("{verb} {message}")
+    }
+
+    /// Whether status lines are shown at all (not `-q`).
+    pub fn quiet(&self) -> bool {
+        self.quiet
     }
 
     /// A detail line on stderr, shown only with `-v`.

@@ -68,38 +68,106 @@ pub fn run(state: &StateFile, args: &UpdateArgs, printer: &Printer) -> Result<()
     Ok(())
 }
 
-/// Renders deploy events as status lines (stderr); sync progress only with `-v`.
+/// Renders deploy events on stderr. On a terminal (no `-q`, `-v` or `--json`), each node
+/// has a live line (its step, bytes synced, time) and notes print above those lines;
+/// elsewhere, plain status lines and no escape codes. Phase times only with `-v`.
 pub fn event_printer(printer: &Printer) -> deploy::EventFn {
     let printer = printer.clone();
-    Arc::new(move |event| match event {
-        Event::Phase {
-            node,
-            phase,
-            seconds,
-        } => {
-            if printer.verbose(1) {
+    let live = printer
+        .progress_allowed()
+        .then(|| Arc::new(LiveNodes::default()));
+    Arc::new(move |event| {
+        let say = |verb: &str, message: String| match &live {
+            Some(l) if !printer.quiet() => l.println(printer.status_text(verb, message)),
+            _ => printer.status(verb, message),
+        };
+        match event {
+            Event::Phase {
+                node,
+                phase,
+                seconds,
+            } => {
+                if printer.verbose(1) {
+                    let at = if node.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{node}: ")
+                    };
+                    printer.detail(format!("{at}{phase} {seconds:.3}s"));
+                }
+            }
+            Event::Waiting { node, holder } => say(
+                "Waiting",
+                format!("{node}: another deploy holds the lock ({holder})"),
+            ),
+            Event::Note { node, message } => {
                 let at = if node.is_empty() {
                     String::new()
                 } else {
                     format!("{node}: ")
                 };
-                printer.detail(format!("{at}{phase} {seconds:.3}s"));
+                say("Note", format!("{at}{message}"));
+            }
+            Event::Step { node, step } => {
+                if let Some(l) = &live {
+                    l.set(&node, step.to_string());
+                }
+            }
+            Event::Progress { node, progress } => {
+                if let Some(l) = &live {
+                    l.set(
+                        &node,
+                        format!(
+                            "sync {}/{} files, {}/{} bytes",
+                            progress.files_done,
+                            progress.files_total,
+                            progress.bytes_done,
+                            progress.bytes_total
+                        ),
+                    );
+                }
             }
         }
-        Event::Waiting { node, holder } => printer.status(
-            "Waiting",
-            format!("{node}: another deploy holds the lock ({holder})"),
-        ),
-        Event::Note { node, message } => {
-            let at = if node.is_empty() {
-                String::new()
-            } else {
-                format!("{node}: ")
-            };
-            printer.status("Note", format!("{at}{message}"));
-        }
-        Event::Progress { .. } => {}
     })
+}
+
+/// One live indicatif line per node, cleared when the deploy's events are dropped.
+#[derive(Default)]
+struct LiveNodes {
+    multi: indicatif::MultiProgress,
+    bars: std::sync::Mutex<std::collections::BTreeMap<String, indicatif::ProgressBar>>,
+}
+
+impl LiveNodes {
+    /// Shows `what` on `node`'s line (made on first use).
+    fn set(&self, node: &str, what: String) {
+        let mut bars = self.bars.lock().unwrap_or_else(|p| p.into_inner());
+        let bar = bars.entry(node.to_string()).or_insert_with(|| {
+            let bar = self.multi.add(indicatif::ProgressBar::new_spinner());
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{spinner} {prefix:>12} {msg} ({elapsed})")
+                    .expect("a valid template"),
+            );
+            bar.set_prefix(node.to_string());
+            bar.enable_steady_tick(std::time::Duration::from_millis(100));
+            bar
+        });
+        bar.set_message(what);
+    }
+
+    /// A line above the live ones (they are cleared, the line printed, then redrawn).
+    fn println(&self, line: String) {
+        self.multi.suspend(|| eprintln!("{line}"));
+    }
+}
+
+impl Drop for LiveNodes {
+    fn drop(&mut self) {
+        let bars = self.bars.lock().unwrap_or_else(|p| p.into_inner());
+        for bar in bars.values() {
+            bar.finish_and_clear();
+        }
+    }
 }
 
 /// `--etc-hosts`: the `/etc/hosts` lines for HOST, its aliases, `prev.HOST` and every kept

@@ -85,6 +85,14 @@ pub enum Event {
         /// The notice.
         message: String,
     },
+    /// A step began on a node (`sync`, `build`, `lock`, `trial`, `switch`, `finish`):
+    /// what a live per-node line shows.
+    Step {
+        /// Node name.
+        node: String,
+        /// The step.
+        step: &'static str,
+    },
     /// Sync progress on a node.
     Progress {
         /// Node name.
@@ -523,6 +531,14 @@ fn venv_key(requirements_sha256: &[u8], os: &str, system_packages: bool) -> Stri
     hex::encode(h.finalize())[..16].to_string()
 }
 
+/// Tells the command that `node` began `what`.
+fn step(events: &EventFn, node: &str, what: &'static str) {
+    events(Event::Step {
+        node: node.to_string(),
+        step: what,
+    });
+}
+
 /// What one update needs on every node, shared by the per-node steps.
 struct Plan<'a> {
     config: &'a AppConfig,
@@ -682,6 +698,7 @@ pub async fn update(
     let mut phases: Vec<PhaseTimes> = staged.iter().map(|p| p.phases.clone()).collect();
     for (i, t) in targets.iter().enumerate() {
         let (st, routes, _, _) = &plans[i];
+        step(&events, &t.name, "switch");
         match remote::switch(&t.session, app, &owner, st, routes).await {
             Ok(ph) => phases[i].extend(ph),
             Err(e) => {
@@ -698,6 +715,7 @@ pub async fn update(
     let mut final_states = Vec::new();
     for (i, (t, p)) in targets.iter().zip(&staged).enumerate() {
         let (st, _, freed, prune) = &plans[i];
+        step(&events, &t.name, "finish");
         match remote::finish(&t.session, app, &owner, freed, prune).await {
             Ok(ph) => phases[i].extend(ph),
             Err(e) => events(Event::Note {
@@ -853,6 +871,7 @@ async fn sync_and_build(t: &Target, plan: &Plan<'_>) -> Result<Built> {
         progress: Some(progress),
         ..Default::default()
     };
+    step(plan.events, &t.name, "sync");
     let summary = sync::push(&t.session, plan.manifest, &releases, base, n, &options).await?;
     let mut phases = PhaseTimes::new();
     phases.insert("connect".into(), t.connect_seconds);
@@ -912,6 +931,7 @@ async fn sync_and_build(t: &Target, plan: &Plan<'_>) -> Result<Built> {
         commands: config.build.commands.clone(),
         build_timeout: config.build.timeout().as_secs().max(1),
     };
+    step(plan.events, &t.name, "build");
     let prepared = remote::prepare(&t.session, app, plan.owner, n, &prep).await?;
     phases.extend(prepared.phases);
     Ok(Built {
@@ -1012,6 +1032,7 @@ async fn trial_node(t: &Target, built: Built, view: NodeView, plan: &Plan<'_>) -
         reset: &reset,
     };
     let mut phases = built.phases;
+    step(plan.events, &t.name, "check");
     match remote::trial(&t.session, &trial).await? {
         Ok(ph) => phases.extend(ph),
         Err(h) => {

@@ -146,3 +146,58 @@ fn activate_checks_a_loaded_version_with_its_own_health_path() {
     assert_eq!(code, 200, "{body}");
     assert_eq!(field(&body, "version"), "1", "{body}");
 }
+
+/// On a terminal, `update` shows a live line per node (its step and time, redrawn in
+/// place); without one, no escape codes at all.
+#[test]
+fn update_shows_live_node_lines_on_a_terminal_only() {
+    if !nodes_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    let node = TestNode::launch_set_up(&env);
+    let dir = fixture(&env, "python");
+    let plain = env
+        .skiff()
+        .env_remove("NO_COLOR")
+        .args(["update"])
+        .arg(&dir)
+        .args(["--node", &node.name])
+        .output()
+        .unwrap();
+    ok(&plain);
+    let stderr = String::from_utf8_lossy(&plain.stderr);
+    assert!(
+        !stderr.contains('\x1b'),
+        "escape codes without a terminal: {stderr:?}"
+    );
+    assert!(!stderr.contains('\r'), "{stderr:?}");
+
+    // under a pseudo-terminal (util-linux `script`)
+    edit(&dir.join("app.py"), "MESSAGE = \"", "MESSAGE = \"tty-");
+    let skiff = env!("CARGO_BIN_EXE_skiff");
+    let line = format!(
+        "{skiff} --state {} update {} --node {}",
+        env.state.display(),
+        dir.display(),
+        node.name
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env("HOME", &env.home)
+        .env_remove("NO_COLOR")
+        .env_remove("SKIFF_STATE")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains('\x1b'),
+        "no live lines on a terminal: {text:?}"
+    );
+    assert!(
+        text.contains(&format!("{} ", node.name)) && text.contains("s)"),
+        "the node's line shows its step: {text:?}"
+    );
+    assert!(text.contains("Deployed"), "{text:?}");
+}
