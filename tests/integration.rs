@@ -51,3 +51,6 @@ mod pool;
 
 #[path = "integration/hosts.rs"]
 mod hosts;
+
+#[path = "integration/deps.rs"]
+mod deps;
