@@ -55,14 +55,16 @@ pub fn plan(config: &AppConfig, manifest: &Manifest, os: &str) -> Result<Deps> {
             }
         }
         Runtime::Php => {
-            if has("composer.json") && !under("vendor/") {
-                if let Some(prefixes) = composer_plan(config, manifest, has("composer.lock"))? {
-                    deps.composer = key(manifest, "composer", os, |p| {
-                        p == "composer.json"
-                            || p == "composer.lock"
-                            || prefixes.iter().any(|pre| p.starts_with(pre.as_str()))
-                    });
-                }
+            // a shipped vendor/ is used as is
+            let install = has("composer.json") && !under("vendor/");
+            if install
+                && let Some(prefixes) = composer_plan(config, manifest, has("composer.lock"))?
+            {
+                deps.composer = key(manifest, "composer", os, |p| {
+                    p == "composer.json"
+                        || p == "composer.lock"
+                        || prefixes.iter().any(|pre| p.starts_with(pre.as_str()))
+                });
             }
         }
         _ => {}
