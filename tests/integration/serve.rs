@@ -51,7 +51,7 @@ fn runtime_available(programs: &[&str], ruby_libs: &[&str]) -> bool {
     }
     let why = format!(
         "cannot run this serve test: missing {}; install with \
-         `apt-get install python3 php-cli ruby ruby-rack ruby-webrick`",
+         `apt-get install python3 php-cli ruby ruby-rack ruby-webrick bundler`",
         missing.join(", ")
     );
     if std::env::var("CI").as_deref() == Ok("true") {
