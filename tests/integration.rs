@@ -54,3 +54,6 @@ mod hosts;
 
 #[path = "integration/rollout.rs"]
 mod rollout;
+
+#[path = "integration/deps.rs"]
+mod deps;

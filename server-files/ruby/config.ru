@@ -4,7 +4,8 @@
 # app root is /srv/skiff/slots/ruby/rbNN (this file's folder), so Apache's config never
 # changes when an app is deployed. What the slot runs comes from slot.json beside this file:
 #   {"release": "/srv/skiff/apps/APP/releases/N", "rackup": "config.ru",
-#    "env": {"NAME": "value"}, "env_file": "/path/to/KEY=VALUE file"}
+#    "env": {"NAME": "value"}, "env_file": "/path/to/KEY=VALUE file",
+#    "bundle": "/srv/skiff/apps/APP/bundles/KEY"}
 # No slot.json: the slot is idle and answers 503 with skiff's "not running" page.
 # Deploy = write slot.json, then `skiff-node passenger-restart rbNN`.
 require "json"
@@ -28,7 +29,20 @@ else
   Dir.chdir(release)
   $LOAD_PATH.unshift(release)
   rackup = File.join(release, cfg["rackup"] || "config.ru")
-  if File.exist?(File.join(release, "Gemfile"))
+  if cfg["bundle"]
+    # the release's bundle (bundles/KEY, made by the deploy with the same settings): its
+    # gems, and the ones Debian installed; development and test groups left out
+    bundle = cfg["bundle"].to_s
+    ENV["GEM_HOME"] = bundle
+    ENV.delete("GEM_PATH")
+    ENV["BUNDLE_GEMFILE"] = File.join(release, "Gemfile")
+    ENV["BUNDLE_PATH__SYSTEM"] = "true"
+    ENV["BUNDLE_FROZEN"] = "true"
+    ENV["BUNDLE_WITHOUT"] = "development:test"
+    ENV["BUNDLE_APP_CONFIG"] = File.join(bundle, ".bundle-config")
+    Gem.paths = ENV
+    require "bundler/setup"
+  elsif File.exist?(File.join(release, "Gemfile"))
     ENV["BUNDLE_GEMFILE"] = File.join(release, "Gemfile")
     begin
       require "bundler/setup"

@@ -14,6 +14,7 @@
 //! Anything that fails (or Ctrl-C) before 5 undoes its own work (`abort`): the live
 //! version keeps serving and nothing is left to clean by hand.
 
+pub mod deps;
 pub mod pool;
 pub mod remote;
 
@@ -913,6 +914,11 @@ async fn sync_and_build(t: &Target, plan: &Plan<'_>) -> Result<Built> {
     if config.runtime == Runtime::Ruby {
         meta["rackup"] = config.ruby_rackup().into();
     }
+    // Bundler's bundle and Composer's vendor folder, one per key (like the venv)
+    let deps = deps::plan(config, plan.manifest, &t.begun.os)?;
+    if !deps.bundle.is_empty() {
+        meta["bundle"] = format!("/srv/skiff/apps/{app}/bundles/{}", deps.bundle).into();
+    }
     let docroot = if config.runtime == Runtime::Php {
         config.php_docroot().to_string()
     } else {
@@ -927,6 +933,9 @@ async fn sync_and_build(t: &Target, plan: &Plan<'_>) -> Result<Built> {
         requirements,
         wheels,
         docroot,
+        bundle: deps.bundle,
+        bundle_local: deps.bundle_local,
+        composer: deps.composer,
         env_lines,
         commands: config.build.commands.clone(),
         build_timeout: config.build.timeout().as_secs().max(1),

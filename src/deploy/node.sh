@@ -21,10 +21,12 @@
 #                                     (the slot vhosts), the release numbers found on
 #                                     disk (leftovers of a dead run)
 #   recover  app owner numbers        drop releases no state names (a dead run's)
-#   prepare  app owner n runtime packages system_site meta venv req wheels docroot
-#            envlines build_timeout [CMD...]
+#   prepare  app owner n runtime packages system_site meta venv req wheels docroot bundle
+#            bundle_local composer envlines build_timeout [CMD...]
 #                                     env snapshot, [packages] apt (skiff-node
-#                                     apt-install), venv, build commands, release meta;
+#                                     apt-install), venv, Bundler bundle (bundles/KEY),
+#                                     Composer vendor (vendors/KEY, hard-linked into the
+#                                     release as vendor/), build commands, release meta;
 #                                     then try the node lock (nodelock, no waiting)
 #   nodelock app owner brk            take the node lock; print the state and what each
 #                                     slot's slot.json names
@@ -178,6 +180,75 @@ drop_release() { # drop_release APP N
     "$_a/meta/$2.json" "$_a/docroots/$2" "$_a/docroots/$2.json" "$_a/env/$2.env"
 }
 
+# bundle_env DIR: Bundler's settings for the bundle in DIR (exported): gems go to DIR
+# (GEM_HOME; the gems Debian installed stay visible), the lock is frozen, development
+# and test groups are left out, and a .bundle/config shipped in the release is ignored.
+# (BUNDLE_DEPLOYMENT would refuse the system's gems: Bundler has no "path + system".)
+bundle_env() {
+  GEM_HOME=$1 BUNDLE_GEMFILE=$rel/Gemfile BUNDLE_PATH__SYSTEM=true BUNDLE_FROZEN=true
+  BUNDLE_WITHOUT=development:test BUNDLE_APP_CONFIG=$1/.bundle-config
+  PATH=$1/bin:$PATH
+  export GEM_HOME BUNDLE_GEMFILE BUNDLE_PATH__SYSTEM BUNDLE_FROZEN BUNDLE_WITHOUT BUNDLE_APP_CONFIG PATH
+}
+
+# deps_step: Bundler's bundle (bundles/KEY) and Composer's vendor folder (vendors/KEY),
+# each made once per key (lock files + node OS, computed by skiff) and marked complete
+deps_step() {
+  if [ -n "$bundle" ]; then
+    b=$a/bundles/$bundle
+    if [ ! -f "$b/.skiff-complete" ]; then
+      command -v bundle >/dev/null 2>&1 || die "Bundler is not installed on this node (re-run setup-node)"
+      rm -rf "$b"
+      mkdir -p "$b"
+      set -- install
+      [ "$bundle_local" = 1 ] && set -- install --local
+      _s=0
+      (cd "$rel" && bundle_env "$b" && timeout -k 10 "$build_timeout" bundle "$@" >&2) || _s=$?
+      if [ "$_s" != 0 ]; then
+        rm -rf "$b"
+        [ "$bundle_local" = 1 ] && die "bundle install --local failed: every gem of Gemfile.lock must be in vendor/cache or installed by a Debian package (bundle cache, then ship vendor/cache)"
+        die "bundle install failed: the node needs the gem index for gems Debian does not install, or ship them (bundle cache, then ship vendor/cache)"
+      fi
+      touch "$b/.skiff-complete"
+      echo "bundle built"
+    else
+      echo "bundle reused"
+    fi
+  fi
+  if [ -n "$composer" ]; then
+    c=$a/vendors/$composer
+    if [ ! -f "$c/.skiff-complete" ]; then
+      command -v composer >/dev/null 2>&1 || die "Composer is not installed on this node (re-run setup-node)"
+      rm -rf "$c" "$c.tmp"
+      mkdir -p "$a/vendors"
+      # Composer runs in a hard-link clone of the release (its own copies of the two
+      # files it reads), so the autoloader it writes finds the app's classes relative to
+      # vendor/ (dirname(__DIR__)); path repositories are copied, never linked
+      cp -al "$rel" "$c.tmp"
+      rm -f "$c.tmp/composer.json" "$c.tmp/composer.lock"
+      cp "$rel/composer.json" "$rel/composer.lock" "$c.tmp/"
+      _s=0
+      (cd "$c.tmp" && COMPOSER_MIRROR_PATH_REPOS=1 COMPOSER_NO_AUDIT=1 timeout -k 10 "$build_timeout" \
+        composer install --no-dev --no-interaction --no-progress >&2) || _s=$?
+      if [ "$_s" != 0 ] || [ ! -d "$c.tmp/vendor" ]; then
+        rm -rf "$c.tmp"
+        die "composer install failed: the node needs packagist.org for packages not in the app folder (or use path repositories, or ship vendor/)"
+      fi
+      mkdir -p "$c"
+      mv "$c.tmp/vendor" "$c/vendor"
+      rm -rf "$c.tmp"
+      touch "$c/.skiff-complete"
+      echo "vendor built"
+    else
+      echo "vendor reused"
+    fi
+    # the release's own vendor/: hard links to vendors/KEY (never a symlink: PHP resolves
+    # __DIR__ through links, which would point the autoloader away from the release)
+    rm -rf "$rel/vendor"
+    cp -al "$c/vendor" "$rel/vendor"
+  fi
+}
+
 # prepare_step [CMD...]: env snapshot, venv, build commands, the release's meta
 prepare_step() {
   a=$APPS/$app rel=$APPS/$app/releases/$n
@@ -224,6 +295,8 @@ prepare_step() {
     fi
   fi
   phase venv
+  deps_step
+  phase deps
   # Files of a release are hard links shared with older releases: a build command that
   # writes one in place (`>>`, `truncate`, an editor) would change those too. Such
   # writes are found (link count > 1, modified during the build) and fail the deploy.
@@ -244,6 +317,9 @@ EOF
       fi
       # the app's own tools first: its venv (python and python3 are the venv's), or,
       # without one, `python` as the system python3 (Debian has no plain `python`)
+      # Ruby: the bundle's gems and executables (`bundle exec rake ...`); PHP: vendor/bin
+      if [ -n "$bundle" ]; then bundle_env "$a/bundles/$bundle"; fi
+      if [ -d "$rel/vendor/bin" ]; then PATH=$rel/vendor/bin:$PATH; export PATH; fi
       if [ -n "$venv" ]; then
         VIRTUAL_ENV=$a/venvs/$venv
         PATH=$VIRTUAL_ENV/bin:$PATH
@@ -466,6 +542,10 @@ case $step in
     mark "$LOCKS/$app.lock"
     printf '%s' "$build_timeout" | grep -Eqx '[0-9]{1,6}' || die "bad build timeout: $build_timeout" 2
     case $runtime in python | ruby | php | static) ;; *) die "bad runtime: $runtime" 2 ;; esac
+    for k in "$bundle" "$composer"; do
+      [ -z "$k" ] || printf '%s' "$k" | grep -Eqx '[0-9a-f]{16}' || die "bad dependency key: $k" 2
+    done
+    case $bundle_local in '' | 1) ;; *) die "bad bundle_local: $bundle_local" 2 ;; esac
     # (a subshell, not an `||` list, which would switch `set -e` off inside it)
     set +e
     (

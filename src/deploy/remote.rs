@@ -363,6 +363,13 @@ pub struct Prepare {
     pub wheels: String,
     /// PHP docroot inside the release ("" = not PHP).
     pub docroot: String,
+    /// Bundler bundle key ("" = none): `bundles/KEY`, made once with `bundle install`.
+    pub bundle: String,
+    /// `bundle install --local` (the app ships `vendor/cache`).
+    pub bundle_local: bool,
+    /// Composer vendor key ("" = none): `vendors/KEY`, made once with `composer
+    /// install`, hard-linked into the release as `vendor/`.
+    pub composer: String,
     /// `KEY=VALUE` lines of the release's plain environment (for build commands).
     pub env_lines: String,
     /// `build.commands`.
@@ -496,6 +503,9 @@ pub async fn prepare(
         ("req", p.requirements.as_str()),
         ("wheels", p.wheels.as_str()),
         ("docroot", p.docroot.as_str()),
+        ("bundle", p.bundle.as_str()),
+        ("bundle_local", if p.bundle_local { "1" } else { "" }),
+        ("composer", p.composer.as_str()),
         ("envlines", p.env_lines.as_str()),
         ("build_timeout", timeout.as_str()),
     ];
@@ -519,7 +529,7 @@ pub async fn prepare(
             *hint = Some(if packages {
                 "fix `[packages] apt` in app.toml (the name as `apt-cache search WORD` on the node shows it) and run `skiff update` again; the live version is untouched".into()
             } else {
-                "fix the build (requirements, wheels, build.commands) and run `skiff update` again; the live version is untouched".into()
+                "fix the build (requirements, wheels, Gemfile.lock, composer.lock, build.commands) and run `skiff update` again; the live version is untouched".into()
             });
         }
         return Err(e);

@@ -5,7 +5,8 @@
 //!   python (`.venv/` or `venv/`) when there is one, else `python3`;
 //! - php: `php -S 127.0.0.1:PORT -t DOCROOT`, with the nodes' `prepend.php` (so
 //!   `SERVER_NAME` is the host the browser asked for, not the listening address);
-//! - ruby: `rackup` (Debian's `ruby-rack`, served by WEBrick from `ruby-webrick`);
+//! - ruby: `rackup` (Debian's `ruby-rack`, served by WEBrick from `ruby-webrick`), as
+//!   `bundle exec rackup` when the app has a `Gemfile.lock` (its bundle, as on the nodes);
 //! - static: no process at all.
 
 use std::collections::BTreeMap;
@@ -207,7 +208,20 @@ pub fn plan(
                 });
             }
             find("ruby", Runtime::Ruby, "ruby")?;
-            let program = which::which("rackup").map_err(|_| Error::Failed {
+            let bundled = dir.join("Gemfile.lock").is_file();
+            let bundle = if bundled {
+                Some(which::which("bundle").map_err(|_| Error::Failed {
+                    message: "the app has a Gemfile.lock, but `bundle` (Bundler) is not installed on this machine"
+                        .into(),
+                    hint: Some(
+                        "install it: `sudo apt install bundler`, then `bundle install` in the app folder"
+                            .into(),
+                    ),
+                })?)
+            } else {
+                None
+            };
+            let rackup_program = which::which("rackup").map_err(|_| Error::Failed {
                 message: "`rackup` is not installed on this machine; app.toml says runtime = \"ruby\""
                     .into(),
                 hint: Some(format!(
@@ -218,7 +232,7 @@ pub fn plan(
             // Plain `rackup` runs in development, as a Rack developer expects.
             env.entry("RACK_ENV".into())
                 .or_insert_with(|| "development".into());
-            let args = vec![
+            let mut args: Vec<OsString> = vec![
                 // -q: no CommonLogger; skiff writes the access log.
                 "-q".into(),
                 "-o".into(),
@@ -227,6 +241,19 @@ pub fn plan(
                 port.to_string().into(),
                 rackup.into(),
             ];
+            // With a Gemfile.lock the app runs in its bundle (`bundle exec`), like on the
+            // nodes; Bundler says which gem is missing, diagnose() what to run.
+            let program = match bundle {
+                Some(bundle) => {
+                    env.insert(
+                        "BUNDLE_GEMFILE".into(),
+                        dir.join("Gemfile").display().to_string(),
+                    );
+                    args.splice(0..0, ["exec".into(), "rackup".into()]);
+                    bundle
+                }
+                None => rackup_program,
+            };
             (program, args)
         }
     };
@@ -293,14 +320,24 @@ pub fn is_noise(runtime: Runtime, line: &str) -> bool {
 pub fn diagnose(runtime: Runtime, output: &str) -> Option<String> {
     match runtime {
         Runtime::Ruby
+            if output.contains("bundle install")
+                || output.contains("Bundler::GemNotFound")
+                || output.contains("Could not find gem") =>
+        {
+            Some("the app's gems (Gemfile.lock) are not installed on this machine: run `bundle install` in the app folder".into())
+        }
+        Runtime::Ruby if output.contains("bundler: command not found: rackup") => Some(
+            "`bundle exec` found no rackup: add `gem \"rack\"` (with Rack 3 also `gem \"rackup\"`) to the Gemfile, then `bundle install`".into(),
+        ),
+        Runtime::Ruby
             if output.contains("Couldn't find handler")
                 || output.contains("cannot load such file -- webrick") =>
         {
-            Some("rackup found no web server: `sudo apt install ruby-webrick`".into())
+            Some("rackup found no web server: `sudo apt install ruby-webrick` (with a Gemfile.lock, the Gemfile needs it too: `gem \"webrick\"`, then `bundle install`)".into())
         }
-        Runtime::Ruby if output.contains("cannot load such file -- rack") => {
-            Some(format!("install Rack: `sudo apt install {RACK_PACKAGES}`"))
-        }
+        Runtime::Ruby if output.contains("cannot load such file -- rack") => Some(format!(
+            "install Rack: `sudo apt install {RACK_PACKAGES}` (with a Gemfile.lock, the Gemfile needs it too: `gem \"rack\"`)"
+        )),
         _ => None,
     }
 }
@@ -372,6 +409,44 @@ mod tests {
                 "python {WSGI_RUNNER_NAME} --app-dir {} --wsgi main:app --host 127.0.0.1 --port 4242",
                 dir.path().display()
             )
+        );
+    }
+
+    #[test]
+    fn ruby_with_a_gemfile_lock_runs_in_its_bundle() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("config.ru"), "run nil\n").unwrap();
+        std::fs::write(dir.path().join("Gemfile"), "gem 'rack'\n").unwrap();
+        std::fs::write(dir.path().join("Gemfile.lock"), "").unwrap();
+        let ruby = config("name = \"r\"\nruntime = \"ruby\"\n");
+        let runner = dir.path().join(WSGI_RUNNER_NAME);
+        if which::which("ruby").is_err() || which::which("rackup").is_err() {
+            return; // the machine cannot run Ruby apps at all
+        }
+        match which::which("bundle") {
+            Ok(bundle) => {
+                let plan = plan(dir.path(), &ruby, &[], &runner, 4243)
+                    .unwrap()
+                    .unwrap();
+                assert_eq!(plan.program, bundle);
+                assert!(
+                    plan.display().starts_with("bundle exec rackup -q"),
+                    "{}",
+                    plan.display()
+                );
+                assert!(plan.env["BUNDLE_GEMFILE"].ends_with("/Gemfile"));
+            }
+            Err(_) => {
+                let err = plan(dir.path(), &ruby, &[], &runner, 4243).unwrap_err();
+                assert!(err.to_string().contains("Gemfile.lock"), "{err}");
+                assert!(err.hint().unwrap().contains("apt install bundler"));
+            }
+        }
+        let out = "Could not find gem 'skiff_devtool' in locally installed gems.\nRun `bundle install` to install missing gems.";
+        assert!(
+            diagnose(Runtime::Ruby, out)
+                .unwrap()
+                .contains("bundle install")
         );
     }
 

@@ -109,7 +109,8 @@ impl Distro {
     }
 
     /// The packages a skiff web host needs. The names are the same on all three today
-    /// (on Ubuntu, libapache2-mod-passenger comes from `universe`).
+    /// (on Ubuntu, libapache2-mod-passenger and composer come from `universe`).
+    /// `bundler` is Bundler's `bundle` command, `composer` brings php-cli with it.
     pub fn packages(self) -> Vec<&'static str> {
         vec![
             "nginx",
@@ -118,6 +119,8 @@ impl Distro {
             "libapache2-mod-php",
             "libapache2-mod-passenger",
             "python3-venv",
+            "bundler",
+            "composer",
             "rdiff",
             "curl",
             "ca-certificates",

@@ -4,7 +4,7 @@
 //! checks what a browser would see, that edits show without restarting serve, and that
 //! no process of the app is left once serve has stopped on SIGINT.
 //!
-//! Needs python3, php-cli, ruby, ruby-rack and ruby-webrick (`.ci/run` installs them).
+//! Needs python3, php-cli, ruby, ruby-rack, ruby-webrick and bundler (`.ci/run` installs them).
 //! A missing one makes its test say why and return; under `CI=true` it fails instead.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -51,7 +51,7 @@ fn runtime_available(programs: &[&str], ruby_libs: &[&str]) -> bool {
     }
     let why = format!(
         "cannot run this serve test: missing {}; install with \
-         `apt-get install python3 php-cli ruby ruby-rack ruby-webrick`",
+         `apt-get install python3 php-cli ruby ruby-rack ruby-webrick bundler`",
         missing.join(", ")
     );
     if std::env::var("CI").as_deref() == Ok("true") {
@@ -179,6 +179,11 @@ impl Served {
     /// Starts `skiff serve DIR --port 0` (with `--json` when `json`) and waits until it
     /// says where it listens.
     fn start(dir: &Path, json: bool) -> Served {
+        Served::start_env(dir, json, &[])
+    }
+
+    /// [`Served::start`] with extra environment variables for skiff (and so the app).
+    fn start_env(dir: &Path, json: bool, vars: &[(&str, &Path)]) -> Served {
         let home = dir.parent().unwrap().join("home");
         std::fs::create_dir_all(&home).unwrap();
         let mut cmd = Command::new(SKIFF);
@@ -190,6 +195,7 @@ impl Served {
             .arg(dir)
             .env("HOME", &home)
             .env("NO_COLOR", "1")
+            .envs(vars.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -707,6 +713,88 @@ fn serve_ruby_bad_config_ru_shows_error_then_recovers() {
     assert!(page.body.contains("config.ru"), "{}", page.body);
     std::fs::write(dir.join("config.ru"), &good).unwrap();
     served.wait_for("/", "ruby says hi", EDIT_SHOWS_WITHIN);
+    assert!(served.interrupt().success());
+    assert_no_process_left(&served.child_pids());
+}
+
+/// A Ruby app with a Gemfile.lock runs in its bundle (`bundle exec rackup`): before its
+/// gems are installed, serve says to run `bundle install`; after, the app loads them.
+#[test]
+fn serve_ruby_app_with_a_bundle() {
+    if !runtime_available(&["ruby", "rackup", "bundle", "gem"], &["rack", "webrick"]) {
+        return;
+    }
+    let (tmp, dir) = fixture("serve-ruby");
+    let version = |gem: &str| {
+        let out = Command::new("ruby")
+            .args([
+                "-e",
+                &format!("print Gem::Specification.find_by_name('{gem}').version"),
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let (rack, webrick) = (version("rack"), version("webrick"));
+    std::fs::write(
+        dir.join("Gemfile"),
+        "source \"https://rubygems.org\"\ngem \"rack\"\ngem \"webrick\"\ngem \"skiff_greet\"\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("Gemfile.lock"),
+        format!(
+            "GEM\n  remote: https://rubygems.org/\n  specs:\n    rack ({rack})\n    skiff_greet (1.0.0)\n    webrick ({webrick})\n\nPLATFORMS\n  ruby\n\nDEPENDENCIES\n  rack\n  skiff_greet\n  webrick\n"
+        ),
+    )
+    .unwrap();
+    let config = dir.join("config.ru");
+    let good = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!("begin; require \"skiff_greet\"; rescue LoadError; end\n{good}").replace(
+            "MESSAGE = \"ruby says hi\"",
+            "MESSAGE = defined?(SkiffGreet) ? SkiffGreet.hello : \"no gem\"",
+        ),
+    )
+    .unwrap();
+    // the app's gems go to a GEM_HOME of this test (never the machine's gems)
+    let gems = tmp.path().join("gems");
+    let mut served = Served::start_env(&dir, true, &[("GEM_HOME", &gems)]);
+    let (page, _) = served.wait_for("/", "bundle install", START_STOP_BOUND);
+    assert_eq!(page.status, 500, "{page:?}");
+
+    // build the gem into vendor/cache and install the bundle, as a developer would
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/gems/skiff_greet");
+    std::fs::create_dir_all(dir.join("vendor/cache")).unwrap();
+    let built = Command::new("gem")
+        .args(["build", "skiff_greet.gemspec", "--output"])
+        .arg(dir.join("vendor/cache/skiff_greet-1.0.0.gem"))
+        .current_dir(&src)
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let installed = Command::new("bundle")
+        .args(["install", "--local"])
+        .current_dir(&dir)
+        .env("GEM_HOME", &gems)
+        .env("BUNDLE_FROZEN", "true")
+        .env("BUNDLE_APP_CONFIG", tmp.path().join("bundle-config"))
+        .output()
+        .unwrap();
+    assert!(
+        installed.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&installed.stdout),
+        String::from_utf8_lossy(&installed.stderr)
+    );
+    // an edit restarts the process, which now finds its bundle
+    std::fs::write(&config, std::fs::read_to_string(&config).unwrap() + "\n").unwrap();
+    served.wait_for("/", "greeting=from-skiff-greet", START_STOP_BOUND);
     assert!(served.interrupt().success());
     assert_no_process_left(&served.child_pids());
 }
