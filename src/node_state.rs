@@ -278,9 +278,7 @@ impl NodeState {
         files
             .iter()
             .filter_map(|(slot, release)| match self.slots.get(slot) {
-                Some(u)
-                    if *release == format!("/srv/skiff/apps/{}/releases/{}", u.app, u.release) =>
-                {
+                Some(u) if *release == crate::deploy::contract::release_dir(&u.app, u.release) => {
                     None
                 }
                 Some(u) => Some(format!("{slot}:{}:{}", u.app, u.release)),

@@ -14,6 +14,7 @@
 //! Anything that fails (or Ctrl-C) before 5 undoes its own work (`abort`): the live
 //! version keeps serving and nothing is left to clean by hand.
 
+pub mod contract;
 pub mod deps;
 pub mod pool;
 pub mod remote;
@@ -48,10 +49,8 @@ fn lock_wait() -> Duration {
         .unwrap_or(LOCK_WAIT)
 }
 
-/// NGINX's loopback-only port on a node where a backend name (`N.APP.KIND.skiff`) is its
-/// own route: the health check reaches a release through NGINX before any route points
-/// at it (setup-node renders it into NGINX's config; `node.sh` uses it).
-pub const CHECK_PORT: u16 = 8079;
+/// NGINX's loopback-only check port (see [`contract::CHECK_PORT`]).
+pub const CHECK_PORT: u16 = contract::CHECK_PORT;
 
 /// Releases kept per app unless app.toml says otherwise.
 pub const DEFAULT_KEEP: u32 = 5;
@@ -382,7 +381,7 @@ async fn lock_all(
         for i in order {
             let (name, session, _) = &connected[i];
             let t = Instant::now();
-            let path = format!("/var/lib/skiff/locks/{app}.lock");
+            let path = contract::app_lock(app);
             let got = wait_for_lock(
                 name,
                 &format!("deploy lock of `{app}`"),
@@ -448,13 +447,9 @@ async fn lock_nodes(
     for i in order {
         let t = &targets[i];
         views[i] = Some(
-            wait_for_lock(
-                &t.name,
-                "node lock",
-                "/var/lib/skiff/locks/.node.lock",
-                events,
-                |brk| remote::node_lock(&t.session, app, owner, brk),
-            )
+            wait_for_lock(&t.name, "node lock", contract::NODE_LOCK, events, |brk| {
+                remote::node_lock(&t.session, app, owner, brk)
+            })
             .await?,
         );
     }
@@ -888,7 +883,7 @@ async fn sync_and_build(t: &Target, plan: &Plan<'_>) -> Result<Built> {
     let mut wheels = String::new();
     let mut meta = serde_json::json!({ "release": release_dir, "env": env });
     if t.begun.has_node_config {
-        meta["env_file"] = format!("/srv/skiff/apps/{app}/env/{n}.env").into();
+        meta["env_file"] = contract::env_snapshot(app, n).into();
     }
     if let Some(py) = &config.python {
         meta["wsgi"] = py.wsgi.clone().into();
@@ -908,7 +903,7 @@ async fn sync_and_build(t: &Target, plan: &Plan<'_>) -> Result<Built> {
             venv = venv_key(hash, &t.begun.os, py.system_packages);
             requirements = req.clone();
             wheels = py.wheels.clone().unwrap_or_default();
-            meta["venv"] = format!("/srv/skiff/apps/{app}/venvs/{venv}").into();
+            meta["venv"] = contract::venv_dir(app, &venv).into();
         }
     }
     if config.runtime == Runtime::Ruby {
@@ -917,7 +912,7 @@ async fn sync_and_build(t: &Target, plan: &Plan<'_>) -> Result<Built> {
     // Bundler's bundle and Composer's vendor folder, one per key (like the venv)
     let deps = deps::plan(config, plan.manifest, &t.begun.os)?;
     if !deps.bundle.is_empty() {
-        meta["bundle"] = format!("/srv/skiff/apps/{app}/bundles/{}", deps.bundle).into();
+        meta["bundle"] = contract::bundle_dir(app, &deps.bundle).into();
     }
     let docroot = if config.runtime == Runtime::Php {
         config.php_docroot().to_string()

@@ -57,16 +57,10 @@ umask 022
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export PATH
 
-APPS=/srv/skiff/apps
-LOCKS=/var/lib/skiff/locks
-NODE_LOCK=/var/lib/skiff/locks/.node.lock
-STATE=/var/lib/skiff/state.toml
-SETUP=/var/lib/skiff/setup.toml
-NODE=/usr/local/share/skiff/bin/skiff-node
-STAGING=/var/lib/skiff/staging
-SLOTS=/srv/skiff/slots
-ENVDIR=/etc/skiff/env
-CHECK_PORT=8079   # deploy::CHECK_PORT: NGINX's loopback port where backend names route
+# The node's paths, ports and exit codes come in the prelude too, from one place in Rust
+# (src/deploy/contract.rs): APPS LOCKS NODE_LOCK STATE SETUP NODE STAGING SLOTS ENVDIR
+# CHECK_PORT APACHE_PORT and EXIT_USAGE EXIT_NGINX EXIT_BUILD EXIT_NOT_WARM EXIT_HEALTH
+# EXIT_PACKAGES EXIT_LOCK_HELD EXIT_NOT_SET_UP. Nothing here is a number to keep in step.
 
 die() { echo "skiff: $1" >&2; exit "${2:-1}"; }
 now() { date +%s.%N; }
@@ -76,10 +70,10 @@ phase() { # phase NAME: seconds since the previous phase mark
   echo "phase $1 $(echo "$_t $T0" | awk '{printf "%.3f", $1 - $2}')"
   T0=$_t
 }
-check_app() { printf '%s' "$1" | grep -Eqx '[a-z][a-z0-9-]{0,31}' || die "bad app name: $1" 2; }
-check_n() { printf '%s' "$1" | grep -Eqx '[0-9]{1,9}' || die "bad release number: $1" 2; }
-check_slot() { [ -z "$1" ] || printf '%s' "$1" | grep -Eqx '(py|rb)[0-9]{2,3}' || die "bad slot: $1" 2; }
-check_token() { printf '%s' "$1" | grep -Eqx '[0-9]{1,9}-[0-9a-f]{8,32}' || die "bad token: $1" 2; }
+check_app() { printf '%s' "$1" | grep -Eqx '[a-z][a-z0-9-]{0,31}' || die "bad app name: $1" "$EXIT_USAGE"; }
+check_n() { printf '%s' "$1" | grep -Eqx '[0-9]{1,9}' || die "bad release number: $1" "$EXIT_USAGE"; }
+check_slot() { [ -z "$1" ] || printf '%s' "$1" | grep -Eqx '(py|rb)[0-9]{2,3}' || die "bad slot: $1" "$EXIT_USAGE"; }
+check_token() { printf '%s' "$1" | grep -Eqx '[0-9]{1,9}-[0-9a-f]{8,32}' || die "bad token: $1" "$EXIT_USAGE"; }
 
 # holds LOCKDIR: whether this run's owner line is the lock's
 holds() { [ -f "$1/owner" ] && [ "$(cat "$1/owner" 2>/dev/null)" = "$owner" ]; }
@@ -123,7 +117,7 @@ take() {
   if ! mkdir "$1" 2>/dev/null; then
     echo "HELD"
     cat "$1/owner" 2>/dev/null || echo "unknown"
-    exit 75
+    exit "$EXIT_LOCK_HELD"
   fi
   printf '%s\n' "$owner" >"$1/owner"
   mark "$1"
@@ -156,7 +150,7 @@ install_routes() {
 }
 
 # slot_dir SLOT KIND
-slot_dir() { case $2 in python) echo "$SLOTS/python/$1" ;; ruby) echo "$SLOTS/ruby/$1" ;; *) die "bad kind $2" 2 ;; esac; }
+slot_dir() { case $2 in python) echo "$SLOTS/python/$1" ;; ruby) echo "$SLOTS/ruby/$1" ;; *) die "bad kind $2" "$EXIT_USAGE" ;; esac; }
 kind_of() { case $1 in py*) echo python ;; rb*) echo ruby ;; esac; }
 
 # restart_slot SLOT KIND: only this slot's processes
@@ -267,10 +261,10 @@ prepare_step() {
   # [packages] apt: installed when missing (skiff-node, as root), before venv and build
   if [ -n "$packages" ]; then
     for p in $packages; do
-      printf '%s' "$p" | grep -Eqx '[a-z0-9][a-z0-9+.-]{1,127}' || die "bad package name: $p" 2
+      printf '%s' "$p" | grep -Eqx '[a-z0-9][a-z0-9+.-]{1,127}' || die "bad package name: $p" "$EXIT_USAGE"
     done
     # shellcheck disable=SC2086 # one word per package, each checked above
-    "$NODE" apt-install $packages >&2 || exit 8
+    "$NODE" apt-install $packages >&2 || exit "$EXIT_PACKAGES"
     phase packages
   fi
   if [ -n "$venv" ]; then
@@ -333,9 +327,9 @@ EOF
       _s=0
       timeout -k 10 "$build_timeout" sh -c "$c" >&2 || _s=$?
       if [ "$_s" = 124 ] || [ "$_s" = 137 ]; then
-        die "build command timed out after ${build_timeout}s ([build] timeout in app.toml): $c" 5
+        die "build command timed out after ${build_timeout}s ([build] timeout in app.toml): $c" "$EXIT_BUILD"
       fi
-      [ "$_s" = 0 ] || die "build command failed (exit $_s): $c" 5
+      [ "$_s" = 0 ] || die "build command failed (exit $_s): $c" "$EXIT_BUILD"
     ) || { _s=$?; rm -f "$marker"; exit "$_s"; }
   done
   if [ $# -gt 0 ]; then
@@ -345,7 +339,7 @@ EOF
       echo "skiff: build.commands wrote into shipped files in place; they are hard links shared with older releases:" >&2
       printf '  %s\n' "$shared" >&2
       echo "skiff: the releases sharing them (the live one too) may have changed: fix the build, then deploy again" >&2
-      die "write new files (or replace them: write a temp file, then mv) instead of modifying shipped ones" 5
+      die "write new files (or replace them: write a temp file, then mv) instead of modifying shipped ones" "$EXIT_BUILD"
     fi
   fi
   rm -f "$marker"
@@ -365,9 +359,9 @@ EOF
 # trial_step: load N into SLOT, warm it, health-check it by its backend name
 trial_step() {
   check_slot "$slot"; check_token "$token"
-  printf '%s' "$backend" | grep -Eqx "$n\.$app\.[a-z0-9]+\.skiff" || die "bad backend name for version $n" 2
+  printf '%s' "$backend" | grep -Eqx "$n\.$app\.[a-z0-9]+\.skiff" || die "bad backend name for version $n" "$EXIT_USAGE"
   # the version host N.HOST: what the app sees as its host on skiff's own requests
-  printf '%s' "$vhost" | grep -Eqx "$n(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?){2,}" || die "bad version host: $vhost" 2
+  printf '%s' "$vhost" | grep -Eqx "$n(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?){2,}" || die "bad version host: $vhost" "$EXIT_USAGE"
   # SLOT (idle it) or SLOT:APP:N (load release N of APP again, as the state says)
   for r in $reset; do
     s=${r%%:*}
@@ -425,10 +419,10 @@ trial_step() {
       : >"$out.1"
       : >"$out.2"
       curl -s -o /dev/null -D "$out.1" -m 10 -H "Host: $n.$app.$slot.skiff" -H "X-Forwarded-Host: $vhost" \
-        -H "X-Forwarded-Proto: http" "http://127.0.0.1:8080$health" 2>/dev/null &
+        -H "X-Forwarded-Proto: http" "http://127.0.0.1:$APACHE_PORT$health" 2>/dev/null &
       c1=$!
       curl -s -o /dev/null -D "$out.2" -m 10 -H "Host: $n.$app.$slot.skiff" -H "X-Forwarded-Host: $vhost" \
-        -H "X-Forwarded-Proto: http" "http://127.0.0.1:8080$health" 2>/dev/null &
+        -H "X-Forwarded-Proto: http" "http://127.0.0.1:$APACHE_PORT$health" 2>/dev/null &
       c2=$!
       wait "$c1" "$c2" || true
       # shellcheck disable=SC2046
@@ -457,7 +451,7 @@ trial_step() {
     if [ "$ok" != 1 ] && [ "$got" -lt 1 ]; then
       echo "skiff: slot $slot did not answer with release $n within ${timeout}s; the app's error log says:" >&2
       tail -n 20 /var/log/apache2/error.log >&2 2>/dev/null || true
-      exit 6
+      exit "$EXIT_NOT_WARM"
     fi
     echo "warm $got $want $r"
     phase warm
@@ -466,7 +460,7 @@ trial_step() {
   # anywhere fails this trial (and every node aborts) rather than one node's switch.
   if ! _t=$(nginx -t 2>&1); then
     printf '%s\n' "$_t" >&2
-    die "nginx -t fails on this node, so no version can be switched here; nothing was changed" 4
+    die "nginx -t fails on this node, so no version can be switched here; nothing was changed" "$EXIT_NGINX"
   fi
   # health: release N through NGINX's loopback check port, 2xx or 3xx within the
   # timeout. The request asks for N.HOST (what the app sees, as for any request) and
@@ -491,7 +485,7 @@ trial_step() {
       rm -f "$body"
       echo "---errorlog"
       tail -n 15 /var/log/apache2/error.log 2>/dev/null || true
-      exit 7
+      exit "$EXIT_HEALTH"
       ;;
   esac
   phase health
@@ -502,7 +496,7 @@ step=${1:-}
 case $step in
   begin)
     check_app "$app"
-    [ -f "$SETUP" ] || die "this node is not set up for skiff (no $SETUP)" 78
+    [ -f "$SETUP" ] || die "this node is not set up for skiff (no $SETUP)" "$EXIT_NOT_SET_UP"
     take "$LOCKS/$app.lock" "$brk"
     echo "---state"
     cat "$STATE" 2>/dev/null || true
@@ -529,7 +523,7 @@ case $step in
 
   recover)
     check_app "$app"
-    holds "$LOCKS/$app.lock" || die "this run does not hold the deploy lock of $app" 75
+    holds "$LOCKS/$app.lock" || die "this run does not hold the deploy lock of $app" "$EXIT_LOCK_HELD"
     for p in $numbers; do
       check_n "$p"
       drop_release "$app" "$p"
@@ -538,14 +532,14 @@ case $step in
 
   prepare)
     check_app "$app"; check_n "$n"
-    holds "$LOCKS/$app.lock" || die "this run does not hold the deploy lock of $app" 75
+    holds "$LOCKS/$app.lock" || die "this run does not hold the deploy lock of $app" "$EXIT_LOCK_HELD"
     mark "$LOCKS/$app.lock"
-    printf '%s' "$build_timeout" | grep -Eqx '[0-9]{1,6}' || die "bad build timeout: $build_timeout" 2
-    case $runtime in python | ruby | php | static) ;; *) die "bad runtime: $runtime" 2 ;; esac
+    printf '%s' "$build_timeout" | grep -Eqx '[0-9]{1,6}' || die "bad build timeout: $build_timeout" "$EXIT_USAGE"
+    case $runtime in python | ruby | php | static) ;; *) die "bad runtime: $runtime" "$EXIT_USAGE" ;; esac
     for k in "$bundle" "$composer"; do
-      [ -z "$k" ] || printf '%s' "$k" | grep -Eqx '[0-9a-f]{16}' || die "bad dependency key: $k" 2
+      [ -z "$k" ] || printf '%s' "$k" | grep -Eqx '[0-9a-f]{16}' || die "bad dependency key: $k" "$EXIT_USAGE"
     done
-    case $bundle_local in '' | 1) ;; *) die "bad bundle_local: $bundle_local" 2 ;; esac
+    case $bundle_local in '' | 1) ;; *) die "bad bundle_local: $bundle_local" "$EXIT_USAGE" ;; esac
     # (a subshell, not an `||` list, which would switch `set -e` off inside it)
     set +e
     (
@@ -564,40 +558,40 @@ case $step in
 
   nodelock)
     check_app "$app"
-    holds "$LOCKS/$app.lock" || die "this run does not hold the deploy lock of $app" 75
+    holds "$LOCKS/$app.lock" || die "this run does not hold the deploy lock of $app" "$EXIT_LOCK_HELD"
     take "$NODE_LOCK" "$brk"
     print_state
     ;;
 
   trial)
     check_app "$app"; check_n "$n"
-    holds "$NODE_LOCK" || die "this run does not hold the node lock" 75
+    holds "$NODE_LOCK" || die "this run does not hold the node lock" "$EXIT_LOCK_HELD"
     mark "$NODE_LOCK"
     trial_step
     ;;
 
   grow)
     check_app "$app"
-    holds "$NODE_LOCK" || die "this run does not hold the node lock" 75
+    holds "$NODE_LOCK" || die "this run does not hold the node lock" "$EXIT_LOCK_HELD"
     mark "$NODE_LOCK"
-    case $kind in python | ruby) ;; *) die "bad slot kind: $kind" 2 ;; esac
-    printf '%s' "$to" | grep -Eqx '[1-9][0-9]?' || die "bad pool size: $to" 2
+    case $kind in python | ruby) ;; *) die "bad slot kind: $kind" "$EXIT_USAGE" ;; esac
+    printf '%s' "$to" | grep -Eqx '[1-9][0-9]?' || die "bad pool size: $to" "$EXIT_USAGE"
     "$NODE" slots-grow "$kind" "$to"
     phase grow
     ;;
 
   switch)
     check_app "$app"
-    holds "$NODE_LOCK" || die "this run does not hold the node lock" 75
+    holds "$NODE_LOCK" || die "this run does not hold the node lock" "$EXIT_LOCK_HELD"
     printf '%s' "$state" >"$STATE.tmp"
-    install_routes "$routes" || { rm -f "$STATE.tmp"; exit 4; }
+    install_routes "$routes" || { rm -f "$STATE.tmp"; exit "$EXIT_NGINX"; }
     mv -f "$STATE.tmp" "$STATE"
     phase switch
     ;;
 
   finish)
     check_app "$app"
-    holds "$NODE_LOCK" || die "this run does not hold the node lock" 75
+    holds "$NODE_LOCK" || die "this run does not hold the node lock" "$EXIT_LOCK_HELD"
     for s in $freed; do
       check_slot "$s"
       idle_slot "$s" "$(kind_of "$s")"
@@ -613,8 +607,8 @@ case $step in
 
   destroy)
     check_app "$app"
-    holds "$NODE_LOCK" || die "this run does not hold the node lock" 75
-    holds "$LOCKS/$app.lock" || die "this run does not hold the deploy lock of $app" 75
+    holds "$NODE_LOCK" || die "this run does not hold the node lock" "$EXIT_LOCK_HELD"
+    holds "$LOCKS/$app.lock" || die "this run does not hold the deploy lock of $app" "$EXIT_LOCK_HELD"
     for s in $freed; do
       check_slot "$s"
       idle_slot "$s" "$(kind_of "$s")"
@@ -666,6 +660,6 @@ case $step in
     ;;
 
   *)
-    die "unknown step: $step" 2
+    die "unknown step: $step" "$EXIT_USAGE"
     ;;
 esac

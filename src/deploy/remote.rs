@@ -10,14 +10,7 @@ use crate::transport::ssh::Session;
 /// The node-side half of every deploy step (see its header for the steps).
 pub const SCRIPT: &str = include_str!("node.sh");
 
-/// Exit status of `begin` when another deploy holds the app's lock.
-const LOCK_HELD: i32 = 75;
-/// Exit status of `begin` on a node that was never set up.
-const NOT_SET_UP: i32 = 78;
-/// Exit status of `prepare` when `[packages] apt` could not be installed.
-const PACKAGES_FAILED: i32 = 8;
-/// Exit status of `trial` when the health check failed.
-const HEALTH_FAILED: i32 = 7;
+use super::contract::exit::{HEALTH_FAILED, LOCK_HELD, NOT_SET_UP, PACKAGES_FAILED};
 
 /// What `begin` learned: the node's state and its slot pool.
 #[derive(Debug, Clone)]
@@ -158,7 +151,10 @@ async fn step(
 ) -> Result<(i32, String, String)> {
     let mut argv = vec![name];
     argv.extend_from_slice(args);
-    let out = session.script_with(SCRIPT, vars, &argv).await?;
+    let contract = super::contract::prelude();
+    let mut all: Vec<(&str, &str)> = contract.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    all.extend_from_slice(vars);
+    let out = session.script_with(SCRIPT, &all, &argv).await?;
     Ok((
         out.status.unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),

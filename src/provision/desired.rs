@@ -341,7 +341,7 @@ impl Desired {
 
         let mut dirs = vec![
             dir("/srv/skiff", 0o755, "root"),
-            dir("/srv/skiff/apps", 0o755, user),
+            dir(crate::deploy::contract::APPS, 0o755, user),
             dir("/srv/skiff/slots", 0o755, "root"),
             dir("/srv/skiff/slots/python", 0o755, "root"),
             dir("/srv/skiff/slots/ruby", 0o755, "root"),

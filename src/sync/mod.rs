@@ -106,7 +106,10 @@ impl Releases {
                 "app names are [a-z][a-z0-9-]*",
             )
         })?;
-        Releases::new(&format!("/srv/skiff/apps/{app}/releases"))
+        Releases::new(&format!(
+            "{}/releases",
+            crate::deploy::contract::app_dir(app)
+        ))
     }
 
     /// Any absolute folder on the node (kept generic for tests and other layouts).

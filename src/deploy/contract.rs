@@ -1,0 +1,161 @@
+//! The Rust-to-node contract of the deploy steps, in one place: the node's paths, ports
+//! and exit codes. `node.sh` defines none of them itself: every step's prelude (see
+//! [`crate::transport::ssh::Session::script_with`]) starts with [`prelude`], so the script
+//! reads `$APPS`, `$CHECK_PORT`, `$EXIT_LOCK_HELD`... and the laptop parses exits and
+//! builds paths from the same constants.
+
+/// The apps' folders: `APP/releases/N`, `APP/venvs/KEY`, `APP/meta/N.json`...
+pub const APPS: &str = "/srv/skiff/apps";
+/// The locks folder: `APP.lock/` and [`NODE_LOCK`].
+pub const LOCKS: &str = "/var/lib/skiff/locks";
+/// The node lock: what apps share (slots, state.toml, routes).
+pub const NODE_LOCK: &str = "/var/lib/skiff/locks/.node.lock";
+/// The node's truth.
+pub const STATE: &str = crate::node_state::PATH;
+/// What setup-node recorded (version, digest, slot counts).
+pub const SETUP: &str = "/var/lib/skiff/setup.toml";
+/// The one privileged helper.
+pub const SKIFF_NODE: &str = "/usr/local/share/skiff/bin/skiff-node";
+/// Files handed to `skiff-node`.
+pub const STAGING: &str = "/var/lib/skiff/staging";
+/// The slot pool: `python/pyNN/`, `ruby/rbNN/`.
+pub const SLOTS: &str = "/srv/skiff/slots";
+/// Node-side secrets: `APP.env`.
+pub const ENVDIR: &str = "/etc/skiff/env";
+/// NGINX's loopback-only port where a backend name (`N.APP.KIND.skiff`) is its own
+/// route: the health check reaches a release there before any route points at it
+/// (setup-node renders it into NGINX's config).
+pub const CHECK_PORT: u16 = 8079;
+/// Apache's loopback port behind NGINX (setup-node's ports.conf).
+pub const APACHE_PORT: u16 = 8080;
+
+/// Exit codes of node.sh's steps that the laptop tells apart.
+pub mod exit {
+    /// Bad input (a value that fails its grammar).
+    pub const USAGE: i32 = 2;
+    /// NGINX refused the routing table (the previous one is back) or its config test.
+    pub const NGINX: i32 = 4;
+    /// A build command failed or timed out.
+    pub const BUILD: i32 = 5;
+    /// The slot never answered with the new release.
+    pub const NOT_WARM: i32 = 6;
+    /// The health check failed.
+    pub const HEALTH_FAILED: i32 = 7;
+    /// `[packages] apt` could not be installed.
+    pub const PACKAGES_FAILED: i32 = 8;
+    /// A lock is held by someone else (its owner line follows `HELD`).
+    pub const LOCK_HELD: i32 = 75;
+    /// The node was never set up.
+    pub const NOT_SET_UP: i32 = 78;
+}
+
+/// An app's folder on the node.
+pub fn app_dir(app: &str) -> String {
+    format!("{APPS}/{app}")
+}
+
+/// Release `n` of `app`.
+pub fn release_dir(app: &str, n: u32) -> String {
+    format!("{APPS}/{app}/releases/{n}")
+}
+
+/// The snapshot of the node-side env file that release `n` runs with.
+pub fn env_snapshot(app: &str, n: u32) -> String {
+    format!("{APPS}/{app}/env/{n}.env")
+}
+
+/// The app's venv of key `key`.
+pub fn venv_dir(app: &str, key: &str) -> String {
+    format!("{APPS}/{app}/venvs/{key}")
+}
+
+/// The app's Bundler bundle of key `key`.
+pub fn bundle_dir(app: &str, key: &str) -> String {
+    format!("{APPS}/{app}/bundles/{key}")
+}
+
+/// `app`'s deploy lock.
+pub fn app_lock(app: &str) -> String {
+    format!("{LOCKS}/{app}.lock")
+}
+
+/// The contract as `(NAME, VALUE)` pairs, first in every step's prelude.
+pub fn prelude() -> Vec<(&'static str, String)> {
+    vec![
+        ("APPS", APPS.into()),
+        ("LOCKS", LOCKS.into()),
+        ("NODE_LOCK", NODE_LOCK.into()),
+        ("STATE", STATE.into()),
+        ("SETUP", SETUP.into()),
+        ("NODE", SKIFF_NODE.into()),
+        ("STAGING", STAGING.into()),
+        ("SLOTS", SLOTS.into()),
+        ("ENVDIR", ENVDIR.into()),
+        ("CHECK_PORT", CHECK_PORT.to_string()),
+        ("APACHE_PORT", APACHE_PORT.to_string()),
+        ("EXIT_USAGE", exit::USAGE.to_string()),
+        ("EXIT_NGINX", exit::NGINX.to_string()),
+        ("EXIT_BUILD", exit::BUILD.to_string()),
+        ("EXIT_NOT_WARM", exit::NOT_WARM.to_string()),
+        ("EXIT_HEALTH", exit::HEALTH_FAILED.to_string()),
+        ("EXIT_PACKAGES", exit::PACKAGES_FAILED.to_string()),
+        ("EXIT_LOCK_HELD", exit::LOCK_HELD.to_string()),
+        ("EXIT_NOT_SET_UP", exit::NOT_SET_UP.to_string()),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// node.sh reads every name of the contract and defines none of them itself; every
+    /// `$NAME` in upper case it uses is one of them (or its own `PATH`/`T0`).
+    #[test]
+    fn node_sh_uses_the_contract_and_defines_none_of_it() {
+        let script = super::super::remote::SCRIPT;
+        let names: Vec<&str> = prelude().iter().map(|(n, _)| *n).collect();
+        for name in &names {
+            assert!(
+                script.contains(&format!("${name}")) || script.contains(&format!("${{{name}")),
+                "node.sh never uses ${name}"
+            );
+            assert!(
+                !script
+                    .lines()
+                    .any(|l| l.trim_start().starts_with(&format!("{name}="))),
+                "node.sh defines {name} itself"
+            );
+        }
+        let mut used = std::collections::BTreeSet::new();
+        let bytes = script.as_bytes();
+        for (i, _) in script.match_indices('$') {
+            let rest = &script[i + 1..];
+            let rest = rest.strip_prefix('{').unwrap_or(rest);
+            let word: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                .collect();
+            if word.len() > 1
+                && word.starts_with(|c: char| c.is_ascii_uppercase())
+                && bytes.get(i + 1) != Some(&b'(')
+            {
+                used.insert(word);
+            }
+        }
+        for word in used {
+            assert!(
+                names.contains(&word.as_str())
+                    || ["PATH", "T0", "VIRTUAL_ENV", "HOME"].contains(&word.as_str()),
+                "node.sh uses ${word}, which the contract does not define"
+            );
+        }
+    }
+
+    #[test]
+    fn paths_hang_off_the_constants() {
+        assert_eq!(release_dir("blog", 3), "/srv/skiff/apps/blog/releases/3");
+        assert_eq!(env_snapshot("blog", 3), "/srv/skiff/apps/blog/env/3.env");
+        assert_eq!(app_lock("blog"), "/var/lib/skiff/locks/blog.lock");
+        assert!(NODE_LOCK.starts_with(LOCKS));
+    }
+}
