@@ -526,6 +526,9 @@ struct Plan<'a> {
     main: &'a str,
     n: u32,
     manifest: &'a sync::manifest::Manifest,
+    /// pyproject.toml's `[project] dependencies` as requirements text, when
+    /// `[python] requirements` is not set.
+    pyproject_deps: Option<&'a str>,
     cache: &'a Path,
     owner: &'a str,
     token: &'a str,
@@ -542,6 +545,10 @@ pub async fn update(
     let mut signals = Signals::new()?;
     let config = AppConfig::load(&req.dir)?;
     config.refuse_unsupported(&req.dir.join(crate::app_config::FILE_NAME))?;
+    let pyproject_deps = match &config.python {
+        Some(py) if py.requirements.is_none() => crate::pyproject::dependencies(&req.dir)?,
+        _ => None,
+    };
     let hosts = hosts_for(&config, &req.hosts)?;
     let main = routing::main_host(&hosts).expect("checked").to_string();
     let cluster = state.load()?;
@@ -638,6 +645,7 @@ pub async fn update(
         main: &main,
         n,
         manifest: &manifest,
+        pyproject_deps: pyproject_deps.as_deref(),
         cache: &cache,
         owner: &owner,
         token: &token,
@@ -862,6 +870,7 @@ async fn sync_and_build(t: &Target, plan: &Plan<'_>) -> Result<Built> {
     let mut venv = String::new();
     let mut requirements = String::new();
     let mut wheels = String::new();
+    let mut requirements_text = String::new();
     let mut meta = serde_json::json!({ "release": release_dir, "env": env });
     if t.begun.has_node_config {
         meta["env_file"] = format!("/srv/skiff/apps/{app}/env/{n}.env").into();
@@ -885,6 +894,13 @@ async fn sync_and_build(t: &Target, plan: &Plan<'_>) -> Result<Built> {
             requirements = req.clone();
             wheels = py.wheels.clone().unwrap_or_default();
             meta["venv"] = format!("/srv/skiff/apps/{app}/venvs/{venv}").into();
+        } else if let Some(deps) = plan.pyproject_deps {
+            // no requirements file: pyproject.toml's dependencies, keyed by the list
+            // (editing other tables of pyproject.toml keeps the venv)
+            venv = venv_key(&sha2::Sha256::digest(deps.as_bytes()), &t.begun.os);
+            requirements_text = deps.to_string();
+            wheels = py.wheels.clone().unwrap_or_default();
+            meta["venv"] = format!("/srv/skiff/apps/{app}/venvs/{venv}").into();
         }
     }
     if config.runtime == Runtime::Ruby {
@@ -900,6 +916,7 @@ async fn sync_and_build(t: &Target, plan: &Plan<'_>) -> Result<Built> {
         meta: meta.to_string(),
         venv: venv.clone(),
         requirements,
+        requirements_text,
         wheels,
         docroot,
         env_lines,

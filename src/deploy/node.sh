@@ -21,7 +21,7 @@
 #                                     (the slot vhosts), the release numbers found on
 #                                     disk (leftovers of a dead run)
 #   recover  app owner numbers        drop releases no state names (a dead run's)
-#   prepare  app owner n runtime meta venv req wheels docroot envlines build_timeout
+#   prepare  app owner n runtime meta venv req reqtext wheels docroot envlines build_timeout
 #            [CMD...]
 #                                     env snapshot, venv, build commands, release meta;
 #                                     then try the node lock (nodelock, no waiting)
@@ -197,11 +197,16 @@ prepare_step() {
     if [ ! -f "$v/.skiff-complete" ]; then
       rm -rf "$v"
       python3 -m venv "$v" >&2 || die "could not create a venv (is python3-venv installed? re-run setup-node)"
+      reqf=$rel/$req
+      if [ -z "$req" ]; then # pyproject.toml's dependencies, kept with the venv
+        reqf=$v/skiff-requirements.txt req="pyproject.toml's dependencies"
+        printf '%s' "$reqtext" >"$reqf"
+      fi
       if [ -n "$wheels" ]; then
-        "$v/bin/pip" install -q --disable-pip-version-check --no-index --find-links "$rel/$wheels" -r "$rel/$req" >&2 ||
+        "$v/bin/pip" install -q --disable-pip-version-check --no-index --find-links "$rel/$wheels" -r "$reqf" >&2 ||
           { rm -rf "$v"; die "pip could not install $req from $wheels"; }
       else
-        "$v/bin/pip" install -q --disable-pip-version-check -r "$rel/$req" >&2 ||
+        "$v/bin/pip" install -q --disable-pip-version-check -r "$reqf" >&2 ||
           { rm -rf "$v"; die "pip could not install $req (the node needs the package index, or ship wheels)"; }
       fi
       touch "$v/.skiff-complete"

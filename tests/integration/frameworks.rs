@@ -280,3 +280,78 @@ fn build_commands_run_in_the_apps_environment() {
     assert_eq!(code, 200, "{body}");
     assert!(body.starts_with("Python 3."), "{body}");
 }
+
+/// A project with a pyproject.toml and no requirements file: its `[project] dependencies`
+/// are installed into the venv from the shipped wheels (the node has no index), the venv
+/// is keyed by that list (editing another table keeps it, a new dependency list builds
+/// another), and a bad list stops `update` on the laptop, naming the file and key.
+#[test]
+fn pyproject_dependencies_install_into_the_venv() {
+    if !nodes_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    let node = TestNode::launch_set_up(&env);
+    let dir = fixture(&env, "python");
+    edit(
+        &dir.join("app.toml"),
+        "requirements = \"requirements.txt\"\n",
+        "",
+    );
+    std::fs::remove_file(dir.join("requirements.txt")).unwrap();
+    let pyproject = dir.join("pyproject.toml");
+    std::fs::write(
+        &pyproject,
+        "[project]\nname = \"pyapp\"\nversion = \"1.0\"\ndependencies = [\"skiff-greeting==1.0\"]\n\n[tool.ruff]\nline-length = 100\n",
+    )
+    .unwrap();
+    deploy(&env, &node, &dir);
+    let (code, body) = get(&node.address, "pyapp.test", "/");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("greeting=hi-from-wheel"), "{body}");
+    let venvs = |n: &str| {
+        let listed = node.exec("ls /srv/skiff/apps/pyapp/venvs");
+        assert_eq!(listed.lines().count().to_string(), n, "{listed}");
+        listed
+    };
+    let first = venvs("1");
+    assert_eq!(
+        node.exec(&format!(
+            "cat /srv/skiff/apps/pyapp/venvs/{}/skiff-requirements.txt",
+            first.trim()
+        )),
+        "skiff-greeting==1.0\n"
+    );
+
+    // another table changed: the same venv
+    edit(&pyproject, "line-length = 100", "line-length = 88");
+    deploy(&env, &node, &dir);
+    venvs("1");
+    // the dependency list changed: a new venv
+    edit(
+        &pyproject,
+        "\"skiff-greeting==1.0\"",
+        "\"skiff-greeting>=1.0\"",
+    );
+    deploy(&env, &node, &dir);
+    venvs("2");
+    assert!(
+        get(&node.address, "pyapp.test", "/")
+            .1
+            .contains("greeting=hi-from-wheel")
+    );
+
+    // dependencies a build backend computes: refused on the laptop, naming file and key
+    edit(
+        &pyproject,
+        "version = \"1.0\"",
+        "version = \"1.0\"\ndynamic = [\"dependencies\"]",
+    );
+    let out = crate::update::run_update(&env, &dir, &node);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("pyproject.toml") && err.contains("project.dynamic"),
+        "{err}"
+    );
+}
