@@ -196,13 +196,28 @@ prepare_step() {
     v=$a/venvs/$venv
     if [ ! -f "$v/.skiff-complete" ]; then
       rm -rf "$v"
-      python3 -m venv "$v" >&2 || die "could not create a venv (is python3-venv installed? re-run setup-node)"
+      # With shipped wheels, the distribution's pip wheel (what ensurepip would install)
+      # runs from the wheel and installs the requirements and pip itself in one run,
+      # instead of ensurepip's own pip run first (~3 s of a ~4.5 s Django venv); no
+      # setuptools, as in Python 3.12's venvs. With the index: a plain venv.
+      pipwhl=
+      if [ -n "$wheels" ]; then
+        for _w in /usr/share/python-wheels/pip-*.whl; do [ -f "$_w" ] && pipwhl=$_w; done
+      fi
+      if [ -n "$pipwhl" ]; then
+        python3 -m venv --without-pip "$v" >&2
+      else
+        python3 -m venv "$v" >&2
+      fi || die "could not create a venv (is python3-venv installed? re-run setup-node)"
       reqf=$rel/$req
       if [ -z "$req" ]; then # pyproject.toml's dependencies, kept with the venv
         reqf=$v/skiff-requirements.txt req="pyproject.toml's dependencies"
         printf '%s' "$reqtext" >"$reqf"
       fi
-      if [ -n "$wheels" ]; then
+      if [ -n "$pipwhl" ]; then
+        "$v/bin/python" "$pipwhl/pip" install -q --disable-pip-version-check --no-index --find-links "$rel/$wheels" -r "$reqf" "$pipwhl" >&2 ||
+          { rm -rf "$v"; die "pip could not install $req from $wheels"; }
+      elif [ -n "$wheels" ]; then
         "$v/bin/pip" install -q --disable-pip-version-check --no-index --find-links "$rel/$wheels" -r "$reqf" >&2 ||
           { rm -rf "$v"; die "pip could not install $req from $wheels"; }
       else

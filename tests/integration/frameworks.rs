@@ -176,6 +176,8 @@ commands = ["python manage.py collectstatic --noinput"]
         "1",
         "the same requirements reuse the venv"
     );
+    // the venv has its own pip (installed from the node's pip wheel with the app's)
+    node.exec("/srv/skiff/apps/mysite/venvs/*/bin/pip --version");
 
     // rollback: HOST is version 1 again, prev.HOST version 2
     let out = env
