@@ -343,6 +343,22 @@ fn pyproject_dependencies_install_into_the_venv() {
             .contains("greeting=hi-from-wheel")
     );
 
+    // a dependency no shipped wheel provides: the deploy fails, naming it; live untouched
+    edit(
+        &pyproject,
+        "\"skiff-greeting>=1.0\"",
+        "\"skiff-greeting==2.0\"",
+    );
+    let out = crate::update::run_update(&env, &dir, &node);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("pip could not install pyproject.toml's dependencies from wheels"),
+        "{err}"
+    );
+    assert_eq!(get(&node.address, "pyapp.test", "/").0, 200);
+    venvs("2");
+
     // dependencies a build backend computes: refused on the laptop, naming file and key
     edit(
         &pyproject,
