@@ -7,6 +7,9 @@
 # - the cached Debian 12 rootfs at ${SKIFF_LOCAL_ROOTFS:-/var/cache/skiff/rootfs-bookworm}
 #   (debootstrap minbase + openssh-server python3 rdiff sudo ca-certificates curl iproute2
 #   procps; about a minute, once), made by the same script skiff embeds for local nodes.
+# - python3-pip, and the Django and Flask wheels the framework tests deploy, downloaded
+#   from PyPI once into /var/cache/skiff/wheels (.ci/fetch-wheels.sh; the nodes cannot
+#   reach PyPI, and the wheels are not committed)
 #
 # Packaged daemons must not start on install: apt-cacher-ng's would listen on 0.0.0.0:3142.
 # Docker-style hosts already have a /usr/sbin/policy-rc.d that says "exit 101"; elsewhere
@@ -21,7 +24,7 @@ say() { printf 'prepare-nodes: %s\n' "$*" >&2; }
 [ "$(id -u)" = 0 ] || { say "needs root (network namespaces, mounts, apt)"; exit 1; }
 
 need=()
-for pkg in debootstrap apt-cacher-ng openssh-client iproute2 util-linux procps vagrant; do
+for pkg in debootstrap apt-cacher-ng openssh-client iproute2 util-linux procps vagrant python3-pip; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -51,4 +54,5 @@ else
   say "creating the Debian 12 rootfs at $rootfs (about a minute, once)"
   SKIFF_LOCAL_ROOTFS=$rootfs bash providers/local-node.sh ensure-rootfs
 fi
+bash .ci/fetch-wheels.sh
 say "ready"

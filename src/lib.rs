@@ -30,6 +30,7 @@ pub mod node_state;
 pub mod printer;
 pub mod providers;
 pub mod provision;
+pub mod pyproject;
 pub mod routing;
 pub mod scaffold;
 pub mod sync;

@@ -542,6 +542,9 @@ struct Plan<'a> {
     main: &'a str,
     n: u32,
     manifest: &'a sync::manifest::Manifest,
+    /// pyproject.toml's `[project] dependencies` as requirements text, when
+    /// `[python] requirements` is not set.
+    pyproject_deps: Option<&'a str>,
     cache: &'a Path,
     owner: &'a str,
     token: &'a str,
@@ -558,6 +561,10 @@ pub async fn update(
     let mut signals = Signals::new()?;
     let config = AppConfig::load(&req.dir)?;
     config.refuse_unsupported(&req.dir.join(crate::app_config::FILE_NAME))?;
+    let pyproject_deps = match &config.python {
+        Some(py) if py.requirements.is_none() => crate::pyproject::dependencies(&req.dir)?,
+        _ => None,
+    };
     let hosts = hosts_for(&config, &req.hosts)?;
     let main = routing::main_host(&hosts).expect("checked").to_string();
     let cluster = state.load()?;
@@ -654,6 +661,7 @@ pub async fn update(
         main: &main,
         n,
         manifest: &manifest,
+        pyproject_deps: pyproject_deps.as_deref(),
         cache: &cache,
         owner: &owner,
         token: &token,
@@ -881,6 +889,7 @@ async fn sync_and_build(t: &Target, plan: &Plan<'_>) -> Result<Built> {
     let mut venv = String::new();
     let mut requirements = String::new();
     let mut wheels = String::new();
+    let mut requirements_text = String::new();
     let mut meta = serde_json::json!({ "release": release_dir, "env": env });
     if t.begun.has_node_config {
         meta["env_file"] = contract::env_snapshot(app, n).into();
@@ -902,6 +911,17 @@ async fn sync_and_build(t: &Target, plan: &Plan<'_>) -> Result<Built> {
                 })?;
             venv = venv_key(hash, &t.begun.os, py.system_packages);
             requirements = req.clone();
+            wheels = py.wheels.clone().unwrap_or_default();
+            meta["venv"] = contract::venv_dir(app, &venv).into();
+        } else if let Some(deps) = plan.pyproject_deps {
+            // no requirements file: pyproject.toml's dependencies, keyed by the list
+            // (editing other tables of pyproject.toml keeps the venv)
+            venv = venv_key(
+                &sha2::Sha256::digest(deps.as_bytes()),
+                &t.begun.os,
+                py.system_packages,
+            );
+            requirements_text = deps.to_string();
             wheels = py.wheels.clone().unwrap_or_default();
             meta["venv"] = contract::venv_dir(app, &venv).into();
         }
@@ -926,6 +946,7 @@ async fn sync_and_build(t: &Target, plan: &Plan<'_>) -> Result<Built> {
         meta: meta.to_string(),
         venv: venv.clone(),
         requirements,
+        requirements_text,
         wheels,
         docroot,
         bundle: deps.bundle,

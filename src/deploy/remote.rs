@@ -355,6 +355,9 @@ pub struct Prepare {
     pub venv: String,
     /// Requirements file inside the release.
     pub requirements: String,
+    /// Requirements text to install when `requirements` is empty (pyproject.toml's
+    /// `[project] dependencies`, one per line).
+    pub requirements_text: String,
     /// Wheels folder inside the release ("" = use the index).
     pub wheels: String,
     /// PHP docroot inside the release ("" = not PHP).
@@ -497,6 +500,7 @@ pub async fn prepare(
         ("meta", p.meta.as_str()),
         ("venv", p.venv.as_str()),
         ("req", p.requirements.as_str()),
+        ("reqtext", p.requirements_text.as_str()),
         ("wheels", p.wheels.as_str()),
         ("docroot", p.docroot.as_str()),
         ("bundle", p.bundle.as_str()),

@@ -15,6 +15,7 @@ const SCRIPTS: &[&str] = &[
     "scripts/demo.sh",
     ".ci/run",
     ".ci/prepare-nodes.sh",
+    ".ci/fetch-wheels.sh",
 ];
 
 #[test]

@@ -78,7 +78,7 @@ pub fn field<'a>(body: &'a str, key: &str) -> &'a str {
 }
 
 /// Every request to Apache on the node so far (all vhosts).
-fn apache_log(node: &TestNode) -> String {
+pub fn apache_log(node: &TestNode) -> String {
     node.exec("cat /var/log/apache2/*access*.log 2>/dev/null || true")
 }
 
