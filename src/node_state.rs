@@ -113,12 +113,58 @@ pub struct SlotUse {
     pub release: u32,
 }
 
-/// The kind of daemon slot a runtime needs, if any.
-pub fn slot_kind(runtime: Runtime) -> Option<&'static str> {
-    match runtime {
-        Runtime::Python => Some("py"),
-        Runtime::Ruby => Some("rb"),
-        Runtime::Php | Runtime::Static => None,
+/// The two kinds of daemon slot in a node's pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlotKind {
+    /// A mod_wsgi daemon group `pyNN`.
+    Python,
+    /// A Passenger app root `rbNN`.
+    Ruby,
+}
+
+impl SlotKind {
+    /// The kind of slot a runtime needs, if any (PHP and static apps need none).
+    pub fn of(runtime: Runtime) -> Option<SlotKind> {
+        match runtime {
+            Runtime::Python => Some(SlotKind::Python),
+            Runtime::Ruby => Some(SlotKind::Ruby),
+            Runtime::Php | Runtime::Static => None,
+        }
+    }
+
+    /// The kind of a slot name (`py03`, `rb01`).
+    pub fn of_slot(slot: &str) -> Option<SlotKind> {
+        if slot.starts_with("py") {
+            Some(SlotKind::Python)
+        } else if slot.starts_with("rb") {
+            Some(SlotKind::Ruby)
+        } else {
+            None
+        }
+    }
+
+    /// The slot names' prefix: `py`, `rb`.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            SlotKind::Python => "py",
+            SlotKind::Ruby => "rb",
+        }
+    }
+
+    /// The name node.sh and skiff-node use: `python`, `ruby`.
+    pub fn name(self) -> &'static str {
+        match self {
+            SlotKind::Python => "python",
+            SlotKind::Ruby => "ruby",
+        }
+    }
+
+    /// How people call it: `Python`, `Ruby`.
+    pub fn label(self) -> &'static str {
+        match self {
+            SlotKind::Python => "Python",
+            SlotKind::Ruby => "Ruby",
+        }
     }
 }
 

@@ -30,7 +30,7 @@ use sha2::Digest;
 use crate::app_config::{AppConfig, Runtime};
 use crate::cluster::{AppState, StateFile, Version};
 use crate::error::{Error, Result};
-use crate::node_state::{NodeApp, NodeState, Release, ReleaseHealth, SlotUse, slot_kind};
+use crate::node_state::{NodeApp, NodeState, Release, ReleaseHealth, SlotKind, SlotUse};
 use crate::routing;
 use crate::sync::{self, Releases, SyncSummary};
 use crate::transport::ssh::Session;
@@ -762,13 +762,12 @@ pub async fn update(
     })
 }
 
-/// The slot kind (`python`/`ruby`) and pool for `runtime` on a node, if it needs one.
-fn pool_for(begun: &Begun, runtime: Runtime) -> Option<(&'static str, &[String])> {
-    match slot_kind(runtime) {
-        Some("py") => Some(("python", &begun.python_slots)),
-        Some(_) => Some(("ruby", &begun.ruby_slots)),
-        None => None,
-    }
+/// The slot kind and pool for `runtime` on a node, if it needs one.
+fn pool_for(begun: &Begun, runtime: Runtime) -> Option<(SlotKind, &[String])> {
+    SlotKind::of(runtime).map(|k| match k {
+        SlotKind::Python => (k, begun.python_slots.as_slice()),
+        SlotKind::Ruby => (k, begun.ruby_slots.as_slice()),
+    })
 }
 
 /// Unlocks and closes every target after a failure, returning the error.
@@ -1016,7 +1015,6 @@ async fn trial_node(t: &Target, built: Built, view: NodeView, plan: &Plan<'_>) -
         });
     }
     let mut slot = None;
-    let mut kind = "";
     if let Some((k, pool)) = pool_for(&t.begun, config.runtime) {
         let s = pool::choose_or_grow(
             &t.session,
@@ -1037,8 +1035,7 @@ async fn trial_node(t: &Target, built: Built, view: NodeView, plan: &Plan<'_>) -
                 release: n,
             },
         );
-        slot = Some(s);
-        kind = k;
+        slot = Some((s, k));
     }
     let backend = routing::backend(&st, app, &st.apps[app.as_str()], n);
     let vhost = format!("{n}.{}", plan.main);
@@ -1046,8 +1043,7 @@ async fn trial_node(t: &Target, built: Built, view: NodeView, plan: &Plan<'_>) -
         app,
         owner: plan.owner,
         n,
-        slot: slot.as_deref(),
-        kind,
+        slot: slot.as_ref().map(|(s, k)| (s.as_str(), *k)),
         want: SLOT_PROCESSES,
         backend: &backend,
         vhost: &vhost,
@@ -1094,7 +1090,7 @@ async fn trial_node(t: &Target, built: Built, view: NodeView, plan: &Plan<'_>) -
     Ok(Staged {
         before: view.state,
         state: st,
-        slot,
+        slot: slot.map(|(s, _)| s),
         phases,
         sync: built.sync,
     })
@@ -1334,7 +1330,6 @@ async fn ready_to_activate(
     };
     let reset = st.stale_slots(&view.slot_files);
     let mut slot = None;
-    let mut kind = "";
     if node_app.current != Some(target)
         && let Some((k, pool)) = pool_for(&t.begun, node_app.runtime)
         && st.slot_of(app, target).is_none()
@@ -1350,12 +1345,11 @@ async fn ready_to_activate(
                 release: target,
             },
         );
-        kind = k;
-        slot = Some(s);
+        slot = Some((s, k));
     }
     if slot.is_some() || !reset.is_empty() {
         // not running: load it into an idle slot and check it before the flip
-        if let Some(s) = &slot {
+        if let Some((s, _)) = &slot {
             events(Event::Note {
                 node: t.name.clone(),
                 message: format!("version {target} is not running; loading it into slot {s}"),
@@ -1373,8 +1367,7 @@ async fn ready_to_activate(
             app,
             owner,
             n: target,
-            slot: slot.as_deref(),
-            kind,
+            slot: slot.as_ref().map(|(s, k)| (s.as_str(), *k)),
             want: SLOT_PROCESSES,
             backend: &backend,
             vhost: &vhost,

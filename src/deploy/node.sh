@@ -313,8 +313,13 @@ prepare_step() {
   phase deps
   # Files of a release are hard links shared with older releases: a build command that
   # writes one in place (`>>`, `truncate`, an editor) would change those too. Such
-  # writes are found (link count > 1, modified during the build) and fail the deploy.
+  # writes are found and fail the deploy: a shared file (link count > 1) whose size or
+  # modification time differs after the build. (Not `find -newer` a marker file: the
+  # kernel's coarse file clock gives a write just after the marker the same time.)
   marker=$(mktemp)
+  if [ $# -gt 0 ]; then
+    find "$rel" -type f -links +1 -printf '%i %s %T@\n' | sort >"$marker"
+  fi
   for c in "$@"; do
     (
       cd "$rel"
@@ -353,7 +358,8 @@ EOF
     ) || { _s=$?; rm -f "$marker"; exit "$_s"; }
   done
   if [ $# -gt 0 ]; then
-    shared=$(find "$rel" -type f -links +1 -newer "$marker" | head -n 5)
+    shared=$(find "$rel" -type f -links +1 -printf '%i %s %T@\n' | sort | comm -13 "$marker" - |
+      while read -r _i _rest; do find "$rel" -inum "$_i" -print -quit; done | head -n 5)
     if [ -n "$shared" ]; then
       rm -f "$marker"
       echo "skiff: build.commands wrote into shipped files in place; they are hard links shared with older releases:" >&2

@@ -8,7 +8,7 @@
 //! batch ([`BATCH`]), never one slot at a time: a reload per two new apps at most.
 
 use crate::error::Result;
-use crate::node_state::NodeState;
+use crate::node_state::{NodeState, SlotKind};
 use crate::provision::MAX_SLOTS;
 use crate::transport::ssh::Session;
 
@@ -22,20 +22,15 @@ pub fn grown_size(len: usize) -> Option<usize> {
     (len < MAX_SLOTS).then(|| (len + BATCH).min(MAX_SLOTS))
 }
 
-/// How people call a slot kind (`python` -> `Python`).
-fn label(kind: &str) -> &'static str {
-    if kind == "python" { "Python" } else { "Ruby" }
-}
-
 /// The note a deploy shows when it grew the pool.
-pub fn grew_note(kind: &str, from: usize, to: usize) -> String {
+pub fn grew_note(kind: SlotKind, from: usize, to: usize) -> String {
     format!(
         "the {} slot pool grew from {from} to {to} (one Apache graceful reload)",
-        label(kind)
+        kind.label()
     )
 }
 
-/// [`NodeState::choose_slot`], growing the pool of `kind` (`python`, `ruby`) by a batch
+/// [`NodeState::choose_slot`], growing the pool of `kind` by a batch
 /// when it is full. Needs the node lock.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn choose_or_grow(
@@ -44,7 +39,7 @@ pub(super) async fn choose_or_grow(
     st: &NodeState,
     app: &str,
     n: u32,
-    kind: &str,
+    kind: SlotKind,
     pool: &[String],
     owner: &str,
     events: &EventFn,
@@ -79,7 +74,7 @@ mod tests {
         assert_eq!(grown_size(97), Some(99));
         assert_eq!(grown_size(99), None);
         assert_eq!(
-            grew_note("python", 8, 12),
+            grew_note(SlotKind::Python, 8, 12),
             "the Python slot pool grew from 8 to 12 (one Apache graceful reload)"
         );
     }

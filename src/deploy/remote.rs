@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::error::{Error, Result};
-use crate::node_state::NodeState;
+use crate::node_state::{NodeState, SlotKind};
 use crate::transport::ssh::Session;
 
 /// The node-side half of every deploy step (see its header for the steps).
@@ -100,21 +100,21 @@ fn pool_slots(pool: Option<&str>, prefix: &str) -> Option<Vec<String>> {
     Some(slots)
 }
 
-/// The pool is full: adds slots of `kind` (`python`, `ruby`) up to number `to` through
+/// The pool is full: adds slots of `kind` up to number `to` through
 /// `skiff-node slots-grow` (config test, one Apache graceful reload, restored on failure).
 /// Needs the node lock. Returns the new slot names.
 pub async fn grow(
     session: &Session,
     app: &str,
     owner: &str,
-    kind: &str,
+    kind: SlotKind,
     to: usize,
 ) -> Result<Vec<String>> {
     let to_text = to.to_string();
     let vars = [
         ("app", app),
         ("owner", owner),
-        ("kind", kind),
+        ("kind", kind.name()),
         ("to", to_text.as_str()),
     ];
     let (status, out, err) = step(session, "grow", &vars, &[]).await?;
@@ -134,12 +134,11 @@ pub async fn grow(
         .lines()
         .find_map(|l| {
             let mut w = l.split_whitespace();
-            (w.next() == Some("pool") && w.next() == Some(kind)).then_some(())?;
+            (w.next() == Some("pool") && w.next() == Some(kind.name())).then_some(())?;
             w.next()?.parse::<usize>().ok()
         })
         .unwrap_or(to);
-    let prefix = if kind == "python" { "py" } else { "rb" };
-    Ok(slot_names(prefix, to).split_off(from.min(to)))
+    Ok(slot_names(kind.prefix(), to).split_off(from.min(to)))
 }
 
 /// Runs step `name` of node.sh with its named inputs in the prelude (never in argv).
@@ -386,10 +385,8 @@ pub struct Trial<'a> {
     pub owner: &'a str,
     /// Release number.
     pub n: u32,
-    /// Slot to load into (none for PHP and static).
-    pub slot: Option<&'a str>,
-    /// `python` or `ruby` (ignored without a slot).
-    pub kind: &'a str,
+    /// Slot to load into and its kind (none for PHP and static).
+    pub slot: Option<(&'a str, SlotKind)>,
     /// Processes that must answer with this run's token.
     pub want: u32,
     /// Release N's backend name (`N.APP.KIND.skiff`), checked on NGINX's loopback
@@ -430,8 +427,8 @@ pub async fn trial(session: &Session, t: &Trial<'_>) -> Result<Result<PhaseTimes
         ("app", t.app),
         ("owner", t.owner),
         ("n", n.as_str()),
-        ("slot", t.slot.unwrap_or("")),
-        ("kind", t.kind),
+        ("slot", t.slot.map_or("", |(s, _)| s)),
+        ("kind", t.slot.map_or("", |(_, k)| k.name())),
         ("want", want.as_str()),
         ("backend", t.backend),
         ("vhost", t.vhost),
