@@ -1,6 +1,6 @@
 //! The typed `app.toml`: what an app is, how it runs and where it is served.
 //!
-//! Every section of DESIGN.md parses and validates now, so the format is stable from the
+//! Every section README.md documents parses and validates now, so the format is stable from the
 //! start; sections whose feature is not built yet are refused with "not supported yet"
 //! by the command that would use them (see [`AppConfig::unsupported`]).
 //! Nothing invalid gets past [`AppConfig::load`]: names, hosts, paths and env names are

@@ -1,6 +1,6 @@
 //! Command-line surface: clap types only, no I/O and no validation beyond what clap does.
 //!
-//! Every verb of DESIGN.md that is built has a variant here; global flags live in
+//! Every verb skiff has is a variant here; global flags live in
 //! [`GlobalArgs`] so every verb accepts them in any position.
 
 use std::path::PathBuf;

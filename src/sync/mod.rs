@@ -1,6 +1,6 @@
 //! Delta sync: ship an app tree into a new release on a node in a few SSH round trips.
 //!
-//! How a sync goes (see DESIGN.md "Deploy", step 3):
+//! How a sync goes (docs/architecture.md, the `sync::push` lines):
 //! 1. [`scan()`] the local tree into a [`Manifest`] (ignore rules, symlink checks, sha256 of
 //!    every file in parallel, optionally through a hash cache).
 //! 2. [`push`] compares it, on the laptop, with the base release's manifest (cached from
@@ -98,7 +98,7 @@ pub struct Releases {
 }
 
 impl Releases {
-    /// The folder DESIGN.md gives an app: `/srv/skiff/apps/<app>/releases`.
+    /// The folder the node contract gives an app: `/srv/skiff/apps/<app>/releases`.
     pub fn for_app(app: &str) -> Result<Releases> {
         crate::names::check_name(app).map_err(|why| {
             Error::usage(

@@ -204,7 +204,7 @@ commands = ["python manage.py collectstatic --noinput"]
     vendor_wheels(&flask, &app);
     std::fs::write(
         app.join("app.py"),
-        "from flask import Flask, request\n\napp = Flask(__name__)\n\n\n@app.route(\"/\")\ndef index():\n    return f\"hello from Flask at {request.host}\"\n",
+        "import os\n\nfrom flask import Flask, request\n\napp = Flask(__name__)\n\n\n@app.route(\"/\")\ndef index():\n    return f\"hello from Flask at {request.host}, version {os.environ['SKIFF_VERSION']}\"\n",
     )
     .unwrap();
     std::fs::write(
@@ -222,11 +222,33 @@ wheels = "wheels"
     .unwrap();
     let report = deploy(&env, &node, &app);
     assert_eq!(report["version"], 1, "{report}");
-    for host in ["flask.test", "1.flask.test"] {
+    let flask_says = |host: &str, version: u32| {
         let (code, body) = get(&node.address, host, "/");
         assert_eq!(code, 200, "{host}: {body}");
-        assert_eq!(body, format!("hello from Flask at {host}"));
-    }
+        assert_eq!(
+            body,
+            format!("hello from Flask at {host}, version {version}")
+        );
+    };
+    flask_says("flask.test", 1);
+    flask_says("1.flask.test", 1);
+    // redeployed and rolled back like the Django site
+    assert_eq!(deploy(&env, &node, &app)["version"], 2);
+    flask_says("flask.test", 2);
+    flask_says("1.flask.test", 1);
+    flask_says("prev.flask.test", 1);
+    let out = env
+        .skiff()
+        .args(["rollback", "flask.test"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    flask_says("flask.test", 1);
+    flask_says("prev.flask.test", 2);
     let (code, body) = get(&node.address, "flask.test", "/missing");
     assert_eq!(code, 404, "Flask's own 404: {body}");
     assert!(body.contains("Not Found"), "{body}");
