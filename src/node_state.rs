@@ -255,6 +255,30 @@ impl NodeState {
         })
     }
 
+    /// The state after switching `app` to release `n`: current = N, prev = the old
+    /// current, spare slots freed, releases beyond `keep` pruned. Returns it with the
+    /// freed slots and the pruned releases.
+    pub fn after_switch(
+        &self,
+        app: &str,
+        n: u32,
+        keep: usize,
+    ) -> (NodeState, Vec<String>, Vec<u32>) {
+        let mut st = self.clone();
+        if let Some(entry) = st.apps.get_mut(app) {
+            if entry.current != Some(n) {
+                entry.prev = entry.current;
+            }
+            entry.current = Some(n);
+        }
+        let freed = st.free_spare_slots(app);
+        let prune = st.prune_candidates(app, keep);
+        if let Some(entry) = st.apps.get_mut(app) {
+            entry.releases.retain(|r| !prune.contains(&r.number));
+        }
+        (st, freed, prune)
+    }
+
     /// After a switch: frees every slot of `app` that holds neither current nor prev,
     /// returning the freed slot names (their processes can be told to go idle).
     pub fn free_spare_slots(&mut self, app: &str) -> Vec<String> {
@@ -502,6 +526,32 @@ mod tests {
             s.stale_slots(&files),
             vec!["py01:a:5".to_string(), "py02".to_string()]
         );
+    }
+
+    #[test]
+    fn after_switch_makes_n_current_and_the_old_current_prev() {
+        let mut s = NodeState::default();
+        s.apps.insert("a".into(), app(Some(2), Some(1), &[1, 2, 3]));
+        for (slot, release) in [("py01", 1), ("py02", 2), ("py03", 3)] {
+            s.slots.insert(
+                slot.into(),
+                SlotUse {
+                    app: "a".into(),
+                    release,
+                },
+            );
+        }
+        let (next, freed, prune) = s.after_switch("a", 3, 2);
+        let a = &next.apps["a"];
+        assert_eq!((a.current, a.prev), (Some(3), Some(2)));
+        assert_eq!(freed, vec!["py01".to_string()]);
+        assert_eq!(prune, vec![1]);
+        assert_eq!(
+            a.releases.iter().map(|r| r.number).collect::<Vec<_>>(),
+            [2, 3]
+        );
+        // the state it came from is untouched
+        assert_eq!(s.apps["a"].current, Some(2));
     }
 
     #[test]

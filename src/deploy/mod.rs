@@ -549,6 +549,9 @@ struct Plan<'a> {
     owner: &'a str,
     token: &'a str,
     events: &'a EventFn,
+    /// One node only: its trial, switch and finish go in one round trip, keeping this
+    /// many releases.
+    one_node_keep: Option<usize>,
 }
 
 /// Deploys `req.dir` as a new version to every chosen node.
@@ -666,6 +669,7 @@ pub async fn update(
         owner: &owner,
         token: &token,
         events: &events,
+        one_node_keep: (targets.len() == 1).then(|| config.keep.unwrap_or(DEFAULT_KEEP) as usize),
     };
     let staged = tokio::select! {
         r = stage_all(&targets, &plan) => r,
@@ -684,24 +688,17 @@ pub async fn update(
     let mut previous = None;
     let mut plans = Vec::new();
     for p in &staged {
-        let mut st = p.state.clone();
-        let entry = st.apps.get_mut(app).expect("trial added the app");
-        previous = previous.or(entry.current);
-        if entry.current != Some(n) {
-            entry.prev = entry.current;
-        }
-        entry.current = Some(n);
-        let freed = st.free_spare_slots(app);
-        let prune = st.prune_candidates(app, keep);
-        if let Some(entry) = st.apps.get_mut(app) {
-            entry.releases.retain(|r| !prune.contains(&r.number));
-        }
+        previous = previous.or(p.before.apps.get(app).and_then(|a| a.current));
+        let (st, freed, prune) = p.state.after_switch(app, n, keep);
         let routes = routing::render_map(&st);
         plans.push((st, routes, freed, prune));
     }
     let mut phases: Vec<PhaseTimes> = staged.iter().map(|p| p.phases.clone()).collect();
     for (i, t) in targets.iter().enumerate() {
         let (st, routes, _, _) = &plans[i];
+        if staged[i].done {
+            continue; // one node: switched and finished in its trial's round trip
+        }
         step(&events, &t.name, "switch");
         match remote::switch(&t.session, app, &owner, st, routes).await {
             Ok(ph) => phases[i].extend(ph),
@@ -719,13 +716,15 @@ pub async fn update(
     let mut final_states = Vec::new();
     for (i, (t, p)) in targets.iter().zip(&staged).enumerate() {
         let (st, _, freed, prune) = &plans[i];
-        step(&events, &t.name, "finish");
-        match remote::finish(&t.session, app, &owner, freed, prune).await {
-            Ok(ph) => phases[i].extend(ph),
-            Err(e) => events(Event::Note {
-                node: t.name.clone(),
-                message: format!("version {n} is live, but tidying up failed: {e}"),
-            }),
+        if !p.done {
+            step(&events, &t.name, "finish");
+            match remote::finish(&t.session, app, &owner, freed, prune).await {
+                Ok(ph) => phases[i].extend(ph),
+                Err(e) => events(Event::Note {
+                    node: t.name.clone(),
+                    message: format!("version {n} is live, but tidying up failed: {e}"),
+                }),
+            }
         }
         for (k, v) in &phases[i] {
             events(Event::Phase {
@@ -789,6 +788,8 @@ struct Staged {
     slot: Option<String>,
     phases: PhaseTimes,
     sync: SyncSummary,
+    /// Already switched and finished (a one-node deploy's `go`).
+    done: bool,
 }
 
 /// Undoes this run on every node (each node undoes only what `owner`/`token` did
@@ -1054,7 +1055,24 @@ async fn trial_node(t: &Target, built: Built, view: NodeView, plan: &Plan<'_>) -
     };
     let mut phases = built.phases;
     step(plan.events, &t.name, "check");
-    match remote::trial(&t.session, &trial).await? {
+    let after = plan.one_node_keep.map(|keep| {
+        let (next, freed, prune) = st.after_switch(app, n, keep);
+        let routes = routing::render_map(&next);
+        (next, routes, freed, prune)
+    });
+    let outcome = match &after {
+        Some((next, routes, freed, prune)) => {
+            let then = remote::AndSwitch {
+                state: next,
+                routes,
+                freed,
+                prune,
+            };
+            remote::go(&t.session, &trial, then).await?
+        }
+        None => remote::trial(&t.session, &trial).await?,
+    };
+    match outcome {
         Ok(ph) => phases.extend(ph),
         Err(h) => {
             let main = plan.main;
@@ -1093,6 +1111,7 @@ async fn trial_node(t: &Target, built: Built, view: NodeView, plan: &Plan<'_>) -
         slot: slot.map(|(s, _)| s),
         phases,
         sync: built.sync,
+        done: after.is_some(),
     })
 }
 

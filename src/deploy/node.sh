@@ -40,6 +40,8 @@
 #   grow     app owner kind to        the pool is full: add python|ruby slots up to TO
 #                                     (skiff-node slots-grow: one Apache graceful reload)
 #   switch   app owner state routes   routes (nginx -t, reload) + state.toml
+#   go       TRIAL's inputs, state routes freed prune
+#                                     one node: trial, switch and finish in one round trip
 #   finish   app owner freed prune    idle freed slots, prune releases, unlock both
 #   abort    app owner n token        undo what this run did: every slot it loaded (by
 #                                     its token) back, when it holds the node lock; drop
@@ -76,13 +78,22 @@ check_slot() { [ -z "$1" ] || printf '%s' "$1" | grep -Eqx '(py|rb)[0-9]{2,3}' |
 check_token() { printf '%s' "$1" | grep -Eqx '[0-9]{1,9}-[0-9a-f]{8,32}' || die "bad token: $1" "$EXIT_USAGE"; }
 
 # holds LOCKDIR: whether this run's owner line is the lock's
-holds() { [ -f "$1/owner" ] && [ "$(cat "$1/owner" 2>/dev/null)" = "$owner" ]; }
+holds() {
+  [ -f "$1/owner" ] || return 1
+  _o=
+  IFS= read -r _o <"$1/owner" || true
+  [ "$_o" = "$owner" ]
+}
 
 # mark LOCKDIR: record this step's session (every process of the step is in it, even
 # those `timeout` puts in a process group of their own) and its leader's start time
 mark() {
-  _g=$(ps -o sid= -p $$ | tr -d ' ')
-  _st=$(awk '{print $22}' "/proc/$_g/stat" 2>/dev/null || echo gone)
+  # /proc/PID/stat: field 6 is the session, 22 the start time (`comm`, field 2, is `sh`)
+  read -r _ _ _ _ _ _g _ </proc/$$/stat
+  _st=gone
+  if [ -r "/proc/$_g/stat" ]; then
+    read -r _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _ _st _ <"/proc/$_g/stat" || _st=gone
+  fi
   echo "$_g $_st" >"$1/pgid"
 }
 
@@ -93,7 +104,7 @@ stop_holder() {
   [ -f "$1/pgid" ] || return 0
   read -r _g _st <"$1/pgid" || return 0
   printf '%s' "$_g" | grep -Eqx '[0-9]+' || return 0
-  _mine=$(ps -o sid= -p $$ | tr -d ' ')
+  read -r _ _ _ _ _ _mine _ </proc/$$/stat
   [ "$_g" != "$_mine" ] || return 0
   if [ -e "/proc/$_g" ] && [ "$(awk '{print $22}' "/proc/$_g/stat" 2>/dev/null)" != "$_st" ]; then
     return 0
@@ -128,11 +139,14 @@ print_state() {
   echo "---state"
   cat "$STATE" 2>/dev/null || true
   echo "---slots"
+  # one awk for every slot.json (a fork per slot would cost more than the rest of the step)
+  set --
   for _f in "$SLOTS"/python/*/slot.json "$SLOTS"/ruby/*/slot.json; do
-    [ -f "$_f" ] || continue
-    _s=$(basename "$(dirname "$_f")")
-    echo "$_s $(sed -n 's/.*"release": *"\([^"]*\)".*/\1/p' "$_f" | head -n 1)"
+    if [ -f "$_f" ]; then set -- "$@" "$_f"; fi
   done
+  [ $# -eq 0 ] || awk 'FNR == 1 && match($0, /"release": *"[^"]*"/) {
+      r = substr($0, RSTART, RLENGTH); sub(/^"release": *"/, "", r); sub(/"$/, "", r)
+      n = split(FILENAME, p, "/"); print p[n - 1], r }' "$@"
 }
 
 # install_routes TEXT: the routing table through skiff-node (config test, reload, restore);
@@ -517,6 +531,29 @@ trial_step() {
   phase health
 }
 
+# switch_step: the routing table (nginx -t, reload), then state.toml
+switch_step() {
+  printf '%s' "$state" >"$STATE.tmp"
+  install_routes "$routes" || { rm -f "$STATE.tmp"; exit "$EXIT_NGINX"; }
+  mv -f "$STATE.tmp" "$STATE"
+  phase switch
+}
+
+# finish_step: idle the freed slots, prune, release both locks
+finish_step() {
+  for s in $freed; do
+    check_slot "$s"
+    idle_slot "$s" "$(kind_of "$s")"
+  done
+  for p in $prune; do
+    check_n "$p"
+    drop_release "$app" "$p"
+  done
+  rm -rf "$NODE_LOCK"
+  if holds "$LOCKS/$app.lock"; then rm -rf "$LOCKS/$app.lock"; fi
+  phase prune
+}
+
 step=${1:-}
 [ $# -gt 0 ] && shift
 case $step in
@@ -609,26 +646,28 @@ case $step in
   switch)
     check_app "$app"
     holds "$NODE_LOCK" || die "this run does not hold the node lock" "$EXIT_LOCK_HELD"
-    printf '%s' "$state" >"$STATE.tmp"
-    install_routes "$routes" || { rm -f "$STATE.tmp"; exit "$EXIT_NGINX"; }
-    mv -f "$STATE.tmp" "$STATE"
-    phase switch
+    switch_step
     ;;
 
   finish)
     check_app "$app"
     holds "$NODE_LOCK" || die "this run does not hold the node lock" "$EXIT_LOCK_HELD"
-    for s in $freed; do
-      check_slot "$s"
-      idle_slot "$s" "$(kind_of "$s")"
-    done
-    for p in $prune; do
-      check_n "$p"
-      drop_release "$app" "$p"
-    done
-    rm -rf "$NODE_LOCK"
-    if holds "$LOCKS/$app.lock"; then rm -rf "$LOCKS/$app.lock"; fi
-    phase prune
+    finish_step
+    ;;
+
+  go)
+    # a deploy to one node: trial, switch and finish in one round trip (no other node
+    # has to agree first). After `---switched` the new version is live: nothing may
+    # fail the step any more, so the finish is best effort.
+    check_app "$app"; check_n "$n"
+    holds "$NODE_LOCK" || die "this run does not hold the node lock" "$EXIT_LOCK_HELD"
+    mark "$NODE_LOCK"
+    trial_step
+    switch_step
+    echo "---switched"
+    set +e
+    finish_step
+    exit 0
     ;;
 
   destroy)

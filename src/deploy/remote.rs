@@ -419,11 +419,42 @@ pub struct HealthFailure {
 /// Loads release N, warms it and health-checks it (one round trip; no route changes).
 /// Needs the node lock.
 pub async fn trial(session: &Session, t: &Trial<'_>) -> Result<Result<PhaseTimes, HealthFailure>> {
+    trial_or_go(session, t, None).await
+}
+
+/// What the switch and finish of a one-node deploy need, sent with its trial.
+#[derive(Debug, Clone, Copy)]
+pub struct AndSwitch<'a> {
+    /// The node's state after the switch.
+    pub state: &'a NodeState,
+    /// Its routing table.
+    pub routes: &'a str,
+    /// Slots the switch frees.
+    pub freed: &'a [String],
+    /// Releases to prune.
+    pub prune: &'a [u32],
+}
+
+/// A deploy to one node: trial, then (when it passed) switch and finish, in one round
+/// trip. No other node has to agree, so nothing is gained by a round trip in between.
+pub async fn go(
+    session: &Session,
+    t: &Trial<'_>,
+    then: AndSwitch<'_>,
+) -> Result<Result<PhaseTimes, HealthFailure>> {
+    trial_or_go(session, t, Some(then)).await
+}
+
+async fn trial_or_go(
+    session: &Session,
+    t: &Trial<'_>,
+    then: Option<AndSwitch<'_>>,
+) -> Result<Result<PhaseTimes, HealthFailure>> {
     let n = t.n.to_string();
     let want = t.want.to_string();
     let timeout = format!("{:.1}", t.timeout);
     let reset = t.reset.join(" ");
-    let vars = [
+    let mut vars = vec![
         ("app", t.app),
         ("owner", t.owner),
         ("n", n.as_str()),
@@ -437,7 +468,22 @@ pub async fn trial(session: &Session, t: &Trial<'_>) -> Result<Result<PhaseTimes
         ("token", t.token),
         ("reset", reset.as_str()),
     ];
-    let (status, out, err) = step(session, "trial", &vars, &[]).await?;
+    let state_text;
+    let freed;
+    let prune;
+    if let Some(then) = &then {
+        state_text = then.state.render();
+        freed = then.freed.join(" ");
+        prune = join(then.prune);
+        vars.extend([
+            ("state", state_text.as_str()),
+            ("routes", then.routes),
+            ("freed", freed.as_str()),
+            ("prune", prune.as_str()),
+        ]);
+    }
+    let name = if then.is_some() { "go" } else { "trial" };
+    let (status, out, err) = step(session, name, &vars, &[]).await?;
     if status == HEALTH_FAILED {
         let parts = sections(&out);
         let health = parts.get("health").cloned().unwrap_or_default();
@@ -455,13 +501,12 @@ pub async fn trial(session: &Session, t: &Trial<'_>) -> Result<Result<PhaseTimes
         }));
     }
     if status != 0 {
-        return Err(failed(
-            session,
-            "loading the new release",
-            status,
-            &out,
-            &err,
-        ));
+        let what = if status == super::contract::exit::NGINX && then.is_some() {
+            "switching versions"
+        } else {
+            "loading the new release"
+        };
+        return Err(failed(session, what, status, &out, &err));
     }
     Ok(Ok(phases(&out)))
 }
