@@ -161,6 +161,7 @@ struct Run {
     failures: usize,
     phases: Vec<(String, f64)>,
     sync: f64,
+    round_trips: u64,
 }
 
 fn main() {
@@ -275,10 +276,11 @@ fn main() {
             failures: seen.failures().len(),
             phases,
             sync: node["sync"]["seconds"]["total"].as_f64().unwrap_or(0.0),
+            round_trips: node["round_trips"].as_u64().unwrap_or(0),
         };
         eprintln!(
             "run {}: version {} wall {:.3} s, served on HOST after {}, longest request {:.1} ms, \
-             {} requests, {} failed",
+             {} requests, {} failed, {} round trips",
             i + 1,
             run.version,
             run.wall,
@@ -286,7 +288,8 @@ fn main() {
                 .map_or("never".to_string(), |s| format!("{s:.3} s")),
             run.longest * 1000.0,
             run.requests,
-            run.failures
+            run.failures,
+            run.round_trips
         );
         results.push(run);
     }
@@ -303,6 +306,28 @@ fn main() {
             })
             .collect(),
     );
+    // the same request loop with no deploy, as long as an update takes: the longest
+    // request of a quiet node, to compare the update's longest with
+    let mut quiet = Vec::new();
+    for _ in 0..runs {
+        let mut spec = Spec::new(&address, host);
+        spec.threads = 2;
+        spec.interval = Duration::from_millis(10);
+        spec.max_requests = 3000;
+        spec.max_time = Duration::from_secs(30);
+        let loop_ = Traffic::start(spec);
+        std::thread::sleep(MARGIN);
+        let t0 = Instant::now();
+        std::thread::sleep(Duration::from_secs_f64(
+            results.iter().map(|r| r.wall).fold(0.0, f64::max).max(0.5),
+        ));
+        let seen = loop_.stop();
+        quiet.push(
+            seen.longest_between(t0, Instant::now())
+                .map_or(0.0, |s| s.took.as_secs_f64()),
+        );
+    }
+    let quiet_longest = median(quiet);
     let mut graceful = Vec::new();
     let mut graceful_failed = 0;
     for _ in 0..3 {
@@ -358,6 +383,17 @@ fn main() {
     println!(
         "  {:<34} {:>9.3}  (worst run {:.3})",
         "longest request during the update", longest, longest_max
+    );
+    println!(
+        "  {:<34} {:>9.3}  (update / quiet = {:.1}, goal at most 2)",
+        "longest request, no deploy",
+        quiet_longest,
+        longest / quiet_longest.max(0.000_1)
+    );
+    println!(
+        "  {:<34} {:>9.0}",
+        "round trips over the session",
+        m(&|r| r.round_trips as f64)
     );
     println!(
         "  {:<34} {:>9.3}",

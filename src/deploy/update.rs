@@ -27,6 +27,8 @@ pub struct NodeReport {
     pub sync: SyncSummary,
     /// Releases removed by pruning.
     pub pruned: Vec<u32>,
+    /// Commands (round trips) run over the node's SSH session, the sync's included.
+    pub round_trips: u64,
 }
 
 /// The result of an update (`--json` prints it).
@@ -313,6 +315,7 @@ pub async fn update(
             phases: phases[i].clone(),
             sync: p.sync.clone(),
             pruned: prune.clone(),
+            round_trips: t.session.round_trips(),
         });
         final_states.push((t.name.clone(), st.clone()));
     }
