@@ -1,7 +1,7 @@
 //! `skiff setup-node`: provision a node as a skiff web host (see [`crate::provision`]).
 //!
-//! Status lines (one per step, with its time) go to stderr; the plan (`--dry-run`) and the
-//! `--json` document go to stdout.
+//! Status lines (one per step, with its time) go to stderr, above a live line on a
+//! terminal; the plan (`--dry-run`) and the `--json` document go to stdout.
 
 use std::time::{Instant, SystemTime};
 
@@ -30,10 +30,27 @@ pub fn run(state: &StateFile, args: &SetupNodeArgs, printer: &Printer) -> Result
         skiff_version: env!("CARGO_PKG_VERSION").into(),
     };
     let started = Instant::now();
+    // on a terminal, a live line with the node, its current step and the time; status
+    // lines print above it
+    let live = printer.progress_allowed().then(|| {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {prefix:>12} {msg} ({elapsed})")
+                .expect("a valid template"),
+        );
+        bar.set_prefix(name.clone());
+        bar.set_message("connecting");
+        bar.enable_steady_tick(std::time::Duration::from_millis(100));
+        bar
+    });
+    let say = |verb: &str, message: String| match &live {
+        Some(bar) => bar.suspend(|| printer.status(verb, message)),
+        None => printer.status(verb, message),
+    };
     let outcome = transport::block_on(async {
         let t = Instant::now();
         let session = Session::for_node(&name, &node, state).await?;
-        printer.status(
+        say(
             "Connected",
             format!(
                 "to `{name}` ({}@{}) in {:.2} s",
@@ -42,11 +59,17 @@ pub fn run(state: &StateFile, args: &SetupNodeArgs, printer: &Printer) -> Result
                 t.elapsed().as_secs_f64()
             ),
         );
+        if let Some(bar) = &live {
+            bar.set_message("probing");
+        }
         let mut on_event = |e: Event| match e {
-            Event::Started { detail, .. } => printer.status("Installing", detail),
-            Event::Done(s) => {
-                printer.status(&verb(&s.step), format!("{} ({:.2} s)", s.detail, s.seconds))
+            Event::Started { step, detail } => {
+                if let Some(bar) = &live {
+                    bar.set_message(step);
+                }
+                say("Installing", detail)
             }
+            Event::Done(s) => say(&verb(&s.step), format!("{} ({:.2} s)", s.detail, s.seconds)),
         };
         let result =
             provision::setup_node(&session, &node.user, &choices, args.dry_run, &mut on_event)
@@ -55,7 +78,11 @@ pub fn run(state: &StateFile, args: &SetupNodeArgs, printer: &Printer) -> Result
         let outcome = result?;
         closed?;
         Ok::<_, crate::Error>(outcome)
-    })??;
+    });
+    if let Some(bar) = &live {
+        bar.finish_and_clear();
+    }
+    let outcome = outcome??;
 
     if !args.dry_run {
         let stale = node.setup.as_ref().is_none_or(|s| {

@@ -201,3 +201,46 @@ fn update_shows_live_node_lines_on_a_terminal_only() {
     );
     assert!(text.contains("Deployed"), "{text:?}");
 }
+
+/// `setup-node` on a terminal shows a live line for the node (redrawn in place); without
+/// one, no escape codes.
+#[test]
+fn setup_node_shows_a_live_line_on_a_terminal_only() {
+    if !nodes_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    let node = TestNode::launch_set_up(&env);
+    let plain = env
+        .skiff()
+        .env_remove("NO_COLOR")
+        .args(["setup-node", &node.name])
+        .output()
+        .unwrap();
+    ok(&plain);
+    let stderr = String::from_utf8_lossy(&plain.stderr);
+    assert!(
+        !stderr.contains('\x1b') && !stderr.contains('\r'),
+        "{stderr:?}"
+    );
+    let skiff = env!("CARGO_BIN_EXE_skiff");
+    let line = format!(
+        "{skiff} --state {} setup-node {}",
+        env.state.display(),
+        node.name
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env("HOME", &env.home)
+        .env_remove("NO_COLOR")
+        .env_remove("SKIFF_STATE")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains('\x1b') && text.contains(&format!("{} ", node.name)),
+        "no live line on a terminal: {text:?}"
+    );
+    assert!(text.contains("Finished"), "{text:?}");
+}
