@@ -222,6 +222,22 @@ impl Printer {
         !self.quiet && !self.json && self.verbose == 0 && std::io::stderr().is_terminal()
     }
 
+    /// A live line on stderr for one node (`PREFIX step (elapsed)`), redrawn in place;
+    /// `None` when progress is not allowed. The caller sets its message and adds it to a
+    /// `MultiProgress` when there are several.
+    pub fn live_line(&self, prefix: &str) -> Option<indicatif::ProgressBar> {
+        if !self.progress_allowed() {
+            return None;
+        }
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {prefix:>12} {msg} ({elapsed})")
+                .expect("a valid template"),
+        );
+        bar.set_prefix(prefix.to_string());
+        Some(bar)
+    }
+
     /// A progress bar on stderr, hidden when progress is not allowed.
     pub fn progress_bar(&self, len: u64, message: &str) -> indicatif::ProgressBar {
         if !self.progress_allowed() {

@@ -32,17 +32,11 @@ pub fn run(state: &StateFile, args: &SetupNodeArgs, printer: &Printer) -> Result
     let started = Instant::now();
     // on a terminal, a live line with the node, its current step and the time; status
     // lines print above it
-    let live = printer.progress_allowed().then(|| {
-        let bar = indicatif::ProgressBar::new_spinner();
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{spinner} {prefix:>12} {msg} ({elapsed})")
-                .expect("a valid template"),
-        );
-        bar.set_prefix(name.clone());
+    let live = printer.live_line(&name);
+    if let Some(bar) = &live {
         bar.set_message("connecting");
         bar.enable_steady_tick(std::time::Duration::from_millis(100));
-        bar
-    });
+    }
     let say = |verb: &str, message: String| match &live {
         Some(bar) => bar.suspend(|| printer.status(verb, message)),
         None => printer.status(verb, message),

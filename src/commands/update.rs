@@ -75,7 +75,7 @@ pub fn event_printer(printer: &Printer) -> deploy::EventFn {
     let printer = printer.clone();
     let live = printer
         .progress_allowed()
-        .then(|| Arc::new(LiveNodes::default()));
+        .then(|| Arc::new(LiveNodes::new(printer.clone())));
     Arc::new(move |event| {
         let say = |verb: &str, message: String| match &live {
             Some(l) if !printer.quiet() => l.println(printer.status_text(verb, message)),
@@ -132,27 +132,35 @@ pub fn event_printer(printer: &Printer) -> deploy::EventFn {
 }
 
 /// One live indicatif line per node, cleared when the deploy's events are dropped.
-#[derive(Default)]
 struct LiveNodes {
+    printer: Printer,
     multi: indicatif::MultiProgress,
     bars: std::sync::Mutex<std::collections::BTreeMap<String, indicatif::ProgressBar>>,
 }
 
 impl LiveNodes {
+    fn new(printer: Printer) -> LiveNodes {
+        LiveNodes {
+            printer,
+            multi: indicatif::MultiProgress::new(),
+            bars: Default::default(),
+        }
+    }
+
     /// Shows `what` on `node`'s line (made on first use).
     fn set(&self, node: &str, what: String) {
         let mut bars = self.bars.lock().unwrap_or_else(|p| p.into_inner());
-        let bar = bars.entry(node.to_string()).or_insert_with(|| {
-            let bar = self.multi.add(indicatif::ProgressBar::new_spinner());
-            bar.set_style(
-                indicatif::ProgressStyle::with_template("{spinner} {prefix:>12} {msg} ({elapsed})")
-                    .expect("a valid template"),
-            );
-            bar.set_prefix(node.to_string());
+        if !bars.contains_key(node) {
+            let Some(bar) = self.printer.live_line(node) else {
+                return;
+            };
+            let bar = self.multi.add(bar);
             bar.enable_steady_tick(std::time::Duration::from_millis(100));
-            bar
-        });
-        bar.set_message(what);
+            bars.insert(node.to_string(), bar);
+        }
+        if let Some(bar) = bars.get(node) {
+            bar.set_message(what);
+        }
     }
 
     /// A line above the live ones (they are cleared, the line printed, then redrawn).

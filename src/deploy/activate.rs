@@ -29,7 +29,7 @@ pub async fn activate(
         }
     }
     for (i, (t, r)) in targets.iter().zip(&ready).enumerate() {
-        update::step(&events, &t.name, "switch");
+        step(&events, &t.name, "switch");
         if let Err(e) = remote::switch(&t.session, &app, &owner, &r.state, &r.routes).await {
             for (done, d) in targets[..i].iter().zip(&ready) {
                 let old = routing::render_map(&d.before);
@@ -40,7 +40,7 @@ pub async fn activate(
     }
     let mut finals = Vec::new();
     for (t, r) in targets.iter().zip(ready) {
-        update::step(&events, &t.name, "finish");
+        step(&events, &t.name, "finish");
         if let Err(e) = remote::finish(&t.session, &app, &owner, &r.freed, &[]).await {
             events(Event::Note {
                 node: t.name.clone(),
@@ -170,7 +170,7 @@ pub(super) async fn ready_to_activate(
             token,
             reset: &reset,
         };
-        update::step(events, &t.name, "check");
+        step(events, &t.name, "check");
         if let Err(h) = remote::trial(&t.session, &trial).await? {
             return Err(Error::Remote {
                 node: t.name.clone(),

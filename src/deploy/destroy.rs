@@ -53,14 +53,7 @@ pub async fn destroy_app(state: &StateFile, host: &str, events: EventFn) -> Resu
     for t in targets {
         let _ = t.session.close().await;
     }
-    let ev = events.clone();
-    let mut waiting = move |p: &Path| {
-        ev(Event::Note {
-            node: String::new(),
-            message: format!("waiting for another skiff to release `{}`", p.display()),
-        })
-    };
-    state.update(&mut waiting, |cluster| {
+    state.update(&mut waiting_note(&events), |cluster| {
         cluster.apps.remove(host);
         Ok(())
     })?;

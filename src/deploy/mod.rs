@@ -147,6 +147,24 @@ pub(super) fn pool_for(begun: &Begun, runtime: Runtime) -> Option<(SlotKind, &[S
     })
 }
 
+/// Says (as a note) that this run waits for another skiff's lock on cluster.toml.
+fn waiting_note(events: &EventFn) -> impl FnMut(&Path) + '_ {
+    move |p| {
+        events(Event::Note {
+            node: String::new(),
+            message: format!("waiting for another skiff to release `{}`", p.display()),
+        })
+    }
+}
+
+/// Tells the command that `node` began `what` (its live line shows it).
+fn step(events: &EventFn, node: &str, what: &'static str) {
+    events(Event::Step {
+        node: node.to_string(),
+        step: what,
+    });
+}
+
 /// Writes the deploy into cluster.toml: the app's versions, current and prev, as the
 /// first node reports them (nodes are switched together).
 pub(super) fn record(
@@ -162,14 +180,7 @@ pub(super) fn record(
     let Some(node_app) = first.apps.get(app) else {
         return Ok(());
     };
-    let ev = events.clone();
-    let mut waiting = move |p: &Path| {
-        ev(Event::Note {
-            node: String::new(),
-            message: format!("waiting for another skiff to release `{}`", p.display()),
-        })
-    };
-    state.update(&mut waiting, |cluster| {
+    state.update(&mut waiting_note(events), |cluster| {
         let entry = cluster
             .apps
             .entry(main.to_string())

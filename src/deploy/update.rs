@@ -103,14 +103,6 @@ pub(super) fn venv_key(requirements_sha256: &[u8], os: &str, system_packages: bo
     hex::encode(h.finalize())[..16].to_string()
 }
 
-/// Tells the command that `node` began `what`.
-pub(super) fn step(events: &EventFn, node: &str, what: &'static str) {
-    events(Event::Step {
-        node: node.to_string(),
-        step: what,
-    });
-}
-
 /// What one update needs on every node, shared by the per-node steps.
 pub(super) struct Plan<'a> {
     config: &'a AppConfig,

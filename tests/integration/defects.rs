@@ -4,11 +4,12 @@
 //! folders no state names. Each failed on the code before its fix.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::support::{TestEnv, TestNode, nodes_available};
-use crate::update::{deploy, edit, field, fixture, get, releases_on_node, run_update};
+use crate::update::{
+    deploy, edit, field, fixture, get, ok, releases_on_node, run_update, spawn_update, wait_until,
+};
 
 /// A copy of the Python fixture as app `name` at `name.test`, printing `marker`.
 fn python_app(env: &TestEnv, name: &str) -> PathBuf {
@@ -51,11 +52,7 @@ fn versions(env: &TestEnv, host: &str) -> serde_json::Value {
         .args(["--json", "versions", host])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ok(&out);
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
@@ -88,16 +85,7 @@ fn two_apps_deployed_at_once_never_corrupt_each_other() {
         }
         let children: Vec<_> = dirs
             .iter()
-            .map(|dir| {
-                env.skiff_std()
-                    .args(["--json", "update"])
-                    .arg(dir)
-                    .args(["--node", &node.name])
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .unwrap()
-            })
+            .map(|dir| spawn_update(&env, dir, &node, true))
             .collect();
         let outs: Vec<_> = children
             .into_iter()
@@ -163,15 +151,7 @@ fn an_update_killed_at_any_moment_leaves_the_live_version_and_the_next_one_serve
     for i in 1..=12u32 {
         let at = run.mul_f64(f64::from(i) / 12.0) + Duration::from_millis(20);
         set_message(&dir, &format!("killed-{i}"));
-        let mut child = env
-            .skiff_std()
-            .args(["update"])
-            .arg(&dir)
-            .args(["--node", &node.name])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = spawn_update(&env, &dir, &node, false);
         std::thread::sleep(at);
         let _ = child.kill();
         child.wait().unwrap();
@@ -239,14 +219,7 @@ fn sigterm_and_sighup_abort_cleanly_like_ctrl_c() {
         nix::sys::signal::Signal::SIGTERM,
         nix::sys::signal::Signal::SIGHUP,
     ] {
-        let child = env
-            .skiff_std()
-            .args(["update"])
-            .arg(&dir)
-            .args(["--node", &node.name])
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+        let child = spawn_update(&env, &dir, &node, false);
         std::thread::sleep(Duration::from_millis(1500));
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), signal).unwrap();
         let out = child.wait_with_output().unwrap();
@@ -282,15 +255,7 @@ fn env_values_stay_out_of_argv_and_world_readable_files() {
         "GREETING_STYLE = \"plain\"",
         "GREETING_STYLE = \"plain\"\nAPI_TOKEN = \"s3cr3t-0f-th3-app\"\n[build]\ncommands = [\"sleep 3\"]",
     );
-    let child = env
-        .skiff_std()
-        .args(["update"])
-        .arg(&dir)
-        .args(["--node", &node.name])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_update(&env, &dir, &node, false);
     // look at every process's arguments while the build sleeps
     let mut seen_build = false;
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -304,11 +269,7 @@ fn env_values_stay_out_of_argv_and_world_readable_files() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ok(&out);
     assert!(seen_build, "the build was never seen running");
     assert!(!String::from_utf8_lossy(&out.stderr).contains("s3cr3t"));
     let (_, body) = get(&node.address, "pyapp.test", "/");
@@ -364,19 +325,10 @@ fn builds_time_out_and_an_orphaned_build_is_stopped() {
         format!("{base}\n[build]\ncommands = [\"sleep 43\"]\n"),
     )
     .unwrap();
-    let mut child = env
-        .skiff_std()
-        .args(["update"])
-        .arg(&dir)
-        .args(["--node", &node.name])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline && node.exec("pgrep -fc '[s]leep 43' || true").trim() == "0" {
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let mut child = spawn_update(&env, &dir, &node, false);
+    wait_until(Duration::from_secs(20), || {
+        node.exec("pgrep -fc '[s]leep 43' || true").trim() != "0"
+    });
     let _ = child.kill();
     child.wait().unwrap();
     std::fs::write(&toml, &base).unwrap();
@@ -443,11 +395,7 @@ fn release_folders_no_state_names_are_removed() {
         .args(["clean", "site.test", "--keep", "5"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ok(&out);
     assert_eq!(releases_on_node(&node, "site").trim(), "1");
     assert_eq!(node.exec("ls /srv/skiff/apps/site/meta/").trim(), "1.json");
     plant(8);
@@ -498,11 +446,7 @@ fn destroy_app_frees_what_the_app_held() {
         .args(["--json", "--yes", "destroy-app", "gone.test"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ok(&out);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let mut freed: Vec<String> = report["freed"]
         .as_array()
@@ -568,23 +512,10 @@ fn a_dropped_connection_never_prints_env_values() {
         )
         .unwrap();
         assert!(std::fs::read_to_string(&toml).unwrap().contains(&secret));
-        let mut cmd = env.skiff_std();
-        if json {
-            cmd.arg("--json");
-        }
-        let child = cmd
-            .args(["update"])
-            .arg(&dir)
-            .args(["--node", &node.name])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline && node.exec("pgrep -fc '[s]leep 5' || true").trim() == "0"
-        {
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let child = spawn_update(&env, &dir, &node, json);
+        wait_until(Duration::from_secs(20), || {
+            node.exec("pgrep -fc '[s]leep 5' || true").trim() != "0"
+        });
         for pid in env.ssh_masters() {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid as i32),
@@ -601,11 +532,7 @@ fn a_dropped_connection_never_prints_env_values() {
         assert!(!text.contains("tok3n-"), "a value is printed: {text}");
         std::fs::write(&toml, &base).unwrap();
         let out = run_update(&env, &dir, &node);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        ok(&out);
     }
 }
 

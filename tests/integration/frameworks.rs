@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command as StdCommand;
 
 use crate::support::{TestEnv, TestNode, nodes_available};
-use crate::update::{apache_log, deploy, edit, fixture, get};
+use crate::update::{apache_log, deploy, edit, fixture, get, ok};
 
 /// The wheel cache `.ci/fetch-wheels.sh` fills: `SKIFF_WHEELS` or /var/cache/skiff/wheels.
 fn wheel_cache_root() -> PathBuf {
@@ -185,11 +185,7 @@ commands = ["python manage.py collectstatic --noinput"]
         .args(["rollback", "site.test"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ok(&out);
     assert!(login("site.test").contains("Django administration"));
     assert!(login("prev.site.test").contains("Version two"));
     css("site.test");
@@ -242,11 +238,7 @@ wheels = "wheels"
         .args(["rollback", "flask.test"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ok(&out);
     flask_says("flask.test", 1);
     flask_says("prev.flask.test", 2);
     let (code, body) = get(&node.address, "flask.test", "/missing");
@@ -436,11 +428,7 @@ fn apt_packages_are_installed_before_the_build_and_unknown_ones_fail_first() {
         .args(["--node", &node.name])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ok(&out);
 
     // an unknown package: the deploy fails before the switch, naming it
     std::fs::write(
@@ -505,10 +493,6 @@ fn a_sinatra_app_on_debians_package_deploys_and_rolls_back() {
         .args(["rollback", "sing.test"])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ok(&out);
     assert_eq!(said("sing.test"), "sinatra says hello from 1");
 }

@@ -4,18 +4,10 @@
 use std::path::Path;
 
 use crate::support::{TestEnv, TestNode, nodes_available};
-use crate::update::{edit, field, fixture, get};
+use crate::update::{edit, field, fixture, get, ok};
 
 fn run(env: &TestEnv, args: &[&str]) -> std::process::Output {
     env.skiff().args(args).output().unwrap()
-}
-
-fn ok(out: &std::process::Output) {
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Both nodes' versions of pyapp.test, and what each node's state calls current.
@@ -191,12 +183,13 @@ fn update_shows_live_node_lines_on_a_terminal_only() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
+    // a live line is redrawn in place ("\r" + clear line); status lines never are
     assert!(
-        text.contains('\x1b'),
+        text.contains("\r\x1b[2K"),
         "no live lines on a terminal: {text:?}"
     );
     assert!(
-        text.contains(&format!("{} ", node.name)) && text.contains("s)"),
+        text.contains(&format!("{} sync (", node.name)),
         "the node's line shows its step: {text:?}"
     );
     assert!(text.contains("Deployed"), "{text:?}");
@@ -239,7 +232,7 @@ fn setup_node_shows_a_live_line_on_a_terminal_only() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     assert!(
-        text.contains('\x1b') && text.contains(&format!("{} ", node.name)),
+        text.contains("\r\x1b[2K") && text.contains(&format!("{} connecting (", node.name)),
         "no live line on a terminal: {text:?}"
     );
     assert!(text.contains("Finished"), "{text:?}");

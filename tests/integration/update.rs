@@ -53,6 +53,43 @@ pub fn run_update(env: &TestEnv, dir: &Path, node: &TestNode) -> std::process::O
         .unwrap()
 }
 
+/// `skiff [--json] update DIR --node NODE` started in the background (stdout and stderr
+/// piped), for tests that deploy several at once, kill one, or watch the node meanwhile.
+pub fn spawn_update(env: &TestEnv, dir: &Path, node: &TestNode, json: bool) -> std::process::Child {
+    let mut cmd = env.skiff_std();
+    if json {
+        cmd.arg("--json");
+    }
+    cmd.args(["update"])
+        .arg(dir)
+        .args(["--node", &node.name])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Asserts that a skiff run succeeded, showing its stderr when it did not.
+pub fn ok(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Polls `done` every 100 ms until it holds or `limit` passes; whether it held.
+pub fn wait_until(limit: std::time::Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    done()
+}
+
 /// `skiff update DIR --node NODE`, asserting success; returns the JSON report.
 pub fn deploy(env: &TestEnv, node: &TestNode, dir: &Path) -> serde_json::Value {
     let out = env
