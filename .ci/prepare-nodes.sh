@@ -3,10 +3,13 @@
 #
 # - host packages: debootstrap (the node rootfs), apt-cacher-ng (the nodes' only way to
 #   Debian's mirror), openssh-client, iproute2/util-linux/procps (namespaces, mounts),
-#   vagrant (only for `vagrant validate` of vagrant/Vagrantfile)
+#   vagrant (only for `vagrant validate` of vagrant/Vagrantfile), systemd-container
+#   (systemd-nspawn boots the nodes with systemd as PID 1; --no-install-recommends keeps
+#   libnss-mymachines from editing /etc/nsswitch.conf)
 # - the cached Debian 12 rootfs at ${SKIFF_LOCAL_ROOTFS:-/var/cache/skiff/rootfs-bookworm}
-#   (debootstrap minbase + openssh-server python3 rdiff sudo ca-certificates curl iproute2
-#   procps; about a minute, once), made by the same script skiff embeds for local nodes.
+#   (debootstrap minbase + systemd, dbus, openssh-server python3 rdiff sudo ca-certificates
+#   curl iproute2 procps; about a minute, once), made by the same script skiff embeds for
+#   local nodes; an older rootfs without systemd is rebuilt.
 # - python3-pip, and the Django and Flask wheels the framework tests deploy, downloaded
 #   from PyPI once into /var/cache/skiff/wheels (.ci/fetch-wheels.sh; the nodes cannot
 #   reach PyPI, and the wheels are not committed)
@@ -24,7 +27,7 @@ say() { printf 'prepare-nodes: %s\n' "$*" >&2; }
 [ "$(id -u)" = 0 ] || { say "needs root (network namespaces, mounts, apt)"; exit 1; }
 
 need=()
-for pkg in debootstrap apt-cacher-ng openssh-client iproute2 util-linux procps vagrant python3-pip; do
+for pkg in debootstrap apt-cacher-ng openssh-client iproute2 util-linux procps vagrant python3-pip systemd-container; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -48,7 +51,7 @@ probe=skiff-probe-$$
 ip netns add "$probe" && ip netns del "$probe" || { say "cannot create network namespaces"; exit 1; }
 
 rootfs=${SKIFF_LOCAL_ROOTFS:-/var/cache/skiff/rootfs-bookworm}
-if [ -x "$rootfs/usr/sbin/sshd" ]; then
+if [ -x "$rootfs/usr/sbin/sshd" ] && [ -x "$rootfs/lib/systemd/systemd" ]; then
   say "rootfs ready at $rootfs"
 else
   say "creating the Debian 12 rootfs at $rootfs (about a minute, once)"

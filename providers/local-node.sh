@@ -1,7 +1,7 @@
 #!/bin/bash
 # local-node.sh - throwaway Debian nodes for `skiff create-node --provider local`.
 # Embedded in the skiff binary (src/providers/local.rs) and run with bash as root.
-# Adapted from shared/recipes/testnode.sh (verified on Debian 12, no systemd, no Docker).
+# Adapted from the verified test-node and systemd-node recipes (Debian 12 host, no Docker).
 #
 #   local-node.sh up-auto FIRST [ID]  allocate the lowest free node number >= FIRST, bring
 #                                 it up, print the number on stdout (ID: an owner token
@@ -13,12 +13,17 @@
 #   local-node.sh ensure-rootfs   debootstrap the Debian rootfs if it is missing (~1 min)
 #   local-node.sh key             create the login key if missing, print its path
 #   local-node.sh list            node numbers of this state dir, one a line
+#   local-node.sh init-pid N      PID (on this host) of node N's PID 1
 #
 # One node = network namespace "nodeN" + veth pair tnNh (host end, port of bridge tnbr0,
 # which holds 10.250.0.1/24) <-> eth0 (node end, 10.250.0.N/24) + a root filesystem
-# (overlayfs over the read-only cached rootfs, upper layer on a per-node tmpfs) + private
-# pid/mount/uts/ipc namespaces with a bash PID 1 that starts sshd with the node's OWN host
-# keys (generated per node, so pinning is real). Nodes have no default route and no DNS:
+# (overlayfs over the read-only cached rootfs, upper layer on a per-node tmpfs) + an init
+# in private namespaces, with the node's OWN host keys (generated per node, so pinning is
+# real). The init is systemd as PID 1, booted by systemd-nspawn inside netns nodeN (what
+# real servers run: units, timers, journald; `systemctl reboot` in the node restarts it),
+# or with SKIFF_LOCAL_INIT=none a bash PID 1 that only starts sshd (a container-style
+# server without an init system: what skiff must refuse workers and cron on).
+# Nodes have no default route and no DNS:
 # they reach only 10.250.0.0/24. apt in a node goes through apt-cacher-ng on 10.250.0.1:3142,
 # which may fetch only from deb.debian.org.
 #
@@ -31,8 +36,9 @@
 #   SKIFF_LOCAL_ROOTFS  Debian rootfs (default /var/cache/skiff/rootfs-bookworm; only read)
 #   SKIFF_LOCAL_TTL     seconds before a forgotten node's PID 1 exits by itself
 #                       (default: never; tests set it)
-#   SKIFF_LOCAL_POLICY  allow | deny: may apt start services in the node (default allow,
-#                       like a systemd server)
+#   SKIFF_LOCAL_INIT    systemd | none: the node's PID 1 (default systemd)
+#   SKIFF_LOCAL_POLICY  allow | deny: may apt start services in an init-less node
+#                       (default allow, like a systemd server)
 #   SKIFF_LOCAL_TMPFS   size of the per-node tmpfs holding the node's files (default 4g)
 #
 # Never run "apt-cacher-ng --help": it has no --help and starts a daemon on 0.0.0.0:3142.
@@ -43,13 +49,16 @@ H=${SKIFF_LOCAL_HOME:-/var/lib/skiff-local}
 SRC=${SKIFF_LOCAL_ROOTFS:-/var/cache/skiff/rootfs-bookworm}
 TTL=${SKIFF_LOCAL_TTL:-}
 POLICY=${SKIFF_LOCAL_POLICY:-allow}
+INIT=${SKIFF_LOCAL_INIT:-systemd}
 TMPFS=${SKIFF_LOCAL_TMPFS:-4g}
 KEY=$H/id_ed25519
 ACNG=$H/acng
 BR=tnbr0
 HOSTIP=10.250.0.1
 SELF=$(readlink -f "$0")
-PACKAGES=openssh-server,python3,rdiff,sudo,ca-certificates,curl,iproute2,procps
+PACKAGES=openssh-server,python3,rdiff,sudo,ca-certificates,curl,iproute2,procps,systemd,systemd-sysv,dbus
+# the most reboots a node's supervisor performs (each one: the node ran `systemctl reboot`)
+MAX_BOOTS=100
 
 log()   { echo "local-node: $*" >&2; }
 die()   { log "$*"; exit 1; }
@@ -63,8 +72,11 @@ netns_exists() { ip netns list | awk '{print $1}' | grep -qx "$1"; }
 any_node_netns() { ip netns list | awk '{print $1}' | grep -qE '^node[0-9]+$'; }
 
 # ---------------------------------------------------------------- shared host pieces
+has_systemd() { [[ -x $1/lib/systemd/systemd ]]; }
+rootfs_ok() { [[ -x $SRC/usr/sbin/sshd ]] && { [[ $INIT == none ]] || has_systemd "$SRC"; }; }
+
 cmd_ensure_rootfs() {
-  [[ -x $SRC/usr/sbin/sshd ]] && return 0
+  rootfs_ok && return 0
   command -v debootstrap >/dev/null || die "no rootfs at $SRC and no debootstrap to make one (apt-get install debootstrap)"
   local mirror
   mirror=$(awk '/^URIs:/ && $2 ~ /\/debian\/?$/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
@@ -74,7 +86,19 @@ cmd_ensure_rootfs() {
   debootstrap --variant=minbase --include="$PACKAGES" bookworm "$SRC.tmp" "$mirror" >"$SRC.log" 2>&1 \
     || { tail -n 20 "$SRC.log" >&2; rm -rf "$SRC.tmp"; die "debootstrap failed; full log in $SRC.log"; }
   rm -f "$SRC.tmp"/etc/ssh/ssh_host_*     # every node makes its own
+  # a clean image: each boot makes its own machine id; no journal, no console login
+  : >"$SRC.tmp/etc/machine-id"
+  ln -sf /etc/machine-id "$SRC.tmp/var/lib/dbus/machine-id"
+  rm -rf "$SRC.tmp/var/log/journal"; mkdir -p "$SRC.tmp/var/log/journal"
+  local unit
+  for unit in console-getty.service getty@.service systemd-networkd.service systemd-resolved.service \
+      systemd-timesyncd.service apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer fstrim.timer; do
+    ln -sf /dev/null "$SRC.tmp/etc/systemd/system/$unit"
+  done
+  # an older rootfs (one without systemd) is replaced only once the new one is complete
+  if [[ -e $SRC ]]; then rm -rf "$SRC.old"; mv "$SRC" "$SRC.old"; fi
   mv "$SRC.tmp" "$SRC"
+  rm -rf "$SRC.old"
 }
 
 cmd_key() { mkdir -p "$H"; chmod 700 "$H"; [[ -f $KEY ]] || ssh-keygen -q -t ed25519 -N '' -C skiff-local -f "$KEY"; echo "$KEY"; }
@@ -157,11 +181,69 @@ EOF
   rm -f "$R"/etc/ssh/ssh_host_*
   ssh-keygen -q -t ed25519 -N '' -C "root@node$n" -f "$R/etc/ssh/ssh_host_ed25519_key"
   ssh-keygen -q -t ecdsa -N '' -C "root@node$n" -f "$R/etc/ssh/ssh_host_ecdsa_key"
-  # invoke-rc.d without policy-rc.d and init prints "No init system and policy-rc.d
-  # missing! Defaulting to block."; exit 0 = postinst starts services like systemd would.
+  printf '%s\n' "$INIT" >"$(ndir "$n")/init"
+  # With systemd, apt starts and enables services as on any server. Without an init,
+  # invoke-rc.d with no policy-rc.d prints "No init system and policy-rc.d missing!
+  # Defaulting to block."; exit 0 = postinst starts services like systemd would.
+  [[ $INIT == systemd ]] && return 0
   if [[ $POLICY == allow ]]; then printf '#!/bin/sh\nexit 0\n' >"$R/usr/sbin/policy-rc.d"
   else printf '#!/bin/sh\nexit 101\n' >"$R/usr/sbin/policy-rc.d"; fi
   chmod 755 "$R/usr/sbin/policy-rc.d"
+}
+
+# ---------------------------------------------------------------- systemd nodes
+# The node's own cgroup folders, made before nspawn starts: with --keep-unit nspawn nests
+# its cgroups under the caller's, and two nodes in the root cgroup would collide.
+cgroup_dirs() {
+  local cg=skiff-node$1
+  if [[ -d /sys/fs/cgroup/unified ]]; then    # hybrid: v1 name=systemd + v2 "unified"
+    echo "/sys/fs/cgroup/systemd/$cg /sys/fs/cgroup/unified/$cg"
+  elif [[ -f /sys/fs/cgroup/cgroup.controllers ]]; then   # pure v2 (reasoned, not run here)
+    echo "/sys/fs/cgroup/$cg"
+  else
+    echo "/sys/fs/cgroup/systemd/$cg"
+  fi
+}
+
+# The supervisor of a systemd node (run detached by up_node): joins the node's cgroups,
+# boots the node with systemd-nspawn in netns nodeN, and boots it again when the node
+# asked for a reboot (nspawn exits 133), at most MAX_BOOTS times; exits when the node
+# halts, is killed or its TTL runs out.
+cmd_boot() {
+  local n=$1 d R c boots=0 rc ttl_args=() deadline=""; d=$(ndir "$n"); R=$d/root
+  for c in $(cgroup_dirs "$n"); do mkdir -p "$c"; echo $$ >"$c/cgroup.procs"; done
+  [[ -n $TTL ]] && deadline=$(( $(date +%s) + TTL ))
+  trap 'kill -TERM "$(cat "$d/nspawn.pid" 2>/dev/null)" 2>/dev/null' TERM INT
+  while (( boots < MAX_BOOTS )); do
+    boots=$((boots + 1))
+    if [[ -n $deadline ]]; then
+      (( $(date +%s) < deadline )) || break
+      ttl_args=(timeout --foreground -s TERM $((deadline - $(date +%s))))
+    fi
+    # --register=no --keep-unit: the host may have no systemd/machined bus
+    "${ttl_args[@]}" systemd-nspawn -q -D "$R" -M "node$n" --register=no --keep-unit \
+      --network-namespace-path="/run/netns/node$n" --resolv-conf=off --timezone=off \
+      --link-journal=no --console=pipe -b </dev/null &
+    echo $! >"$d/nspawn.pid"
+    rc=0; wait $! || rc=$?
+    echo "local-node: boot $boots of node $n ended (rc=$rc)"
+    [[ $rc == 133 ]] || break    # 133: the node ran `systemctl reboot`
+  done
+  rm -f "$d/nspawn.pid"
+}
+
+# PID (on this host) of the node's PID 1: nspawn's child for a systemd node.
+init_pid() {
+  local d ns p; d=$(ndir "$1")
+  if ns=$(cat "$d/nspawn.pid" 2>/dev/null) && alive "$ns"; then
+    p=$(awk '{print $1}' "/proc/$ns/task/$ns/children" 2>/dev/null || true)
+    # `timeout` may sit between the supervisor and nspawn
+    if [[ -n $p && $(cat "/proc/$p/comm" 2>/dev/null) == systemd-nspawn ]]; then
+      p=$(awk '{print $1}' "/proc/$p/task/$p/children" 2>/dev/null || true)
+    fi
+    [[ -n $p ]] && { echo "$p"; return 0; }
+  fi
+  cat "$d/init.pid" 2>/dev/null
 }
 
 # Runs as PID 1 of the node's new pid/mount/uts/ipc namespaces (already inside netns
@@ -194,6 +276,10 @@ cmd_init() {
 }
 
 node_listening() { ip netns exec "node$1" ss -Hltn "sport = :22" | grep -q .; }
+boot_failed() { ! alive "$(cat "$(ndir "$1")/supervisor.pid" 2>/dev/null)"; }
+booted_or_failed() { node_listening "$1" || boot_failed "$1"; }
+cgroup_pids() { find "$1" -name cgroup.procs -exec cat {} + 2>/dev/null; }
+cgroup_empty() { [[ -z $(cgroup_pids "$1") ]]; }
 
 # free: no state dir, no netns, no veth of that number (other tools' nodes included)
 is_free() { [[ ! -e $(ndir "$1") ]] && ! netns_exists "node$1" && ! ip link show "tn${1}h" &>/dev/null; }
@@ -201,6 +287,10 @@ is_free() { [[ ! -e $(ndir "$1") ]] && ! netns_exists "node$1" && ! ip link show
 up_node() {
   local n=$1 id=${2:-} d R u; d=$(ndir "$n"); R=$d/root
   [[ -x $SRC/usr/sbin/sshd ]] || die "no Debian rootfs with openssh-server at $SRC (run: $0 ensure-rootfs)"
+  if [[ $INIT == systemd ]]; then
+    has_systemd "$SRC" || die "the rootfs at $SRC has no systemd (run: $0 ensure-rootfs, or set SKIFF_LOCAL_INIT=none)"
+    command -v systemd-nspawn >/dev/null || die "systemd nodes need systemd-nspawn on this host (apt-get install --no-install-recommends systemd-container), or set SKIFF_LOCAL_INIT=none"
+  fi
   is_free "$n" || die "node number $n is in use"
   # shellcheck disable=SC2154 # rc is set inside the trap itself
   trap 'rc=$?; trap - ERR; log "bringing node $n up failed (rc=$rc), tearing it down"; down_node '"$n"'; exit $rc' ERR
@@ -225,24 +315,47 @@ up_node() {
     ip addr add 10.250.0.$n/24 dev eth0
     ip link set eth0 up
     ip link set lo up"
-  # unshare forks; its child becomes PID 1 of the new pid ns and runs cmd_init.
-  setsid ip netns exec "node$n" unshare --pid --fork --kill-child --mount --uts --ipc \
-      --propagation private "$SELF" _init "$n" </dev/null >>"$d/console.log" 2>&1 9>&- &
-  u=$!; echo "$u" >"$d/unshare.pid"
-  waitfor 100 node_listening "$n" || { cat "$d/console.log" >&2; false; }
-  awk '{print $1}' "/proc/$u/task/$u/children" >"$d/init.pid"
+  if [[ $INIT == systemd ]]; then
+    setsid "$SELF" _boot "$n" </dev/null >>"$d/console.log" 2>&1 9>&- &
+    u=$!; echo "$u" >"$d/supervisor.pid"
+    # systemd boots in 0.4-1 s here; sshd listens once ssh.service is up
+    waitfor 300 booted_or_failed "$n" || true
+    if boot_failed "$n" || ! node_listening "$n"; then tail -n 30 "$d/console.log" >&2; false; fi
+    init_pid "$n" >"$d/init.pid"
+  else
+    # unshare forks; its child becomes PID 1 of the new pid ns and runs cmd_init.
+    setsid ip netns exec "node$n" unshare --pid --fork --kill-child --mount --uts --ipc \
+        --propagation private "$SELF" _init "$n" </dev/null >>"$d/console.log" 2>&1 9>&- &
+    u=$!; echo "$u" >"$d/supervisor.pid"
+    waitfor 100 node_listening "$n" || { cat "$d/console.log" >&2; false; }
+    awk '{print $1}' "/proc/$u/task/$u/children" >"$d/init.pid"
+  fi
   trap - ERR
 }
 
 down_node() {   # idempotent; also cleans up half-built nodes
-  local n=$1 d p u; d=$(ndir "$n")
-  # 1. processes: TERM to the node's PID 1 -> the kernel kills the rest of its pid ns
-  p=$(cat "$d/init.pid" 2>/dev/null || true)
-  if [[ -z $p ]] && u=$(cat "$d/unshare.pid" 2>/dev/null) && alive "$u"; then
-    p=$(awk '{print $1}' "/proc/$u/task/$u/children" 2>/dev/null || true)
-  fi
-  if alive "$p" && [[ $(ip netns identify "$p" 2>/dev/null) == "node$n" ]]; then
-    kill -TERM "$p" 2>/dev/null || true
+  local n=$1 d p u ns c; d=$(ndir "$n")
+  u=$(cat "$d/supervisor.pid" 2>/dev/null || true)
+  # 1. processes. A systemd node: TERM to nspawn = a clean halt (bounded), then KILL to
+  # its PID 1. An init-less node: TERM to its bash PID 1. Either way the kernel then
+  # kills the rest of the node's pid namespace.
+  if ns=$(cat "$d/nspawn.pid" 2>/dev/null) && alive "$ns" \
+      && [[ $(cat "/proc/$ns/comm" 2>/dev/null) =~ ^(systemd-nspawn|timeout)$ ]]; then
+    p=$(init_pid "$n")
+    kill -TERM "$ns" 2>/dev/null || true
+    if ! waitfor 100 eval '! alive '"$ns"; then
+      log "node $n did not halt within 10 s; killing it"
+      if alive "$p" && [[ $(ip netns identify "$p" 2>/dev/null) == "node$n" ]]; then kill -KILL "$p" 2>/dev/null || true; fi
+      waitfor 30 eval '! alive '"$ns" || kill -KILL "$ns" 2>/dev/null || true
+    fi
+  else
+    p=$(cat "$d/init.pid" 2>/dev/null || true)
+    if [[ -z $p ]] && alive "$u"; then
+      p=$(awk '{print $1}' "/proc/$u/task/$u/children" 2>/dev/null || true)
+    fi
+    if alive "$p" && [[ $(ip netns identify "$p" 2>/dev/null) == "node$n" ]]; then
+      kill -TERM "$p" 2>/dev/null || true
+    fi
   fi
   if [[ -e $d ]] && netns_exists "node$n"; then
     waitfor 30 eval '[[ -z $(ip netns pids node'"$n"') ]]' || true
@@ -251,6 +364,16 @@ down_node() {   # idempotent; also cleans up half-built nodes
     waitfor 30 eval '[[ -z $(ip netns pids node'"$n"') ]]' || log "WARNING: pids left in node$n: $(ip netns pids "node$n" | xargs)"
     ip netns del "node$n"
   fi
+  # the supervisor exits once its node is down; then the node's cgroups are empty
+  if alive "$u" && [[ $(cat "/proc/$u/comm" 2>/dev/null) == local-node.sh ]]; then
+    waitfor 30 eval '! alive '"$u" || kill -KILL "$u" 2>/dev/null || true
+  fi
+  for c in $(cgroup_dirs "$n"); do
+    [[ -d $c ]] || continue
+    for p in $(cgroup_pids "$c"); do kill -KILL "$p" 2>/dev/null || true; done
+    waitfor 30 cgroup_empty "$c" || true
+    find "$c" -depth -type d -exec rmdir {} + 2>/dev/null || log "WARNING: cgroup $c left behind"
+  done
   if [[ -e $d ]]; then
     # 3. veth: netns deletion frees it asynchronously; delete explicitly to be deterministic
     ip link del "tn${n}h" 2>/dev/null || true
@@ -277,7 +400,7 @@ reap_dead() {
   local d n p u
   for d in "$H"/nodes/*; do
     [[ -d $d ]] || continue; n=${d##*/}
-    p=$(cat "$d/init.pid" 2>/dev/null || true); u=$(cat "$d/unshare.pid" 2>/dev/null || true)
+    p=$(init_pid "$n" || true); u=$(cat "$d/supervisor.pid" 2>/dev/null || true)
     if ! alive "$p" && ! alive "$u"; then log "clearing dead node $n"; down_node "$n"; fi
   done
 }
@@ -314,5 +437,7 @@ case ${1:-} in
   key)     cmd_key ;;
   list)    cmd_list ;;
   _init)   cmd_init "$2" ;;
+  _boot)   cmd_boot "$2" ;;
+  init-pid) checkn "${2:-}"; init_pid "$2" ;;
   *) sed -n '2,13p' "$SELF" >&2; exit 2 ;;
 esac

@@ -92,12 +92,12 @@ pub struct AppConfig {
     /// Backing services by name.
     #[serde(default)]
     pub services: BTreeMap<String, ServiceKind>,
-    /// Web-cron entries: a request to the current version on a schedule.
+    /// Scheduled jobs of the current version: a request to a path, or a command.
     #[serde(default)]
     pub cron: Vec<CronEntry>,
-    /// Background workers (current version only), name -> command.
+    /// Background workers (current version only), by name.
     #[serde(default)]
-    pub processes: BTreeMap<String, String>,
+    pub processes: BTreeMap<String, ProcessEntry>,
 }
 
 /// `[python]`.
@@ -256,14 +256,113 @@ pub enum ServiceKind {
     Files,
 }
 
-/// `[[cron]]`.
+/// `[[cron]]`: a job of the current version on a schedule, run by a systemd timer on one
+/// node of the app.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CronEntry {
-    /// Five-field cron schedule.
-    pub schedule: String,
-    /// Path requested on the current version.
-    pub path: String,
+    /// Five-field cron schedule (`*/10 * * * *`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    /// Or a systemd calendar expression (`*:*:0/5`: every 5 seconds), used as given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calendar: Option<String>,
+    /// A web cron: the path requested from the current version as HOST.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Or a command run in the current release with its environment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// How long one run may take (default 5m).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<String>,
+}
+
+/// Default `[[cron]] timeout`.
+pub const DEFAULT_CRON_TIMEOUT: Duration = Duration::from_secs(300);
+
+impl CronEntry {
+    /// The run's time limit.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+            .as_deref()
+            .and_then(|t| humantime::parse_duration(t).ok())
+            .unwrap_or(DEFAULT_CRON_TIMEOUT)
+    }
+}
+
+/// `[processes.NAME]`: a background worker of the current version, or just its command
+/// (`worker = "python worker.py"`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum ProcessEntry {
+    /// `NAME = "COMMAND"`: one instance, the defaults.
+    Command(String),
+    /// `[processes.NAME]` with its keys.
+    Full(ProcessConfig),
+}
+
+/// The keys of `[processes.NAME]`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessConfig {
+    /// Run with `sh -c` in the release folder, with the release's environment.
+    pub command: String,
+    /// How many run on each node (default 1).
+    #[serde(default = "one")]
+    pub instances: u32,
+    /// The signal that asks it to stop (default `TERM`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<String>,
+    /// How long it may take to stop before it is killed (default 10s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_timeout: Option<String>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// Signals a worker may be asked to stop with.
+pub const STOP_SIGNALS: [&str; 6] = ["TERM", "INT", "QUIT", "HUP", "USR1", "USR2"];
+/// Most instances of one worker per node.
+pub const MAX_INSTANCES: u32 = 16;
+/// Default `stop_timeout`.
+pub const DEFAULT_STOP_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl ProcessEntry {
+    /// The worker's settings, defaults filled in.
+    pub fn config(&self) -> ProcessConfig {
+        match self {
+            ProcessEntry::Command(command) => ProcessConfig {
+                command: command.clone(),
+                instances: 1,
+                stop_signal: None,
+                stop_timeout: None,
+            },
+            ProcessEntry::Full(c) => c.clone(),
+        }
+    }
+}
+
+impl ProcessConfig {
+    /// `stop_signal` without a `SIG` prefix, upper case (default `TERM`).
+    pub fn signal(&self) -> String {
+        let s = self
+            .stop_signal
+            .as_deref()
+            .unwrap_or("TERM")
+            .to_ascii_uppercase();
+        s.strip_prefix("SIG").map(str::to_string).unwrap_or(s)
+    }
+
+    /// `stop_timeout` (default 10s).
+    pub fn stop_timeout(&self) -> Duration {
+        self.stop_timeout
+            .as_deref()
+            .and_then(|t| humantime::parse_duration(t).ok())
+            .unwrap_or(DEFAULT_STOP_TIMEOUT)
+    }
 }
 
 impl AppConfig {
@@ -330,12 +429,6 @@ impl AppConfig {
                 "services".into(),
                 "remove `[services]` for now; provision the database by hand".into(),
             ));
-        }
-        if !self.cron.is_empty() {
-            out.push(("cron".into(), "remove `[[cron]]` for now".into()));
-        }
-        if !self.processes.is_empty() {
-            out.push(("processes".into(), "remove `[processes]` for now".into()));
         }
         out
     }
@@ -450,41 +543,138 @@ impl AppConfig {
             })?;
         }
         for (i, entry) in self.cron.iter().enumerate() {
-            check_cron(&entry.schedule).map_err(|e| {
+            self.validate_cron(c, i, entry)?;
+        }
+        for (name, entry) in &self.processes {
+            let key = format!("processes.{}", toml_span::quote_key(name));
+            names::check_name(name).map_err(|e| {
                 c.bad(
-                    &format!("cron[{i}].schedule"),
+                    &key,
+                    e,
+                    "name workers like `[processes.worker]` with `command = \"python worker.py\"`",
+                )
+            })?;
+            let p = entry.config();
+            let sub = |k: &str| match entry {
+                ProcessEntry::Command(_) => key.clone(),
+                ProcessEntry::Full(_) => format!("{key}.{k}"),
+            };
+            check_command(&p.command).map_err(|e| {
+                c.bad(
+                    &sub("command"),
+                    format!("the command of process `{name}` {e}"),
+                    "give the worker's command on one line, e.g. `command = \"python worker.py\"`",
+                )
+            })?;
+            if !(1..=MAX_INSTANCES).contains(&p.instances) {
+                return Err(c.bad(
+                    &sub("instances"),
+                    format!("{} instances is outside 1..={MAX_INSTANCES}", p.instances),
+                    "use a small number, e.g. `instances = 2`",
+                ));
+            }
+            if !STOP_SIGNALS.contains(&p.signal().as_str()) {
+                return Err(c.bad(
+                    &sub("stop_signal"),
+                    format!(
+                        "`{}` is not a stop signal skiff sends",
+                        p.stop_signal.as_deref().unwrap_or_default()
+                    ),
+                    &format!("use one of {}", STOP_SIGNALS.join(", ")),
+                ));
+            }
+            if let Some(t) = &p.stop_timeout {
+                check_duration(t, Duration::from_secs(1), Duration::from_secs(3600)).map_err(
+                    |e| {
+                        c.bad(
+                            &sub("stop_timeout"),
+                            e,
+                            "write a duration like `stop_timeout = \"30s\"`",
+                        )
+                    },
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One `[[cron]]` entry: a schedule (cron's five fields, or a systemd calendar
+    /// expression) and a job (a path, or a command), each exactly once.
+    fn validate_cron(&self, c: &Checker, i: usize, entry: &CronEntry) -> Result<()> {
+        let key = |k: &str| format!("cron[{i}].{k}");
+        match (&entry.schedule, &entry.calendar) {
+            (Some(schedule), None) => check_cron(schedule).map_err(|e| {
+                c.bad(
+                    &key("schedule"),
                     e,
                     "write five fields (minute hour day month weekday), e.g. `schedule = \"*/10 * * * *\"`",
                 )
-            })?;
-            check_url_path(&entry.path).map_err(|e| {
+            })?,
+            (None, Some(calendar)) => check_calendar(calendar).map_err(|e| {
                 c.bad(
-                    &format!("cron[{i}].path"),
+                    &key("calendar"),
                     e,
-                    "write a path like `path = \"/tasks/cleanup\"`",
+                    "write a systemd calendar expression, e.g. `calendar = \"*:0/15\"` (every 15 minutes) or `\"*:*:0/5\"` (every 5 seconds)",
                 )
-            })?;
+            })?,
+            (Some(_), Some(_)) => {
+                return Err(c.bad(
+                    &key("calendar"),
+                    "an entry has either `schedule` or `calendar`, not both".into(),
+                    "keep one of them",
+                ))
+            }
+            (None, None) => {
+                return Err(c.bad(
+                    &key("schedule"),
+                    "the entry has no schedule".into(),
+                    "add `schedule = \"*/10 * * * *\"` (cron) or `calendar = \"*:0/10\"` (systemd)",
+                ))
+            }
         }
-        for (name, cmd) in &self.processes {
-            let key = format!("processes.{}", toml_span::quote_key(name));
-            names::check_name(name)
-                .map_err(|e| c.bad(&key, e, "name workers like `worker = \"python worker.py\"`"))?;
-            if cmd.trim().is_empty() {
+        match (&entry.path, &entry.command) {
+            (Some(path), None) => check_url_path(path).map_err(|e| {
+                c.bad(&key("path"), e, "write a path like `path = \"/tasks/cleanup\"`")
+            })?,
+            (None, Some(command)) => check_command(command).map_err(|e| {
+                c.bad(
+                    &key("command"),
+                    format!("the command {e}"),
+                    "write the command on one line, e.g. `command = \"python manage.py clearsessions\"`",
+                )
+            })?,
+            (Some(_), Some(_)) => {
                 return Err(c.bad(
-                    &key,
-                    format!("the command of process `{name}` is empty"),
-                    "give the worker's command, e.g. `worker = \"python worker.py\"`",
-                ));
+                    &key("command"),
+                    "an entry has either `path` (a request) or `command`, not both".into(),
+                    "split it into two `[[cron]]` entries",
+                ))
             }
-            if let Some(bad) = cmd.chars().find(|ch| ch.is_control() && *ch != '\t') {
+            (None, None) => {
                 return Err(c.bad(
-                    &key,
-                    format!(
-                        "the command of process `{name}` contains the control character {bad:?}"
-                    ),
-                    "write the command on one line",
-                ));
+                    &key("path"),
+                    "the entry has no job".into(),
+                    "add `path = \"/tasks/cleanup\"` (a request to the app) or `command = \"...\"`",
+                ))
             }
+        }
+        if entry.path.is_some() && self.runtime == Runtime::Static {
+            return Err(c.bad(
+                &key("path"),
+                "a static app has no code to answer a web cron".into(),
+                "use `command = \"...\"` instead, or remove the entry",
+            ));
+        }
+        if let Some(t) = &entry.timeout {
+            check_duration(t, Duration::from_secs(1), Duration::from_secs(24 * 3600)).map_err(
+                |e| {
+                    c.bad(
+                        &key("timeout"),
+                        e,
+                        "write a duration like `timeout = \"5m\"`",
+                    )
+                },
+            )?;
         }
         Ok(())
     }
@@ -1003,6 +1193,35 @@ fn check_cron(schedule: &str) -> std::result::Result<(), String> {
         .parse(schedule)
         .map(|_| ())
         .map_err(|e| format!("`{schedule}` is not a valid schedule ({e})"))
+}
+
+/// A command for `sh -c`: not empty, on one line.
+fn check_command(cmd: &str) -> std::result::Result<(), String> {
+    if cmd.trim().is_empty() {
+        return Err("is empty".into());
+    }
+    if let Some(bad) = cmd.chars().find(|ch| ch.is_control() && *ch != '\t') {
+        return Err(format!("contains the control character {bad:?}"));
+    }
+    Ok(())
+}
+
+/// A systemd calendar expression, by its characters (the node's `systemd-analyze
+/// calendar` checks its meaning before any switch): digits, names, `*`, `:`, `-`, `/`,
+/// `.`, `,`, `~` and spaces.
+fn check_calendar(text: &str) -> std::result::Result<(), String> {
+    if text.trim().is_empty() || text.len() > 200 {
+        return Err(format!("`{text}` is not a calendar expression"));
+    }
+    if let Some(bad) = text
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "*:-/.,~ ".contains(*c)))
+    {
+        return Err(format!(
+            "`{text}` contains {bad:?}, which no systemd calendar expression has"
+        ));
+    }
+    Ok(())
 }
 
 /// The app folder's path as given, made absolute for messages and manifests.
@@ -1543,7 +1762,7 @@ mod tests {
                 "cron without path",
                 base("[[cron]]\nschedule = \"* * * * *\"\n"),
                 "cron[0].path",
-                "missing field `path`",
+                "the entry has no job",
                 6,
             ),
             (
@@ -1801,7 +2020,8 @@ worker = "python worker.py"
         assert_eq!(config.health.timeout(), Duration::from_secs(90));
         assert_eq!(config.python.as_ref().unwrap().processes, Some(4));
         assert_eq!(config.cron.len(), 2);
-        assert_eq!(config.unsupported().len(), 3);
+        // [services] is not built yet; workers and cron are
+        assert_eq!(config.unsupported().len(), 1);
         let minimal =
             AppConfig::parse(Path::new("app.toml"), "name = \"x\"\nruntime = \"php\"\n").unwrap();
         assert_eq!(minimal.php_docroot(), ".");

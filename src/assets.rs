@@ -55,6 +55,9 @@ pub static TEMPLATES: &[Asset] = &[
     asset!("templates", "system/setup.toml.tera"),
     asset!("templates", "system/state.toml.tera"),
     asset!("templates", "system/sudoers.tera"),
+    asset!("templates", "systemd/cron.service.tera"),
+    asset!("templates", "systemd/cron.timer.tera"),
+    asset!("templates", "systemd/worker.service.tera"),
 ];
 
 /// Files installed verbatim under `/usr/local/share/skiff/` on every node.
@@ -62,6 +65,7 @@ pub static SERVER_FILES: &[Asset] = &[
     asset!("server-files", "apache/slot-python.conf"),
     asset!("server-files", "apache/slot-ruby.conf"),
     asset!("server-files", "bin/skiff-node", true),
+    asset!("server-files", "bin/skiff-run", true),
     asset!("server-files", "lib/services.sh"),
     asset!("server-files", "php/prepend.php"),
     asset!("server-files", "python/skiff_slot.py"),

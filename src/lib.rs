@@ -36,6 +36,7 @@ pub mod scaffold;
 pub mod sync;
 pub mod toml_span;
 pub mod transport;
+pub mod units;
 
 pub use error::{Error, Result};
 

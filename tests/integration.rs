@@ -57,3 +57,6 @@ mod rollout;
 
 #[path = "integration/deps.rs"]
 mod deps;
+
+#[path = "integration/workers.rs"]
+mod workers;

@@ -43,7 +43,11 @@ skiff_test() {
   esac
 }
 
+# Passenger's instance registry (skiff.conf): /run is emptied at boot
+skiff_instreg() { if [ "$1" = apache2 ]; then mkdir -p /run/passenger-instreg; fi; }
+
 skiff_start() {
+  skiff_instreg "$1"
   skiff_running "$1" && return 0
   if skiff_has_systemd; then
     systemctl enable --quiet "$1" 2>/dev/null || true
@@ -114,6 +118,7 @@ skiff_nginx_settled() {
 # which restarts every mod_wsgi daemon and Passenger app, so `skiff update` never uses it
 # to switch a version.
 skiff_reload() {
+  skiff_instreg "$1"
   skiff_running "$1" || { skiff_start "$1"; return; }
   case $1 in
     nginx)

@@ -22,6 +22,17 @@ pub const STAGING: &str = "/var/lib/skiff/staging";
 pub const SLOTS: &str = "/srv/skiff/slots";
 /// Node-side secrets: `APP.env`.
 pub const ENVDIR: &str = "/etc/skiff/env";
+/// Runs an app's worker or cron job from its job file (installed by setup-node).
+pub const RUNNER: &str = "/usr/local/share/skiff/bin/skiff-run";
+/// The node's web-cron secret (`SKIFF_CRON_SECRET=HEX`, root only): made by the first
+/// switch that enables a web cron, read by systemd for the web cron's unit.
+pub const CRON_SECRET: &str = "/etc/skiff/cron.secret";
+/// The NGINX map entry that recognises the secret (`"HEX" 1;`), included by skiff.conf.
+pub const CRON_MAP: &str = "/etc/nginx/skiff-cron.map";
+/// Where the switch installs an app's current units.
+pub const SYSTEMD_DIR: &str = "/etc/systemd/system";
+/// Seconds a new release's workers must stay up, unrestarted, before its switch goes on.
+pub const WORKER_GRACE: u32 = 2;
 /// NGINX's loopback-only port where a backend name (`N.APP.KIND.skiff`) is its own
 /// route: the health check reaches a release there before any route points at it
 /// (setup-node renders it into NGINX's config).
@@ -43,6 +54,11 @@ pub mod exit {
     pub const HEALTH_FAILED: i32 = 7;
     /// `[packages] apt` could not be installed.
     pub const PACKAGES_FAILED: i32 = 8;
+    /// A worker of the new release did not stay up (its journal tail follows
+    /// `---workers`); the previous release's workers run again.
+    pub const WORKERS: i32 = 9;
+    /// The app has workers or cron and the node has no systemd as PID 1.
+    pub const NO_SYSTEMD: i32 = 10;
     /// A lock is held by someone else (its owner line follows `HELD`).
     pub const LOCK_HELD: i32 = 75;
     /// The node was never set up.
@@ -62,6 +78,17 @@ pub fn release_dir(app: &str, n: u32) -> String {
 /// The snapshot of the node-side env file that release `n` runs with.
 pub fn env_snapshot(app: &str, n: u32) -> String {
     format!("{APPS}/{app}/env/{n}.env")
+}
+
+/// Release `n`'s systemd units and job files.
+pub fn units_dir(app: &str, n: u32) -> String {
+    format!("{APPS}/{app}/units/{n}")
+}
+
+/// Release `n`'s environment for its workers and cron commands (`KEY=VALUE` lines:
+/// `[env]`, the node's env file, the venv or bundle on PATH), 0640 root:www-data.
+pub fn run_env(app: &str, n: u32) -> String {
+    format!("{APPS}/{app}/env/{n}.run")
 }
 
 /// The app's venv of key `key`.
@@ -93,6 +120,12 @@ pub fn prelude() -> Vec<(&'static str, String)> {
         ("ENVDIR", ENVDIR.into()),
         ("CHECK_PORT", CHECK_PORT.to_string()),
         ("APACHE_PORT", APACHE_PORT.to_string()),
+        ("CRON_SECRET", CRON_SECRET.into()),
+        ("CRON_MAP", CRON_MAP.into()),
+        ("SYSTEMD_DIR", SYSTEMD_DIR.into()),
+        ("WORKER_GRACE", WORKER_GRACE.to_string()),
+        ("EXIT_WORKERS", exit::WORKERS.to_string()),
+        ("EXIT_NO_SYSTEMD", exit::NO_SYSTEMD.to_string()),
         ("EXIT_USAGE", exit::USAGE.to_string()),
         ("EXIT_NGINX", exit::NGINX.to_string()),
         ("EXIT_BUILD", exit::BUILD.to_string()),

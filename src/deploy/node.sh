@@ -22,11 +22,12 @@
 #                                     disk (leftovers of a dead run)
 #   recover  app owner numbers        drop releases no state names (a dead run's)
 #   prepare  app owner n runtime packages system_site meta venv req reqtext wheels docroot
-#            bundle bundle_local composer envlines build_timeout [CMD...]
+#            bundle bundle_local composer envlines build_timeout units [CMD...]
 #                                     env snapshot, [packages] apt (skiff-node
 #                                     apt-install), venv, Bundler bundle (bundles/KEY),
 #                                     Composer vendor (vendors/KEY, hard-linked into the
-#                                     release as vendor/), build commands, release meta;
+#                                     release as vendor/), build commands, release meta,
+#                                     the release's systemd units (units/N/, env/N.run);
 #                                     then try the node lock (nodelock, no waiting)
 #   nodelock app owner brk            take the node lock; print the state and what each
 #                                     slot's slot.json names
@@ -39,8 +40,11 @@
 #                                     as BACKEND
 #   grow     app owner kind to        the pool is full: add python|ruby slots up to TO
 #                                     (skiff-node slots-grow: one Apache graceful reload)
-#   switch   app owner state routes   routes (nginx -t, reload) + state.toml
-#   go       TRIAL's inputs, state routes freed prune
+#   switch   app owner state routes run
+#                                     the app's systemd units become release RUN's (its
+#                                     workers must stay up, else the previous ones run
+#                                     again), then routes (nginx -t, reload) + state.toml
+#   go       TRIAL's inputs, state routes run freed prune
 #                                     one node: trial, switch and finish in one round trip
 #   finish   app owner freed prune    idle freed slots, prune releases, unlock both
 #   abort    app owner n token        undo what this run did: every slot it loaded (by
@@ -185,7 +189,8 @@ idle_slot() {
 drop_release() { # drop_release APP N
   _a=$APPS/$1
   rm -rf "$_a/releases/$2" "$_a/releases/.tmp-$2" "$_a/releases/.spare-$2" "$_a/releases/$2.manifest" \
-    "$_a/meta/$2.json" "$_a/docroots/$2" "$_a/docroots/$2.json" "$_a/env/$2.env"
+    "$_a/meta/$2.json" "$_a/docroots/$2" "$_a/docroots/$2.json" "$_a/env/$2.env" \
+    "$_a/env/$2.run" "$_a/units/$2"
 }
 
 # bundle_env DIR: Bundler's settings for the bundle in DIR (exported): gems go to DIR
@@ -337,32 +342,7 @@ prepare_step() {
   for c in "$@"; do
     (
       cd "$rel"
-      # the release's environment, from the prelude (never a file others could read)
-      while IFS= read -r line; do
-        case $line in *=*) export "$line" ;; esac
-      done <<EOF
-$envlines
-EOF
-      if [ -n "$envfile" ]; then
-        while IFS= read -r line; do
-          case $line in '' | '#'*) ;; *=*) export "$line" ;; esac
-        done <"$envfile"
-      fi
-      # the app's own tools first: its venv (python and python3 are the venv's), or,
-      # without one, `python` as the system python3 (Debian has no plain `python`)
-      # Ruby: the bundle's gems and executables (`bundle exec rake ...`); PHP: vendor/bin
-      if [ -n "$bundle" ]; then bundle_env "$a/bundles/$bundle"; fi
-      if [ -d "$rel/vendor/bin" ]; then PATH=$rel/vendor/bin:$PATH; export PATH; fi
-      if [ -n "$venv" ]; then
-        VIRTUAL_ENV=$a/venvs/$venv
-        PATH=$VIRTUAL_ENV/bin:$PATH
-        export VIRTUAL_ENV PATH
-      elif [ "$runtime" = python ]; then
-        mkdir -p "$a/.bin"
-        ln -sfn "$(command -v python3)" "$a/.bin/python"
-        PATH=$a/.bin:$PATH
-        export PATH
-      fi
+      release_env
       _s=0
       timeout -k 10 "$build_timeout" sh -c "$c" >&2 || _s=$?
       if [ "$_s" = 124 ] || [ "$_s" = 137 ]; then
@@ -394,6 +374,150 @@ EOF
     install -m 0640 -g www-data "$a/meta/$n.json" "$a/docroots/$n.json"
   fi
   phase meta
+  units_step
+}
+
+# release_env: exports release N's environment (call it in a subshell): [env] from the
+# prelude (never a file others could read), the node's env snapshot, and the app's own
+# tools first on PATH: its venv (python and python3 are the venv's), or, without one,
+# `python` as the system python3 (Debian has no plain `python`); Ruby: the bundle's gems
+# and executables (`bundle exec rake ...`); PHP: vendor/bin. Build commands, workers and
+# cron commands all run with it.
+release_env() {
+  while IFS= read -r line; do
+    case $line in *=*) export "$line" ;; esac
+  done <<EOF
+$envlines
+EOF
+  if [ -n "$envfile" ]; then
+    while IFS= read -r line; do
+      case $line in '' | '#'*) ;; *=*) export "$line" ;; esac
+    done <"$envfile"
+  fi
+  if [ -n "$bundle" ]; then bundle_env "$a/bundles/$bundle"; fi
+  if [ -d "$rel/vendor/bin" ]; then PATH=$rel/vendor/bin:$PATH; export PATH; fi
+  if [ -n "$venv" ]; then
+    VIRTUAL_ENV=$a/venvs/$venv
+    PATH=$VIRTUAL_ENV/bin:$PATH
+    export VIRTUAL_ENV PATH
+  elif [ "$runtime" = python ]; then
+    mkdir -p "$a/.bin"
+    ln -sfn "$(command -v python3)" "$a/.bin/python"
+    PATH=$a/.bin:$PATH
+    export PATH
+  fi
+}
+
+# units_step: release N's systemd units and job files (from `units`, `NAME BASE64` lines)
+# into units/N/, and env/N.run: the environment release_env makes, as KEY=VALUE lines
+# for skiff-run. Calendar expressions are checked here, before any switch.
+units_step() {
+  [ -n "$units" ] || return 0
+  [ -d /run/systemd/system ] || die "workers and cron need systemd as the node's PID 1; this node has none" "$EXIT_NO_SYSTEMD"
+  _u=$a/units/$n
+  rm -rf "$_u"
+  mkdir -p "$_u"
+  chmod 0750 "$a/units" "$_u"
+  chgrp www-data "$a/units" "$_u"
+  printf '%s\n' "$units" | while read -r _name _data; do
+    [ -n "$_name" ] || continue
+    printf '%s' "$_name" | grep -Eqx '[A-Za-z0-9_.@-]{1,200}' || die "bad unit file name: $_name" "$EXIT_USAGE"
+    printf '%s' "$_data" | base64 -d >"$_u/$_name.tmp" || die "bad unit file data: $_name" "$EXIT_USAGE"
+    chmod 0640 "$_u/$_name.tmp"
+    chgrp www-data "$_u/$_name.tmp"
+    mv -f "$_u/$_name.tmp" "$_u/$_name"
+  done
+  for _t in "$_u"/*.timer; do
+    [ -e "$_t" ] || continue
+    sed -n 's/^OnCalendar=//p' "$_t" | while IFS= read -r _c; do
+      systemd-analyze calendar "$_c" >/dev/null 2>&1 ||
+        die "the schedule '$_c' is not a calendar expression systemd knows (systemd-analyze calendar)" "$EXIT_USAGE"
+    done
+  done
+  (
+    umask 027
+    release_env
+    {
+      printf '%s\n' "$envlines" | grep '=' || true
+      if [ -n "$envfile" ]; then grep -v '^#' "$envfile" | grep '=' || true; fi
+      for _k in PATH VIRTUAL_ENV GEM_HOME BUNDLE_GEMFILE BUNDLE_PATH__SYSTEM BUNDLE_FROZEN BUNDLE_WITHOUT BUNDLE_APP_CONFIG; do
+        if _v=$(printenv "$_k"); then printf '%s=%s\n' "$_k" "$_v"; fi
+      done
+    } >"$a/env/$n.run.tmp"
+  )
+  chgrp www-data "$a/env/$n.run.tmp"
+  mv -f "$a/env/$n.run.tmp" "$a/env/$n.run"
+  phase units
+}
+
+# units_to APP N: the app's systemd units (workers, cron timers) become release N's (""
+# = none). The current ones stop (each with its stop signal, then its stop timeout,
+# then SIGKILL: systemd's), N's are installed, enabled (they come back after a reboot)
+# and started, and N's workers must stay up, unrestarted, for WORKER_GRACE seconds.
+# Returns 1 (their journal tails under `---workers`) when one did not.
+units_to() {
+  _ua=$APPS/$1 _un=$2
+  _cur=$(cat "$_ua/units/current" 2>/dev/null || true)
+  _old='' _new=''
+  if [ -n "$_cur" ] && [ -f "$_ua/units/$_cur/enable" ]; then _old=$(cat "$_ua/units/$_cur/enable"); fi
+  if [ -n "$_un" ] && [ -f "$_ua/units/$_un/enable" ]; then _new=$(cat "$_ua/units/$_un/enable"); fi
+  if [ -z "$_old" ] && [ -z "$_new" ] && [ -z "$_cur" ] && [ ! -d "$_ua/units/$_un" ]; then return 0; fi
+  if [ ! -d /run/systemd/system ]; then
+    echo "skiff: the app has workers or cron and this node has no systemd as PID 1" >&2
+    return 1
+  fi
+  if [ "$_cur" = "$_un" ]; then
+    # shellcheck disable=SC2086 # unit names: one word each, checked when written
+    [ -z "$_new" ] || systemctl start $_new
+    return 0
+  fi
+  # shellcheck disable=SC2086
+  [ -z "$_old" ] || systemctl disable --now --quiet $_old 2>/dev/null || true
+  rm -f "$SYSTEMD_DIR/skiff_$1_"*
+  if [ -n "$_un" ] && [ -d "$_ua/units/$_un" ]; then
+    for _f in "$_ua/units/$_un"/skiff_*; do
+      if [ -f "$_f" ]; then install -m 0644 "$_f" "$SYSTEMD_DIR/"; fi
+    done
+    echo "$_un" >"$_ua/units/current"
+  else
+    rm -f "$_ua/units/current"
+  fi
+  systemctl daemon-reload
+  [ -n "$_new" ] || return 0
+  # shellcheck disable=SC2086
+  systemctl enable --now --quiet $_new 2>/dev/null || true
+  _workers=$(printf '%s\n' "$_new" | grep '\.service$' || true)
+  [ -n "$_workers" ] || return 0
+  sleep "$WORKER_GRACE"
+  _bad=''
+  for _w in $_workers; do
+    _st=$(systemctl show -p ActiveState --value "$_w" 2>/dev/null || echo unknown)
+    _nr=$(systemctl show -p NRestarts --value "$_w" 2>/dev/null || echo 0)
+    if [ "$_st" != active ] || [ "${_nr:-0}" != 0 ]; then _bad="$_bad $_w"; fi
+  done
+  [ -n "$_bad" ] || return 0
+  echo "---workers"
+  for _w in $_bad; do
+    echo "$_w: $(systemctl show -p ActiveState --value "$_w" 2>/dev/null), restarted $(systemctl show -p NRestarts --value "$_w" 2>/dev/null) times"
+    journalctl -u "$_w" -n 12 --no-pager -o cat 2>/dev/null | sed 's/^/  /' || true
+  done
+  return 1
+}
+
+# cron_secret: the node's web-cron secret and NGINX's map entry for it, made once
+# (NGINX reloaded then); a node that has both is left alone.
+cron_secret() {
+  if [ -s "$CRON_SECRET" ] && [ -s "$CRON_MAP" ]; then return 0; fi
+  _sec=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+  mkdir -p "$(dirname "$CRON_SECRET")"
+  (
+    umask 077
+    printf 'SKIFF_CRON_SECRET=%s\n' "$_sec" >"$CRON_SECRET.tmp"
+    printf '"%s" 1;\n' "$_sec" >"$CRON_MAP.tmp"
+  )
+  mv -f "$CRON_SECRET.tmp" "$CRON_SECRET"
+  mv -f "$CRON_MAP.tmp" "$CRON_MAP"
+  "$NODE" reload nginx >/dev/null
 }
 
 # trial_step: load N into SLOT, warm it, health-check it by its backend name
@@ -533,8 +657,25 @@ trial_step() {
 
 # switch_step: the routing table (nginx -t, reload), then state.toml
 switch_step() {
+  [ -z "$run" ] || check_n "$run"
   printf '%s' "$state" >"$STATE.tmp"
-  install_routes "$routes" || { rm -f "$STATE.tmp"; exit "$EXIT_NGINX"; }
+  _prev=$(cat "$APPS/$app/units/current" 2>/dev/null || true)
+  if [ -n "$run" ] && grep -qs '^kind web' "$APPS/$app/units/$run"/cron*.job &&
+    grep -qs '\.timer$' "$APPS/$app/units/$run/enable"; then
+    cron_secret
+  fi
+  if ! units_to "$app" "$run"; then
+    rm -f "$STATE.tmp"
+    units_to "$app" "$_prev" >/dev/null || true
+    echo "skiff: a worker of version $run did not stay up; version ${_prev:-(none)}'s workers and timers run again" >&2
+    exit "$EXIT_WORKERS"
+  fi
+  phase units
+  if ! install_routes "$routes"; then
+    rm -f "$STATE.tmp"
+    units_to "$app" "$_prev" >/dev/null || true
+    exit "$EXIT_NGINX"
+  fi
   mv -f "$STATE.tmp" "$STATE"
   phase switch
 }
@@ -576,6 +717,7 @@ case $step in
     fi
     echo "---env"
     [ -f "$ENVDIR/$app.env" ] && echo "node-config=yes" || echo "node-config=no"
+    if [ -d /run/systemd/system ]; then echo "init=systemd"; else echo "init=none"; fi
     # every release number published on disk: a dead run's leftovers never get their
     # number again (.tmp-N and .spare-N are the sync's own, which it tidies itself)
     echo "---found"

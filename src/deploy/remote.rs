@@ -28,6 +28,8 @@ pub struct Begun {
     pub has_node_config: bool,
     /// Every release number of the app found on disk, the state's and leftovers alike.
     pub found: Vec<u32>,
+    /// Whether systemd is the node's PID 1 (workers and cron need it).
+    pub systemd: bool,
 }
 
 /// The truth about what apps share on a node, read under the node lock.
@@ -180,6 +182,35 @@ fn tail(text: &str, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
+/// The release whose systemd units (workers, timers) run after a switch to `state`: the
+/// app's current one ("" when the state drops the app or it has no current release).
+fn units_release(state: &NodeState, app: &str) -> String {
+    state
+        .apps
+        .get(app)
+        .and_then(|a| a.current)
+        .map(|n| n.to_string())
+        .unwrap_or_default()
+}
+
+/// A refused switch: NGINX's config test, or a worker of the new release that did not
+/// stay up (with its journal tail).
+fn switch_failed(session: &Session, status: i32, out: &str, err: &str) -> Error {
+    if status != super::contract::exit::WORKERS {
+        return failed(session, "switching versions", status, out, err);
+    }
+    let journal = sections(out).get("workers").cloned().unwrap_or_default();
+    Error::Remote {
+        node: session.node().to_string(),
+        command: "starting the new version's workers".into(),
+        status: Some(status),
+        output: tail(&format!("{}\n{}", err.trim(), journal.trim_end()), 40),
+        hint: Some(
+            "the worker exited or restarted within its first seconds (its journal is above); the previous version still serves and its workers run again".into(),
+        ),
+    }
+}
+
 /// The owner line after a `HELD` line (exit [`LOCK_HELD`]).
 fn holder(out: &str) -> String {
     out.lines()
@@ -253,6 +284,7 @@ pub async fn begin(
             .get("found")
             .map(|f| f.lines().filter_map(|l| l.trim().parse().ok()).collect())
             .unwrap_or_default(),
+        systemd: parts.get("env").is_some_and(|e| e.contains("init=systemd")),
     })))
 }
 
@@ -374,6 +406,8 @@ pub struct Prepare {
     pub commands: Vec<String>,
     /// Seconds a build command may run (`[build] timeout`).
     pub build_timeout: u64,
+    /// The release's systemd units and job files, in their wire form ("" = none).
+    pub units: String,
 }
 
 /// What `trial` needs: where to load release N, and how to check it.
@@ -471,13 +505,16 @@ async fn trial_or_go(
     let state_text;
     let freed;
     let prune;
+    let run;
     if let Some(then) = &then {
         state_text = then.state.render();
         freed = then.freed.join(" ");
         prune = join(then.prune);
+        run = units_release(then.state, t.app);
         vars.extend([
             ("state", state_text.as_str()),
             ("routes", then.routes),
+            ("run", run.as_str()),
             ("freed", freed.as_str()),
             ("prune", prune.as_str()),
         ]);
@@ -499,6 +536,9 @@ async fn trial_or_go(
             body: body.join("\n"),
             error_log: parts.get("errorlog").cloned().unwrap_or_default(),
         }));
+    }
+    if status == super::contract::exit::WORKERS && then.is_some() {
+        return Err(switch_failed(session, status, &out, &err));
     }
     if status != 0 {
         let what = if status == super::contract::exit::NGINX && then.is_some() {
@@ -550,6 +590,7 @@ pub async fn prepare(
         ("composer", p.composer.as_str()),
         ("envlines", p.env_lines.as_str()),
         ("build_timeout", timeout.as_str()),
+        ("units", p.units.as_str()),
     ];
     let commands: Vec<&str> = p.commands.iter().map(String::as_str).collect();
     let (status, out, err) = step(session, "prepare", &vars, &commands).await?;
@@ -594,15 +635,17 @@ pub async fn switch(
     routes: &str,
 ) -> Result<PhaseTimes> {
     let state_text = state.render();
+    let run = units_release(state, app);
     let vars = [
         ("app", app),
         ("owner", owner),
         ("state", state_text.as_str()),
         ("routes", routes),
+        ("run", run.as_str()),
     ];
     let (status, out, err) = step(session, "switch", &vars, &[]).await?;
     if status != 0 {
-        return Err(failed(session, "switching versions", status, &out, &err));
+        return Err(switch_failed(session, status, &out, &err));
     }
     Ok(phases(&out))
 }

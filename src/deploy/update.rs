@@ -120,6 +120,8 @@ pub(super) struct Plan<'a> {
     /// One node only: its trial, switch and finish go in one round trip, keeping this
     /// many releases.
     one_node_keep: Option<usize>,
+    /// The node whose timers run the app's cron jobs (the first by name).
+    cron_node: &'a str,
 }
 
 /// Deploys `req.dir` as a new version to every chosen node.
@@ -174,6 +176,23 @@ pub async fn update(
             return Err(release_all(targets, app, &owner, e).await);
         }
     }
+    if crate::units::needs_systemd(&config)
+        && let Some(t) = targets.iter().find(|t| !t.begun.systemd)
+    {
+        let what = if config.processes.is_empty() {
+            "`[[cron]]`"
+        } else {
+            "`[processes]`"
+        };
+        let e = Error::usage(
+            format!(
+                "app `{app}` has {what}, which skiff runs as systemd units, and node `{}` has no systemd as its PID 1",
+                t.name
+            ),
+            "deploy it to nodes that boot systemd (any Ubuntu or Debian server does), or remove the workers and cron from app.toml",
+        );
+        return Err(release_all(targets, app, &owner, e).await);
+    }
     let n = match config.version {
         Some(v) => {
             if let Some(t) = targets.iter().find(|t| {
@@ -226,6 +245,12 @@ pub async fn update(
     // Sync, build and trial on every node in parallel; a signal or any failure aborts
     // them all (each node undoes exactly what this run did there).
     let token = new_token(n);
+    let cron_node = targets
+        .iter()
+        .map(|t| t.name.as_str())
+        .min()
+        .unwrap_or_default()
+        .to_string();
     let plan = Plan {
         config: &config,
         hosts: &hosts,
@@ -238,6 +263,7 @@ pub async fn update(
         token: &token,
         events: &events,
         one_node_keep: (targets.len() == 1).then(|| config.keep.unwrap_or(DEFAULT_KEEP) as usize),
+        cron_node: &cron_node,
     };
     let staged = tokio::select! {
         r = stage_all(&targets, &plan) => r,
@@ -485,6 +511,7 @@ pub(super) async fn sync_and_build(t: &Target, plan: &Plan<'_>) -> Result<Built>
         env_lines,
         commands: config.build.commands.clone(),
         build_timeout: config.build.timeout().as_secs().max(1),
+        units: crate::units::for_release(config, plan.main, n, t.name == plan.cron_node)?.encode(),
     };
     step(plan.events, &t.name, "build");
     let prepared = remote::prepare(&t.session, app, plan.owner, n, &prep).await?;

@@ -1,8 +1,10 @@
 //! Throwaway Debian nodes on this machine: `create-node --provider local`.
 //!
 //! Each node is a network namespace at 10.250.0.N with an overlay of a cached Debian
-//! rootfs, its own pid/mount/uts/ipc namespaces and sshd with its own host keys: "try
-//! skiff without a server", and the nodes skiff's own tests deploy to. The host side is
+//! rootfs, booted with systemd as PID 1 through `systemd-nspawn` (as real servers run:
+//! units, timers, journald), sshd with its own host keys: "try skiff without a server",
+//! and the nodes skiff's own tests deploy to. `SKIFF_LOCAL_INIT=none` makes an init-less
+//! node instead (a bash PID 1 that starts sshd), like a container-style server. The host side is
 //! `providers/local-node.sh` (embedded here, written into the state dir and run with
 //! bash as root); this module finds its paths, runs it and reads its answers.
 
@@ -42,9 +44,18 @@ fn env_path(var: &str) -> Option<PathBuf> {
         .map(PathBuf::from)
 }
 
-/// Whether the cached rootfs is there (with sshd); if not, [`ensure_rootfs`] makes it.
+/// Whether new local nodes boot systemd (the default) rather than an init-less PID 1
+/// (`SKIFF_LOCAL_INIT=none`).
+pub fn boots_systemd() -> bool {
+    std::env::var("SKIFF_LOCAL_INIT").map_or(true, |v| v != "none")
+}
+
+/// Whether the cached rootfs is there (with sshd, and systemd when nodes boot it); if
+/// not, [`ensure_rootfs`] makes it.
 pub fn rootfs_ready() -> bool {
-    rootfs().join("usr/sbin/sshd").exists()
+    let root = rootfs();
+    root.join("usr/sbin/sshd").exists()
+        && (!boots_systemd() || root.join("lib/systemd/systemd").exists())
 }
 
 /// A local node that is up: its number, address and the key root logs in with.
@@ -99,6 +110,13 @@ pub fn host_problem() -> Option<String> {
         if which::which(tool).is_err() {
             return Some(format!("the `{tool}` program is not installed"));
         }
+    }
+    if boots_systemd() && which::which("systemd-nspawn").is_err() {
+        return Some(
+            "systemd nodes need `systemd-nspawn` (apt-get install --no-install-recommends \
+             systemd-container), or set SKIFF_LOCAL_INIT=none for init-less nodes"
+                .into(),
+        );
     }
     None
 }
@@ -219,7 +237,7 @@ mod tests {
 
     #[test]
     fn script_is_embedded_and_knows_its_verbs() {
-        for verb in ["up-auto)", "down)", "ensure-rootfs)", "_init)"] {
+        for verb in ["up-auto)", "down)", "ensure-rootfs)", "_init)", "_boot)"] {
             assert!(SCRIPT.contains(verb), "{verb}");
         }
         assert!(!SCRIPT.contains("StrictHostKeyChecking=no"));

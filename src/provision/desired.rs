@@ -328,6 +328,7 @@ impl Desired {
         ctx.insert("user", user);
         ctx.insert("ipv6", &facts.ipv6);
         ctx.insert("check_port", &crate::deploy::CHECK_PORT);
+        ctx.insert("cron_map", crate::deploy::contract::CRON_MAP);
         ctx.insert("python_slots", &python_slots);
         ctx.insert("ruby_slots", &ruby_slots);
         ctx.insert(
@@ -381,6 +382,11 @@ impl Desired {
             DesiredFile::new(
                 "/etc/nginx/snippets/skiff-proxy.conf",
                 r("nginx/skiff-proxy.conf.tera")?,
+                0o644,
+            ),
+            DesiredFile::new(
+                "/etc/tmpfiles.d/skiff-passenger.conf",
+                "# Managed by `skiff setup-node`: Passenger's instance registry (see\n# /etc/apache2/conf-available/skiff.conf), made at boot before Apache starts.\nd /run/passenger-instreg 0755 root root -\n".to_string(),
                 0o644,
             ),
             DesiredFile::new(

@@ -46,6 +46,14 @@ fn leftovers(number: u8) -> Vec<String> {
     if Path::new(&dir).exists() {
         left.push(format!("folder {dir}"));
     }
+    for hierarchy in ["systemd", "unified", ""] {
+        let cgroup = Path::new("/sys/fs/cgroup")
+            .join(hierarchy)
+            .join(format!("skiff-node{number}"));
+        if cgroup.exists() {
+            left.push(format!("cgroup {}", cgroup.display()));
+        }
+    }
     left
 }
 
@@ -112,6 +120,17 @@ fn local_node_lifecycle_leaves_nothing_behind() {
     .unwrap();
     assert_eq!(hostname.trim(), format!("node{number}"));
     assert_eq!(trips, 2);
+    // systemd is the node's PID 1, as on a real server, and it booted without a failure
+    let node = TestNode::adopt(&env, "web1");
+    assert_eq!(node.exec("ps -p 1 -o comm=").trim(), "systemd");
+    assert_eq!(
+        node.exec("systemctl is-system-running --wait || true")
+            .trim(),
+        "running",
+        "failed units: {}",
+        node.exec("systemctl --failed --no-legend")
+    );
+    node.forget();
     env.assert_no_masters();
 
     let home = skiff::providers::local::home();
@@ -724,7 +743,8 @@ fn stale_records_and_dead_nodes_are_harmless() {
         eprintln!("the newer node reused number {number} and survived the stale destroy");
     }
 
-    // kill a node's PID 1 (as its TTL would): the next create reaps it
+    // kill a node's PID 1 (a crash; systemd as PID 1 ignores TERM): the next create
+    // reaps it
     let dying = TestNode::launch(&b);
     let home = skiff::providers::local::home();
     let init: i32 = std::fs::read_to_string(home.join(format!("nodes/{}/init.pid", dying.number)))
@@ -734,7 +754,7 @@ fn stale_records_and_dead_nodes_are_harmless() {
         .unwrap();
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(init),
-        nix::sys::signal::Signal::SIGTERM,
+        nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
     for _ in 0..50 {

@@ -230,6 +230,12 @@ impl<'a> TestNode<'a> {
             "create-node {name} --provider local failed:\n{}",
             String::from_utf8_lossy(&out.stderr)
         );
+        TestNode::adopt(env, name)
+    }
+
+    /// A handle on node `name`, created by the test itself with `skiff create-node`;
+    /// [`TestNode::forget`] it before the test destroys the node its own way.
+    pub fn adopt(env: &'a TestEnv, name: &str) -> TestNode<'a> {
         let cluster = env.cluster();
         let node = cluster.node(name).expect("node recorded");
         TestNode {
@@ -240,6 +246,11 @@ impl<'a> TestNode<'a> {
             identity: node.identity.clone().expect("local nodes have a key"),
             destroyed: false,
         }
+    }
+
+    /// Drops the handle without destroying the node.
+    pub fn forget(mut self) {
+        self.destroyed = true;
     }
 
     /// Where to reach the node through the library transport.

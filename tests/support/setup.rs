@@ -8,9 +8,10 @@
 //! let node = TestNode::launch_set_up(&env);   // set up, recorded in env's cluster.toml
 //! ```
 //!
-//! The frozen rootfs lives beside the base one, named by the assets digest
-//! (`/var/cache/skiff/rootfs-bookworm-setup-<12 hex>`), so a change to any template or
-//! server-file makes a new one; building it takes one full setup-node (~30 s) under a lock.
+//! The frozen rootfs lives beside the base one, named by a digest of the assets and of the
+//! local provider's script (`/var/cache/skiff/rootfs-bookworm-setup-<12 hex>`), so a
+//! change to any template, server-file or node image makes a new one; building it takes
+//! one full setup-node (~30 s) under a lock.
 
 use std::fs::{self, File};
 use std::path::{Path, PathBuf};
@@ -21,7 +22,11 @@ use super::{TestEnv, TestNode};
 /// Where the frozen rootfs for this build's assets lives.
 pub fn set_up_rootfs_path() -> PathBuf {
     let base = skiff::providers::local::rootfs();
-    let digest = skiff::assets::digest().trim_start_matches("sha256:");
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    hash.update(skiff::assets::digest().as_bytes());
+    hash.update(skiff::providers::local::SCRIPT.as_bytes());
+    let digest = hex::encode(hash.finalize());
     let name = format!(
         "{}-setup-{}",
         base.file_name().unwrap().to_string_lossy(),
@@ -72,13 +77,17 @@ pub fn set_up_rootfs() -> PathBuf {
         .status()
         .expect("cp runs");
     assert!(status.success(), "copying {} failed", root.display());
-    // per-node pieces the provider writes anew anyway
+    // per-node pieces the provider writes anew anyway, and the boot's own identity
     for f in [
         "etc/ssh/ssh_host_ed25519_key",
         "etc/ssh/ssh_host_ed25519_key.pub",
     ] {
         let _ = fs::remove_file(tmp.join(f));
     }
+    fs::write(tmp.join("etc/machine-id"), "").unwrap();
+    let journal = tmp.join("var/log/journal");
+    let _ = fs::remove_dir_all(&journal);
+    fs::create_dir_all(&journal).unwrap();
     node.destroy();
     let _ = fs::remove_dir_all(&dest);
     fs::rename(&tmp, &dest).unwrap();
@@ -148,16 +157,7 @@ impl<'a> TestNode<'a> {
             rootfs.display(),
             String::from_utf8_lossy(&out.stderr)
         );
-        let cluster = env.cluster();
-        let node = cluster.node(&name).expect("node recorded");
-        let node = TestNode {
-            env,
-            name: name.clone(),
-            address: node.address.clone(),
-            number: node.provider_data["number"].parse().unwrap(),
-            identity: node.identity.clone().expect("local nodes have a key"),
-            destroyed: false,
-        };
+        let node = TestNode::adopt(env, &name);
         env.skiff().args(["setup-node", &name]).assert().success();
         node
     }
