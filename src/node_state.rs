@@ -132,17 +132,6 @@ impl SlotKind {
         }
     }
 
-    /// The kind of a slot name (`py03`, `rb01`).
-    pub fn of_slot(slot: &str) -> Option<SlotKind> {
-        if slot.starts_with("py") {
-            Some(SlotKind::Python)
-        } else if slot.starts_with("rb") {
-            Some(SlotKind::Ruby)
-        } else {
-            None
-        }
-    }
-
     /// The slot names' prefix: `py`, `rb`.
     pub fn prefix(self) -> &'static str {
         match self {

@@ -2,10 +2,11 @@
 //!
 //! stdout carries data only (tables, JSON); status, progress, warnings and errors go to
 //! stderr, so `skiff --json list-nodes | jq` always works. Library code never prints: it
-//! returns values (or sends events) that a verb renders here.
+//! returns values (or sends events) that a verb renders here. Both go to a [`Sink`]: the
+//! process's stdout and stderr, or buffers a test reads ([`Printer::capture`]).
 
 use std::io::{IsTerminal, Write};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::cli::{ColorChoice, GlobalArgs};
 use crate::error::Error;
@@ -18,6 +19,45 @@ pub struct Printer {
     verbose: u8,
     color: bool,
     yes: bool,
+    sink: Sink,
+}
+
+/// Where a printer writes.
+#[derive(Debug, Clone)]
+enum Sink {
+    /// The process's stdout (data) and stderr (everything else).
+    Std,
+    /// In-memory buffers, for tests.
+    Capture(Captured),
+}
+
+/// What a [`Printer::capture`] printer wrote: stdout and stderr apart, as text.
+#[derive(Debug, Clone, Default)]
+pub struct Captured {
+    out: Arc<Mutex<Vec<u8>>>,
+    err: Arc<Mutex<Vec<u8>>>,
+}
+
+impl Captured {
+    /// Everything written to stdout so far.
+    pub fn stdout(&self) -> String {
+        text(&self.out)
+    }
+
+    /// Everything written to stderr so far.
+    pub fn stderr(&self) -> String {
+        text(&self.err)
+    }
+}
+
+fn text(buf: &Mutex<Vec<u8>>) -> String {
+    String::from_utf8_lossy(&buf.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+}
+
+fn append(buf: &Mutex<Vec<u8>>, bytes: &[u8]) {
+    buf.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .extend_from_slice(bytes);
 }
 
 /// The first failed write of data to stdout (a full disk, an I/O error, a closed pipe),
@@ -76,12 +116,27 @@ impl Printer {
                     && std::io::stderr().is_terminal()
             }
         };
+        Printer::with_sink(global, color, Sink::Std)
+    }
+
+    /// A printer for the global flags that writes to buffers instead of stdout and
+    /// stderr, read through the returned [`Captured`]. It is never on a terminal: colour
+    /// only with `--color always`, no live lines, no prompts.
+    pub fn capture(global: &GlobalArgs) -> (Self, Captured) {
+        let captured = Captured::default();
+        let color = global.color == ColorChoice::Always;
+        let printer = Printer::with_sink(global, color, Sink::Capture(captured.clone()));
+        (printer, captured)
+    }
+
+    fn with_sink(global: &GlobalArgs, color: bool, sink: Sink) -> Self {
         Printer {
             json: global.json,
             quiet: global.quiet,
             verbose: global.verbose,
             color,
             yes: global.yes,
+            sink,
         }
     }
 
@@ -93,7 +148,31 @@ impl Printer {
             verbose: 0,
             color: false,
             yes: true,
+            sink: Sink::Std,
         }
+    }
+
+    /// Data for stdout (a failure is kept for [`finish_stdout`]).
+    fn out(&self, bytes: &[u8]) {
+        match &self.sink {
+            Sink::Std => write_stdout(bytes),
+            Sink::Capture(c) => append(&c.out, bytes),
+        }
+    }
+
+    /// Everything else, for stderr.
+    fn err(&self, bytes: &[u8]) {
+        match &self.sink {
+            Sink::Std => {
+                let _ = std::io::stderr().write_all(bytes);
+            }
+            Sink::Capture(c) => append(&c.err, bytes),
+        }
+    }
+
+    /// Whether stderr is a terminal (a captured printer's never is).
+    fn stderr_is_terminal(&self) -> bool {
+        matches!(self.sink, Sink::Std) && std::io::stderr().is_terminal()
     }
 
     /// Whether `--json` was given: data goes to stdout as JSON.
@@ -113,7 +192,7 @@ impl Printer {
 
     /// Whether a person is at the keyboard (stdin and stderr are terminals).
     pub fn interactive(&self) -> bool {
-        std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+        std::io::stdin().is_terminal() && self.stderr_is_terminal()
     }
 
     fn paint(&self, style: &str, text: &str) -> String {
@@ -129,14 +208,8 @@ impl Printer {
         if self.quiet {
             return;
         }
-        let _ = writeln!(std::io::stderr(), "{}", self.status_text(verb, message));
-    }
-
-    /// The text of a status line, for a caller that must print it itself (above live
-    /// progress lines, which a plain write would tear).
-    pub fn status_text(&self, verb: &str, message: impl std::fmt::Display) -> String {
         let verb = self.paint(GREEN, &format!("{verb:>12}"));
-        format!("{verb} {message}")
+        self.err(format!("{verb} {message}\n").as_bytes());
     }
 
     /// Whether status lines are shown at all (not `-q`).
@@ -147,20 +220,20 @@ impl Printer {
     /// A detail line on stderr, shown only with `-v`.
     pub fn detail(&self, message: impl std::fmt::Display) {
         if self.verbose >= 1 && !self.quiet {
-            let _ = writeln!(std::io::stderr(), "{message}");
+            self.err(format!("{message}\n").as_bytes());
         }
     }
 
     /// A raw line on stderr: what an app's own process printed (`skiff serve`). Shown
     /// even with `-q`: it is the app's output, tracebacks included.
     pub fn log(&self, line: impl std::fmt::Display) {
-        let _ = writeln!(std::io::stderr(), "{line}");
+        self.err(format!("{line}\n").as_bytes());
     }
 
     /// A warning on stderr (shown even with `-q`: warnings matter).
     pub fn warn(&self, message: impl std::fmt::Display) {
         let label = self.paint(YELLOW, "warning");
-        let _ = writeln!(std::io::stderr(), "{label}: {message}");
+        self.err(format!("{label}: {message}\n").as_bytes());
     }
 
     /// Renders an error: message, file pointer, causes, detail and hint, on stderr.
@@ -189,7 +262,7 @@ impl Printer {
         if let Some(hint) = err.hint() {
             out.push_str(&format!("\n{}: {hint}\n", self.paint(CYAN, "hint")));
         }
-        let _ = std::io::stderr().write_all(out.as_bytes());
+        self.err(out.as_bytes());
         if self.json {
             let doc = serde_json::json!({
                 "type": "error",
@@ -197,29 +270,29 @@ impl Printer {
                 "hint": err.hint(),
                 "exit_code": err.exit_code(),
             });
-            write_stdout(format!("{doc}\n").as_bytes());
+            self.out(format!("{doc}\n").as_bytes());
         }
     }
 
     /// Data for stdout: a line of text (tables, values).
     pub fn data(&self, text: impl std::fmt::Display) {
-        write_stdout(format!("{text}\n").as_bytes());
+        self.out(format!("{text}\n").as_bytes());
     }
 
     /// Data for stdout as one JSON document.
     pub fn json_value(&self, value: &serde_json::Value) {
-        write_stdout(format!("{value}\n").as_bytes());
+        self.out(format!("{value}\n").as_bytes());
     }
 
     /// Data for stdout as it is: a generated document (completions, the man page).
     pub fn raw(&self, bytes: &[u8]) {
-        write_stdout(bytes);
+        self.out(bytes);
     }
 
     /// Whether progress bars may be drawn: only on a terminal, never with `-q`, `-v` or
     /// `--json` (verbose output would tear the bar).
     pub fn progress_allowed(&self) -> bool {
-        !self.quiet && !self.json && self.verbose == 0 && std::io::stderr().is_terminal()
+        !self.quiet && !self.json && self.verbose == 0 && self.stderr_is_terminal()
     }
 
     /// A live line on stderr for one node (`PREFIX step (elapsed)`), redrawn in place;
@@ -236,16 +309,6 @@ impl Printer {
         );
         bar.set_prefix(prefix.to_string());
         Some(bar)
-    }
-
-    /// A progress bar on stderr, hidden when progress is not allowed.
-    pub fn progress_bar(&self, len: u64, message: &str) -> indicatif::ProgressBar {
-        if !self.progress_allowed() {
-            return indicatif::ProgressBar::hidden();
-        }
-        let bar = indicatif::ProgressBar::new(len);
-        bar.set_message(message.to_string());
-        bar
     }
 
     /// Asks a yes/no question; `--yes` answers yes, and without a terminal the answer
@@ -265,5 +328,103 @@ impl Printer {
             .default(false)
             .interact()
             .map_err(|e| Error::failed(format!("could not read the answer: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags(json: bool, quiet: bool, verbose: u8, color: ColorChoice) -> GlobalArgs {
+        GlobalArgs {
+            state: None,
+            json,
+            verbose,
+            quiet,
+            yes: false,
+            color,
+        }
+    }
+
+    fn plain() -> (Printer, Captured) {
+        Printer::capture(&flags(false, false, 0, ColorChoice::Auto))
+    }
+
+    #[test]
+    fn status_lines_and_details_go_to_stderr_with_the_verb_right_aligned() {
+        let (p, c) = plain();
+        p.status("Deployed", "blog version 3");
+        p.detail("hidden without -v");
+        p.data("http://blog.test/");
+        assert_eq!(c.stderr(), "    Deployed blog version 3\n");
+        assert_eq!(c.stdout(), "http://blog.test/\n");
+
+        let (p, c) = Printer::capture(&flags(false, false, 1, ColorChoice::Auto));
+        p.detail("sync 0.120s");
+        assert_eq!(c.stderr(), "sync 0.120s\n");
+    }
+
+    #[test]
+    fn warnings_and_errors_with_their_hint() {
+        let (p, c) = plain();
+        p.warn("the pool is full");
+        p.error(&Error::usage("no app.toml in `x`", "run `skiff init`"));
+        assert_eq!(
+            c.stderr(),
+            "warning: the pool is full\nerror: no app.toml in `x`\n\nhint: run `skiff init`\n"
+        );
+        assert_eq!(c.stdout(), "", "without --json an error is not data");
+    }
+
+    #[test]
+    fn json_mode_puts_documents_and_errors_on_stdout() {
+        let (p, c) = Printer::capture(&flags(true, false, 0, ColorChoice::Auto));
+        p.json_value(&serde_json::json!({"app": "blog", "version": 3}));
+        p.error(&Error::usage("bad", "do this"));
+        assert_eq!(
+            c.stdout(),
+            "{\"app\":\"blog\",\"version\":3}\n\
+             {\"exit_code\":2,\"hint\":\"do this\",\"message\":\"bad\",\"type\":\"error\"}\n"
+        );
+        assert_eq!(c.stderr(), "error: bad\n\nhint: do this\n");
+        assert!(!p.progress_allowed());
+    }
+
+    #[test]
+    fn quiet_keeps_only_warnings_errors_logs_and_data() {
+        let (p, c) = Printer::capture(&flags(false, true, 0, ColorChoice::Auto));
+        p.status("Synced", "web1: 1 new");
+        p.detail("not shown");
+        p.warn("shown");
+        p.log("Traceback (most recent call last):");
+        p.error(&Error::failed("it broke"));
+        p.data("data");
+        assert_eq!(
+            c.stderr(),
+            "warning: shown\nTraceback (most recent call last):\nerror: it broke\n"
+        );
+        assert_eq!(c.stdout(), "data\n");
+    }
+
+    #[test]
+    fn escape_codes_only_with_colour() {
+        for color in [ColorChoice::Auto, ColorChoice::Never] {
+            let (p, c) = Printer::capture(&flags(false, false, 0, color));
+            p.status("Deployed", "x");
+            p.warn("w");
+            p.error(&Error::usage("e", "h"));
+            assert!(!c.stderr().contains('\x1b'), "{color:?}: {:?}", c.stderr());
+            assert!(p.live_line("web1").is_none(), "no live line off a terminal");
+        }
+        let (p, c) = Printer::capture(&flags(false, false, 0, ColorChoice::Always));
+        p.status("Deployed", "x");
+        assert_eq!(c.stderr(), format!("{GREEN}    Deployed{RESET} x\n"));
+    }
+
+    #[test]
+    fn a_captured_printer_never_prompts() {
+        let (p, _) = plain();
+        let err = p.confirm("remove blog").unwrap_err();
+        assert!(err.hint().unwrap().contains("--yes"));
     }
 }

@@ -78,8 +78,8 @@ pub fn event_printer(printer: &Printer) -> deploy::EventFn {
         .then(|| Arc::new(LiveNodes::new(printer.clone())));
     Arc::new(move |event| {
         let say = |verb: &str, message: String| match &live {
-            Some(l) if !printer.quiet() => l.println(printer.status_text(verb, message)),
-            _ => printer.status(verb, message),
+            Some(l) => l.multi.suspend(|| printer.status(verb, message)),
+            None => printer.status(verb, message),
         };
         match event {
             Event::Phase {
@@ -132,6 +132,7 @@ pub fn event_printer(printer: &Printer) -> deploy::EventFn {
 }
 
 /// One live indicatif line per node, cleared when the deploy's events are dropped.
+/// Status lines print above them through `multi.suspend` (cleared, printed, redrawn).
 struct LiveNodes {
     printer: Printer,
     multi: indicatif::MultiProgress,
@@ -161,11 +162,6 @@ impl LiveNodes {
         if let Some(bar) = bars.get(node) {
             bar.set_message(what);
         }
-    }
-
-    /// A line above the live ones (they are cleared, the line printed, then redrawn).
-    fn println(&self, line: String) {
-        self.multi.suspend(|| eprintln!("{line}"));
     }
 }
 

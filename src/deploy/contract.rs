@@ -1,8 +1,9 @@
-//! The Rust-to-node contract of the deploy steps, in one place: the node's paths, ports
-//! and exit codes. `node.sh` defines none of them itself: every step's prelude (see
-//! [`crate::transport::ssh::Session::script_with`]) starts with [`prelude`], so the script
-//! reads `$APPS`, `$CHECK_PORT`, `$EXIT_LOCK_HELD`... and the laptop parses exits and
-//! builds paths from the same constants.
+//! The Rust-to-node contract, in one place: the node's paths, ports and exit codes. The
+//! node scripts define none of them themselves: every deploy step's prelude (see
+//! [`crate::transport::ssh::Session::script_with`]) starts with [`prelude`], every sync
+//! call's with [`sync_prelude`], so the scripts read `$APPS`, `$CHECK_PORT`,
+//! `$EXIT_LOCK_HELD`... and the laptop parses exits and builds paths from the same
+//! constants.
 
 /// The apps' folders: `APP/releases/N`, `APP/venvs/KEY`, `APP/meta/N.json`...
 pub const APPS: &str = "/srv/skiff/apps";
@@ -40,7 +41,7 @@ pub const CHECK_PORT: u16 = 8079;
 /// Apache's loopback port behind NGINX (setup-node's ports.conf).
 pub const APACHE_PORT: u16 = 8080;
 
-/// Exit codes of node.sh's steps that the laptop tells apart.
+/// Exit codes of the node scripts' steps that the laptop tells apart.
 pub mod exit {
     /// Bad input (a value that fails its grammar).
     pub const USAGE: i32 = 2;
@@ -58,11 +59,25 @@ pub mod exit {
     /// `---workers`); the previous release's workers run again.
     pub const WORKERS: i32 = 9;
     /// The app has workers or cron and the node has no systemd as PID 1.
-    pub const NO_SYSTEMD: i32 = 10;
+    pub const NO_SYSTEMD: i32 = 11;
     /// A lock is held by someone else (its owner line follows `HELD`).
     pub const LOCK_HELD: i32 = 75;
     /// The node was never set up.
     pub const NOT_SET_UP: i32 = 78;
+
+    // The sync's node.sh (src/sync/node.sh); an unknown mode is `USAGE`.
+    /// Sync: the new release already exists.
+    pub const SYNC_EXISTS: i32 = 3;
+    /// Sync: the base release (or its manifest) is missing.
+    pub const SYNC_NO_BASE: i32 = 4;
+    /// Sync: its staging folder is gone (another sync of the app started).
+    pub const SYNC_STAGING_GONE: i32 = 5;
+    /// Sync: the new manifest on the node is not the one skiff sent.
+    pub const SYNC_MANIFEST: i32 = 6;
+    /// Sync: the upload stream ended early or is damaged.
+    pub const SYNC_CUT_SHORT: i32 = 7;
+    /// Sync `go`: the base is not what skiff expected (the frames say why; stdin unread).
+    pub const SYNC_STALE: i32 = 10;
 }
 
 /// An app's folder on the node.
@@ -108,7 +123,7 @@ pub fn app_lock(app: &str) -> String {
 
 /// The contract as `(NAME, VALUE)` pairs, first in every step's prelude.
 pub fn prelude() -> Vec<(&'static str, String)> {
-    vec![
+    [
         ("APPS", APPS.into()),
         ("LOCKS", LOCKS.into()),
         ("NODE_LOCK", NODE_LOCK.into()),
@@ -124,39 +139,83 @@ pub fn prelude() -> Vec<(&'static str, String)> {
         ("CRON_MAP", CRON_MAP.into()),
         ("SYSTEMD_DIR", SYSTEMD_DIR.into()),
         ("WORKER_GRACE", WORKER_GRACE.to_string()),
-        ("EXIT_WORKERS", exit::WORKERS.to_string()),
-        ("EXIT_NO_SYSTEMD", exit::NO_SYSTEMD.to_string()),
-        ("EXIT_USAGE", exit::USAGE.to_string()),
-        ("EXIT_NGINX", exit::NGINX.to_string()),
-        ("EXIT_BUILD", exit::BUILD.to_string()),
-        ("EXIT_NOT_WARM", exit::NOT_WARM.to_string()),
-        ("EXIT_HEALTH", exit::HEALTH_FAILED.to_string()),
-        ("EXIT_PACKAGES", exit::PACKAGES_FAILED.to_string()),
-        ("EXIT_LOCK_HELD", exit::LOCK_HELD.to_string()),
-        ("EXIT_NOT_SET_UP", exit::NOT_SET_UP.to_string()),
     ]
+    .into_iter()
+    .chain(exit_codes())
+    .collect()
+}
+
+/// The sync's contract as `(NAME, VALUE)` pairs, first in every sync call's prelude.
+pub fn sync_prelude() -> Vec<(&'static str, String)> {
+    exit_codes()
+}
+
+/// Every exit code as an `EXIT_*` pair: both scripts get the one table (each uses its
+/// own, and `EXIT_USAGE`).
+fn exit_codes() -> Vec<(&'static str, String)> {
+    [
+        ("EXIT_USAGE", exit::USAGE),
+        ("EXIT_NGINX", exit::NGINX),
+        ("EXIT_BUILD", exit::BUILD),
+        ("EXIT_NOT_WARM", exit::NOT_WARM),
+        ("EXIT_HEALTH", exit::HEALTH_FAILED),
+        ("EXIT_PACKAGES", exit::PACKAGES_FAILED),
+        ("EXIT_LOCK_HELD", exit::LOCK_HELD),
+        ("EXIT_NOT_SET_UP", exit::NOT_SET_UP),
+        ("EXIT_WORKERS", exit::WORKERS),
+        ("EXIT_NO_SYSTEMD", exit::NO_SYSTEMD),
+        ("EXIT_SYNC_EXISTS", exit::SYNC_EXISTS),
+        ("EXIT_SYNC_NO_BASE", exit::SYNC_NO_BASE),
+        ("EXIT_SYNC_STAGING_GONE", exit::SYNC_STAGING_GONE),
+        ("EXIT_SYNC_MANIFEST", exit::SYNC_MANIFEST),
+        ("EXIT_SYNC_CUT_SHORT", exit::SYNC_CUT_SHORT),
+        ("EXIT_SYNC_STALE", exit::SYNC_STALE),
+    ]
+    .into_iter()
+    .map(|(name, code)| (name, code.to_string()))
+    .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// node.sh reads every name of the contract and defines none of them itself; every
-    /// `$NAME` in upper case it uses is one of them (or its own `PATH`/`T0`).
+    /// The deploy's node.sh reads every name of the contract (but the sync's exit codes)
+    /// and defines none of them itself; every `$NAME` in upper case it uses is one of them
+    /// (or its own `PATH`/`T0`).
     #[test]
     fn node_sh_uses_the_contract_and_defines_none_of_it() {
-        let script = super::super::remote::SCRIPT;
-        let names: Vec<&str> = prelude().iter().map(|(n, _)| *n).collect();
-        for name in &names {
+        let own = ["PATH", "T0", "VIRTUAL_ENV", "HOME"];
+        let mine = |name: &str| !name.starts_with("EXIT_SYNC_");
+        uses_only_the_contract(super::super::remote::SCRIPT, &prelude(), mine, &own);
+    }
+
+    /// The same for the sync's node.sh and [`sync_prelude`]: it uses its exit codes.
+    #[test]
+    fn sync_node_sh_uses_its_contract_and_defines_none_of_it() {
+        let own = ["LC_ALL", "SPARE", "STALE"];
+        let mine = |name: &str| name.starts_with("EXIT_SYNC_") || name == "EXIT_USAGE";
+        let script = crate::sync::remote::SCRIPT_SOURCE;
+        uses_only_the_contract(script, &sync_prelude(), mine, &own);
+    }
+
+    fn uses_only_the_contract(
+        script: &str,
+        contract: &[(&str, String)],
+        mine: impl Fn(&str) -> bool,
+        own: &[&str],
+    ) {
+        let names: Vec<&str> = contract.iter().map(|(n, _)| *n).collect();
+        for name in names.iter().filter(|n| mine(n)) {
             assert!(
                 script.contains(&format!("${name}")) || script.contains(&format!("${{{name}")),
-                "node.sh never uses ${name}"
+                "the script never uses ${name}"
             );
             assert!(
                 !script
                     .lines()
                     .any(|l| l.trim_start().starts_with(&format!("{name}="))),
-                "node.sh defines {name} itself"
+                "the script defines {name} itself"
             );
         }
         let mut used = std::collections::BTreeSet::new();
@@ -177,9 +236,8 @@ mod tests {
         }
         for word in used {
             assert!(
-                names.contains(&word.as_str())
-                    || ["PATH", "T0", "VIRTUAL_ENV", "HOME"].contains(&word.as_str()),
-                "node.sh uses ${word}, which the contract does not define"
+                names.contains(&word.as_str()) || own.contains(&word.as_str()),
+                "the script uses ${word}, which the contract does not define"
             );
         }
     }

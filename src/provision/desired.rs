@@ -98,16 +98,6 @@ impl Distro {
         }
     }
 
-    /// The Apache PHP module the distribution's `libapache2-mod-php` brings (the script
-    /// still takes whichever `php*.load` is installed, so a point upgrade cannot break it).
-    pub fn php_module(self) -> &'static str {
-        match self {
-            Distro::Debian12 => "php8.2",
-            Distro::Ubuntu2204 => "php8.1",
-            Distro::Ubuntu2404 => "php8.3",
-        }
-    }
-
     /// The packages a skiff web host needs. The names are the same on all three today
     /// (on Ubuntu, libapache2-mod-passenger and composer come from `universe`).
     /// `bundler` is Bundler's `bundle` command, `composer` brings php-cli with it.

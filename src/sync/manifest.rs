@@ -213,11 +213,6 @@ impl Manifest {
         })
     }
 
-    /// Number of regular files.
-    pub fn file_count(&self) -> usize {
-        self.entries.values().filter(|e| e.is_file()).count()
-    }
-
     /// Total bytes of all regular files.
     pub fn total_bytes(&self) -> u64 {
         self.entries

@@ -56,6 +56,7 @@ pub use manifest::Manifest;
 pub use plan::{Counts, DELTA_THRESHOLD, Plan};
 pub use scan::{ScanOptions, scan};
 
+use crate::deploy::contract::exit;
 use crate::error::{Error, Result};
 use crate::transport::{Output, Session, command_line};
 use control::{Control, DeltaItem, ManifestPayload};
@@ -65,10 +66,6 @@ use remote::Frames;
 
 /// Block size of the signature used to send a manifest as a delta of the base's.
 const MANIFEST_BLOCK: u32 = 256;
-
-/// Exit status of the node script in `go` mode when the base is not what the cache said
-/// (it then leaves the upload unread).
-const STALE_EXIT: i32 = 10;
 
 /// How many cached manifests to keep per node and releases folder.
 const CACHE_KEEP: u32 = 10;
@@ -399,8 +396,8 @@ impl Push {
                     .stream(
                         session,
                         "go",
-                        &expected_base_digest,
-                        &[&new_digest],
+                        Some(&expected_base_digest),
+                        &new_digest,
                         control,
                         data,
                     )
@@ -414,7 +411,7 @@ impl Push {
             First::Prepare { requests: r } => {
                 requests = r;
                 let frames = run
-                    .script(session, "prepare", &expected_base_digest, &requests)
+                    .script(session, "prepare", Some(&expected_base_digest), &requests)
                     .await?;
                 let stale = frames.manifest.is_some() || !frames.missing.is_empty();
                 base_state.update(&frames, releases, base)?;
@@ -438,7 +435,7 @@ impl Push {
                 let wanted = signature_requests(&plan, base_state.manifest.as_ref());
                 if !wanted.is_empty() && (wanted != requests || signatures.len() < wanted.len()) {
                     let t = Instant::now();
-                    let frames = run.script(session, "sigs", "", &wanted).await?;
+                    let frames = run.script(session, "sigs", None, &wanted).await?;
                     signatures = frames.signatures;
                     phases.signatures = t.elapsed().as_secs_f64();
                 }
@@ -473,7 +470,7 @@ impl Push {
                 let t = Instant::now();
                 let (control, data) = run.upload_parts(&plan, items.clone(), &base_state, false)?;
                 let (frames, _) = run
-                    .stream(session, "upload", &new_digest, &[], control, data)
+                    .stream(session, "upload", None, &new_digest, control, data)
                     .await?;
                 run.bytes_delta += items.iter().map(|d| d.delta.len() as u64).sum::<u64>();
                 match frames.result.as_deref() {
@@ -503,7 +500,7 @@ impl Push {
                             frames.manifest_failed,
                         )?;
                         let (frames, _) = run
-                            .stream(session, "upload", &new_digest, &[], control, data)
+                            .stream(session, "upload", None, &new_digest, control, data)
                             .await?;
                         if frames.result.as_deref() != Some("done") {
                             return Err(run.unexpected(frames.result.as_deref()));
@@ -579,33 +576,34 @@ struct Run {
 }
 
 impl Run {
-    fn fixed_args(&self, mode: &str, digest: &str) -> Vec<String> {
-        vec![
-            mode.to_string(),
-            self.releases.dir().to_string(),
-            self.new.to_string(),
-            self.base.map(|b| b.to_string()).unwrap_or_default(),
-            digest.to_string(),
-        ]
+    /// The named inputs of node.sh that every mode reads (or may): the releases folder,
+    /// the new number and the base; `base_digest` (prepare, go) when given.
+    fn inputs(&self, base_digest: Option<&str>) -> Vec<(&'static str, String)> {
+        let mut inputs = vec![
+            ("releases", self.releases.dir().to_string()),
+            ("n", self.new.to_string()),
+            ("base", self.base.map(|b| b.to_string()).unwrap_or_default()),
+        ];
+        if let Some(digest) = base_digest {
+            inputs.push(("base_digest", digest.to_string()));
+        }
+        inputs
     }
 
-    /// Runs the node script with no input stream (prepare, sigs).
+    /// Runs the node script with no input stream: `prepare` (given the digest skiff
+    /// expects of the base's manifest) or `sigs`.
     async fn script(
         &mut self,
         session: &Session,
         mode: &str,
-        digest: &str,
+        base_digest: Option<&str>,
         requests: &[(String, u32)],
     ) -> Result<Frames> {
-        let mut args = self.fixed_args(mode, digest);
-        for (path, block) in requests {
-            args.push(block.to_string());
-            args.push(path.clone());
-        }
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let script = remote::script();
-        self.sent += (script.len() + command_line(&args).len() + 12) as u64;
-        let out = session.script(script, &args).await?;
+        let mut inputs = self.inputs(base_digest);
+        inputs.push(("sigs", remote::sig_lines(requests)));
+        let script = remote::with_inputs(&inputs);
+        self.sent += (script.len() + command_line(&[mode]).len() + 12) as u64;
+        let out = session.script(&script, &[mode]).await?;
         self.received += (out.stdout.len() + out.stderr.len()) as u64;
         self.check(mode, out, None)
     }
@@ -668,28 +666,24 @@ impl Run {
         Ok((archive, data))
     }
 
-    /// Runs the node script with the control archive and the data archive on stdin.
+    /// Runs the node script with the control archive and the data archive on stdin:
+    /// `upload`, or `go` (given the digest skiff expects of the base's manifest). The
+    /// script and its prelude go in argv (`sh -c`): stdin is the stream.
     async fn stream(
         &mut self,
         session: &Session,
         mode: &str,
-        digest: &str,
-        extra: &[&str],
+        base_digest: Option<&str>,
+        new_digest: &str,
         control: control::Archive,
         data: Option<DataJob>,
     ) -> Result<(Frames, Option<DataStats>)> {
-        let script = remote::script();
-        let mut args = vec![
-            "sh".to_string(),
-            "-c".into(),
-            script.to_string(),
-            "sh".into(),
-        ];
-        args.extend(self.fixed_args(mode, digest));
-        args.push(control.spec());
-        args.push(if data.is_some() { "1" } else { "0" }.into());
-        args.extend(extra.iter().map(|s| s.to_string()));
-        let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut inputs = self.inputs(base_digest);
+        inputs.push(("new_digest", new_digest.to_string()));
+        inputs.push(("ctl", control.spec()));
+        inputs.push(("data", if data.is_some() { "1" } else { "0" }.into()));
+        let script = remote::with_inputs(&inputs);
+        let argv = ["sh", "-c", script.as_str(), "sh", mode];
         self.sent += command_line(&argv).len() as u64;
 
         let counter = Arc::new(AtomicU64::new(0));
@@ -752,19 +746,27 @@ impl Run {
 
     /// Turns the script's output into frames, or its failure into an error with a hint.
     fn check(&self, mode: &str, out: Output, producer_err: Option<&Error>) -> Result<Frames> {
-        let stale = mode == "go" && out.status == Some(STALE_EXIT);
+        let stale = mode == "go" && out.status == Some(exit::SYNC_STALE);
         if !out.success() && !stale {
             if let Some(e) = producer_err {
                 return Err(Error::failed(e.to_string()));
             }
             let hint = match out.status {
-                Some(3) => "pick a release number that does not exist on the node".into(),
-                Some(4) => {
+                Some(exit::SYNC_EXISTS) => {
+                    "pick a release number that does not exist on the node".into()
+                }
+                Some(exit::SYNC_NO_BASE) => {
                     "deploy without a base release (a full copy), or pick one that exists".into()
                 }
-                Some(5) => "another sync of this app ran at the same time; run again".into(),
-                Some(6) => "run again; if it persists, report a bug with this output".into(),
-                Some(7) => "the connection dropped during the upload; run again".into(),
+                Some(exit::SYNC_STAGING_GONE) => {
+                    "another sync of this app ran at the same time; run again".into()
+                }
+                Some(exit::SYNC_MANIFEST) => {
+                    "run again; if it persists, report a bug with this output".into()
+                }
+                Some(exit::SYNC_CUT_SHORT) => {
+                    "the connection dropped during the upload; run again".into()
+                }
                 _ if out.tail(5).contains("not found") => {
                     "the node lacks a tool the sync needs: install `rdiff`, GNU tar, gzip \
                      (run `skiff setup-node`)"

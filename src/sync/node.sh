@@ -1,43 +1,54 @@
 # skiff sync: the node side (POSIX sh + GNU coreutils, findutils, sed, tar, gzip, rdiff).
 # shellcheck shell=sh
+# shellcheck disable=SC2154 # the inputs are set by skiff's prelude
 #
-# Run as `sh -s -- MODE ARGS` (script on stdin) or `sh -c SCRIPT sh MODE ARGS` (stdin is
-# the upload stream). Every argument is data quoted by skiff's one quoting function;
-# nothing here is built from user input. Paths inside lists are NUL-separated data.
+# Run as `sh -s -- MODE` (script on stdin) or `sh -c SCRIPT sh MODE` (stdin is the upload
+# stream). Inputs arrive as named shell variables set by a prelude that skiff puts before
+# this script, each value quoted by skiff's one quoting function: first the contract's
+# exit codes (`EXIT_*`, src/deploy/contract.rs), then the call's own inputs. Nothing here
+# is built from user input; paths inside lists are NUL-separated data.
 #
-#   prepare R N B D [BLOCK PATH]...   clone release B of folder R into R/.tmp-N/tree,
-#                                     check it against B.manifest, make signatures
-#   go      R N B D C DATA ND         prepare, then (if the base is what skiff expected)
-#                                     upload from stdin in the same round trip; ND is
-#                                     the sha256 of the new manifest
-#   sigs    R N B D [BLOCK PATH]...   signatures only (after a prepare that found the
+#   prepare  releases n base base_digest sigs
+#                                     clone release BASE of RELEASES into .tmp-N/tree,
+#                                     check it against BASE.manifest, make signatures
+#   go       releases n base base_digest new_digest ctl data
+#                                     prepare, then (if the base is what skiff expected)
+#                                     upload from stdin in the same round trip
+#   sigs     releases n sigs          signatures only (after a prepare that found the
 #                                     cached base manifest stale)
-#   upload  R N B D C DATA            apply the stream on stdin to R/.tmp-N, then publish
+#   upload   releases n base new_digest ctl data
+#                                     apply the stream on stdin to .tmp-N, then publish
 #
-# R: releases folder (absolute). N: new release number. B: base release number or "".
-# D: in prepare, the sha256 skiff expects of B.manifest ("" if it has none cached); in
-# upload, the sha256 of the new manifest. C: `t:LEN` or `z:LEN`, the control archive at
-# the head of stdin (plain or gzip tar, LEN bytes). DATA: 1 if data sections follow it: lines `t LEN` (a plain tar of LEN bytes),
-# `z LEN` (a gzip tar), and `e 0`, the end. Without the end the stream was cut short (GNU
-# tar accepts an archive cut at an entry boundary), so nothing is published.
+# releases: the releases folder (absolute). n: the new release number. base: the base
+# release number or "". base_digest: the sha256 skiff expects of BASE.manifest ("" if it
+# has none cached). new_digest: the sha256 of the new manifest. sigs: the signatures to
+# make, one `BLOCK PATH` a line (PATH escaped as in a manifest: `%25`, `%0A`); the i-th
+# line's is frame S<i>. ctl: `t:LEN` or `z:LEN`, the control archive at the head of stdin
+# (plain or gzip tar, LEN bytes). data: 1 if data sections follow it: lines `t LEN` (a
+# plain tar of LEN bytes), `z LEN` (a gzip tar), and `e 0`, the end. Without the end the
+# stream was cut short (GNU tar accepts an archive cut at an entry boundary), so nothing
+# is published.
 #
 # Output (stdout) is framed: `TAG LENGTH\n` then LENGTH bytes, repeated. Tags: M (base
 # manifest, gzip), X (base paths missing from or different on this node, one escaped path a
 # line), S<i> (signature of the i-th requested file), F (indices of failed deltas, and `m`
 # if the manifest delta did not give the expected manifest), R
 # (result: ready | stale | done | partial). Errors go to stderr with a non-zero exit:
-# 3 release N exists, 4 base missing, 5 staging gone, 6 manifest mismatch, 7 data cut short;
-# 10 (go mode) the base is not what skiff expected: frames say why, stdin was not read.
+# EXIT_SYNC_EXISTS release N exists, EXIT_SYNC_NO_BASE base missing,
+# EXIT_SYNC_STAGING_GONE staging gone, EXIT_SYNC_MANIFEST manifest mismatch,
+# EXIT_SYNC_CUT_SHORT data cut short; EXIT_SYNC_STALE (go mode) the base is not what skiff
+# expected: frames say why, stdin was not read.
 #
-# Layout: R/N/ is a release tree, R/N.manifest its manifest, R/.tmp-N/ a sync in progress
-# (tree/ the future release, ctl/ the control files, work/ temp files), R/.spare-N a
-# hard-link clone of release N made and checked in the background right after N was
-# published (under `flock R`), so the next sync from N starts without waiting for
-# `cp -al` and the check (the critical path of a small change). Changes made to release N
-# after that, in place (a chmod or an edit of a file shared by hard link), are not seen;
-# extra and deleted files in N do not matter (the spare has its own folders). Only R/.tmp-N and R/.spare-* are ever written before the final two renames, and
-# files shared with B by hard links are only ever unlinked or replaced by rename, never
-# written in place.
+# Layout: RELEASES/N/ is a release tree, RELEASES/N.manifest its manifest, .tmp-N/ a sync
+# in progress (tree/ the future release, ctl/ the control files, work/ temp files),
+# .spare-N a hard-link clone of release N made and checked in the background right after N
+# was published (under `flock RELEASES`), so the next sync from N starts without waiting
+# for `cp -al` and the check (the critical path of a small change). Changes made to
+# release N after that, in place (a chmod or an edit of a file shared by hard link), are
+# not seen; extra and deleted files in N do not matter (the spare has its own folders).
+# Only .tmp-N and .spare-* are ever written before the final two renames, and files shared
+# with BASE by hard links are only ever unlinked or replaced by rename, never written in
+# place.
 
 set -eu
 umask 022
@@ -83,19 +94,19 @@ say() { printf '%s %s\n%s' "$1" "${#2}" "$2"; }
 die() { code=$1; shift; printf '%s\n' "$*" >&2; exit "$code"; }
 
 prepare() {
-  if ! cd -- "$R" 2>/dev/null; then
-    mkdir -p -- "$R"
-    cd -- "$R"
+  if ! cd -- "$releases" 2>/dev/null; then
+    mkdir -p -- "$releases"
+    cd -- "$releases"
   fi
-  if [ -e "$N" ] || [ -L "$N" ]; then
-    die 3 "release $N already exists in $R"
+  if [ -e "$n" ] || [ -L "$n" ]; then
+    die "$EXIT_SYNC_EXISTS" "release $n already exists in $releases"
   fi
   # Wait for a spare clone still being made (it holds the lock of R), then remove the
   # leftovers of interrupted syncs (the caller holds the app's deploy lock) and spares of
   # other releases. Without flock (or if the wait times out) no spare is used.
   SPARE=
-  if [ -n "$B" ] && command -v flock >/dev/null 2>&1 && flock -w 60 . true; then
-    SPARE=.spare-$B
+  if [ -n "$base" ] && command -v flock >/dev/null 2>&1 && flock -w 60 . true; then
+    SPARE=.spare-$base
   fi
   for t in .tmp-* .spare-*; do
     if [ -e "$t" ] && [ "$t" != "$SPARE" ] && [ "$t" != "$SPARE.missing" ]; then
@@ -104,12 +115,12 @@ prepare() {
   done
   mkdir -- "$T" "$W"
   STALE=0
-  if [ -z "$B" ]; then
+  if [ -z "$base" ]; then
     mkdir -- "$T/tree"
     return 0
   fi
-  if [ ! -d "$B" ] || [ ! -f "$B.manifest" ]; then
-    die 4 "base release $B not found in $R (need $B/ and $B.manifest)"
+  if [ ! -d "$base" ] || [ ! -f "$base.manifest" ]; then
+    die "$EXIT_SYNC_NO_BASE" "base release $base not found in $releases (need $base/ and $base.manifest)"
   fi
   # The clone, checked against B's manifest without hashing: entries the manifest does
   # not list (files a running app or a build step left in B) are removed; entries missing
@@ -121,18 +132,18 @@ prepare() {
     mv -- "$SPARE.missing" "$W/missing"
   else
     if [ -n "$SPARE" ]; then rm -rf -- "$SPARE" "$SPARE.missing"; fi
-    wanted "$B.manifest" "$W/want" &
+    wanted "$base.manifest" "$W/want" &
     want=$!
-    inventory "$B" "$W/have" &
+    inventory "$base" "$W/have" &
     have=$!
-    cp -al -- "$B" "$T/tree"
+    cp -al -- "$base" "$T/tree"
     wait "$have"
     wait "$want"
     check "$T/tree" "$W/have" "$W/want" "$W/missing"
   fi
-  got=$(sha256sum <"$B.manifest")
-  if [ "${got%% *}" != "$D" ]; then
-    gzip -1c <"$B.manifest" >"$W/m.gz"
+  got=$(sha256sum <"$base.manifest")
+  if [ "${got%% *}" != "$base_digest" ]; then
+    gzip -1c <"$base.manifest" >"$W/m.gz"
     emit M "$W/m.gz"
     STALE=1
   fi
@@ -142,54 +153,65 @@ prepare() {
   fi
 }
 
+# signatures: frame S<i> for the i-th line of $sigs whose file the clone has (regular).
 signatures() {
   i=0
-  while [ $# -ge 2 ]; do
-    f=$T/tree/$2
+  while IFS= read -r line; do
+    if [ -z "$line" ]; then continue; fi
+    p=${line#* }
+    case $p in
+      *%*)
+        p=$(printf '%s' "$p" | sed -e 's/%0A/\n/g' -e 's/%25/%/g'; echo x)
+        p=${p%x}
+        ;;
+    esac
+    f=$T/tree/$p
     if [ -f "$f" ] && [ ! -L "$f" ]; then
       rm -f -- "$W/s$i"
-      rdiff -H md4 -R rollsum -b "$1" -S 8 signature "$f" "$W/s$i"
+      rdiff -H md4 -R rollsum -b "${line%% *}" -S 8 signature "$f" "$W/s$i"
       emit "S$i" "$W/s$i"
     fi
     i=$((i + 1))
-    shift 2
-  done
+  done <<EOF
+$sigs
+EOF
 }
 
 upload() {
-  cd -- "$R"
+  cd -- "$releases"
   if [ ! -d "$T/tree" ]; then
-    die 5 "the staging folder $R/$T is gone (did another sync start?)"
+    die "$EXIT_SYNC_STAGING_GONE" "the staging folder $releases/$T is gone (did another sync start?)"
   fi
-  A=$R
+  A=$releases
   C=$T/ctl
   if [ -e "$C" ]; then rm -rf -- "$C"; fi
   if [ -d "$W" ]; then mkdir -- "$C"; else mkdir -p -- "$C" "$W"; fi
-  case ${CTL%%:*} in
-    z) head -c "${CTL#*:}" | tar -xzf - -C "$C" ;;
-    *) head -c "${CTL#*:}" | tar -xf - -C "$C" ;;
+  case ${ctl%%:*} in
+    z) head -c "${ctl#*:}" | tar -xzf - -C "$C" ;;
+    *) head -c "${ctl#*:}" | tar -xf - -C "$C" ;;
   esac
   # Removed first: deleted entries, and entries sent whole that the clone has (GNU tar
   # would unlink a file before extracting over it, but not a folder of another kind).
   if [ -s "$C/rm" ]; then
     (cd "$T/tree" && xargs -0 rm -rf -- <"$A/$C/rm")
   fi
-  if [ "$DATA" = 1 ]; then
+  if [ "$data" = 1 ]; then
     while :; do
       if ! read -r kind len; then
-        die 7 "the upload stream for release $N ended early"
+        die "$EXIT_SYNC_CUT_SHORT" "the upload stream for release $n ended early"
       fi
       case $kind in
         t) head -c "$len" | tar -xpf - --no-same-owner -C "$T/tree" ;;
         z) head -c "$len" | tar -xzpf - --no-same-owner -C "$T/tree" ;;
         e) break ;;
-        *) die 7 "the upload stream for release $N is damaged" ;;
+        *) die "$EXIT_SYNC_CUT_SHORT" "the upload stream for release $n is damaged" ;;
       esac
     done
   fi
   # Exec bit changes: a copy gets the new mode and replaces the shared hard link.
   for m in 644 755; do
     if [ -s "$C/chmod$m" ]; then
+      # shellcheck disable=SC2016 # the inner sh expands them
       (cd "$T/tree" && xargs -0 sh -c '
         m=$1 w=$2; shift 2
         for p in "$@"; do
@@ -219,11 +241,11 @@ upload() {
   if [ -f "$C/manifest" ]; then
     mv -f -- "$C/manifest" "$T/manifest"
     got=$(sha256sum <"$T/manifest")
-    if [ "${got%% *}" != "$D" ]; then
-      die 6 "the new manifest for release $N has sha256 ${got%% *}, expected $D"
+    if [ "${got%% *}" != "$new_digest" ]; then
+      die "$EXIT_SYNC_MANIFEST" "the new manifest for release $n has sha256 ${got%% *}, expected $new_digest"
     fi
-  elif ! rdiff patch "$B.manifest" "$C/manifest.delta" "$T/manifest" 2>"$W/m.err" ||
-    ! got=$(sha256sum <"$T/manifest") || [ "${got%% *}" != "$D" ]; then
+  elif ! rdiff patch "$base.manifest" "$C/manifest.delta" "$T/manifest" 2>"$W/m.err" ||
+    ! got=$(sha256sum <"$T/manifest") || [ "${got%% *}" != "$new_digest" ]; then
     printf 'm ' >>"$W/failed"
   fi
   if [ -s "$W/failed" ]; then
@@ -233,46 +255,40 @@ upload() {
   fi
   # Publish: the release appears whole or not at all.
   sync -f "$T/tree" 2>/dev/null || sync
-  mv -f -- "$T/manifest" "$N.manifest"
-  mv -T -- "$T/tree" "$N"
+  mv -f -- "$T/manifest" "$n.manifest"
+  mv -T -- "$T/tree" "$n"
   rm -rf -- "$T"
   # The spare clone for the next sync, in the background (it outlives this session).
   if command -v flock >/dev/null 2>&1; then
-    (spare "$N") </dev/null >/dev/null 2>&1 &
+    (spare "$n") </dev/null >/dev/null 2>&1 &
   fi
   say R "done"
 }
 
-MODE=$1 R=$2 N=$3 B=$4 D=$5
-shift 5
-T=.tmp-$N
+T=.tmp-$n
 W=$T/work
-case $MODE in
+case ${1-} in
   prepare)
     prepare
-    if [ "$STALE" = 0 ]; then signatures "$@"; fi
+    if [ "$STALE" = 0 ]; then signatures; fi
     say R ready
     ;;
   go)
-    CTL=$1 DATA=$2 ND=$3
-    shift 3
     prepare
     if [ "$STALE" = 1 ]; then
       # Not exit 0: the rest of stdin is left unread, which the client then expects.
       say R stale
-      exit 10
+      exit "$EXIT_SYNC_STALE"
     fi
-    D=$ND
     upload
     ;;
   sigs)
-    cd -- "$R"
-    signatures "$@"
+    cd -- "$releases"
+    signatures
     say R ready
     ;;
   upload)
-    CTL=$1 DATA=$2
     upload
     ;;
-  *) die 2 "unknown mode $MODE" ;;
+  *) die "$EXIT_USAGE" "unknown mode ${1-}" ;;
 esac

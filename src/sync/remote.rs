@@ -10,9 +10,9 @@ use std::sync::OnceLock;
 
 use flate2::read::GzDecoder;
 
-use super::manifest::unescape;
+use super::manifest::{escape, unescape};
 
-/// The node script as written (see its header for modes, arguments and output).
+/// The node script as written (see its header for modes, inputs and output).
 pub const SCRIPT_SOURCE: &str = include_str!("node.sh");
 
 /// The node script as sent: without comment-only and blank lines.
@@ -30,6 +30,29 @@ pub fn script() -> &'static str {
         }
         out
     })
+}
+
+/// The node script as sent for one call: the compact script after a prelude of
+/// `NAME='VALUE'` lines, the contract's exit codes first
+/// ([`crate::deploy::contract::sync_prelude`]), then the call's `inputs` (the script's
+/// header says which mode reads which).
+pub fn with_inputs(inputs: &[(&str, String)]) -> String {
+    let contract = crate::deploy::contract::sync_prelude();
+    let vars: Vec<(&str, &str)> = contract
+        .iter()
+        .chain(inputs)
+        .map(|(name, value)| (*name, value.as_str()))
+        .collect();
+    crate::transport::ssh::with_prelude(script(), &vars)
+}
+
+/// The `sigs` input: one `BLOCK PATH` line per (path, block size) request, the path
+/// escaped as in a manifest; the i-th line's signature comes back as frame `S<i>`.
+pub fn sig_lines(requests: &[(String, u32)]) -> String {
+    requests
+        .iter()
+        .map(|(path, block)| format!("{block} {}\n", escape(path, false)))
+        .collect()
 }
 
 /// What the node script printed, by tag.
@@ -138,6 +161,109 @@ mod tests {
         assert_eq!(f.result.as_deref(), Some("ready"));
         assert!(parse(b"R 9\nshort").is_err());
         assert!(parse(b"Q 0\n").is_err());
+    }
+
+    /// Runs `mode` of node.sh on this machine with its named inputs, as a sync sends it
+    /// (`sh -c SCRIPT sh MODE`, `stdin` on stdin): (exit code, stdout).
+    fn run(mode: &str, inputs: &[(&str, String)], stdin: &[u8]) -> (i32, Vec<u8>) {
+        use std::process::Stdio;
+        let mut child = Command::new("sh")
+            .args(["-c", &with_inputs(inputs), "sh", mode])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        let out = child.wait_with_output().unwrap();
+        (out.status.code().unwrap_or(-1), out.stdout)
+    }
+
+    /// The named inputs on a temporary releases folder: `prepare` checks the base's
+    /// manifest digest and makes the signatures `sigs` asks for (a path with a space, a
+    /// `%` and a newline included), `upload` applies a control archive and publishes
+    /// with `new_digest`, and the exits are the contract's.
+    #[test]
+    fn named_inputs_on_a_temporary_releases_folder() {
+        use crate::deploy::contract::exit;
+        use crate::sync::control::{Control, ManifestPayload};
+        use crate::sync::manifest::digest_of;
+        use crate::sync::scan::{ScanOptions, scan};
+
+        let tmp = tempfile::tempdir().unwrap();
+        let releases = tmp.path().join("releases");
+        let odd = "odd name %0A\nend.txt";
+        std::fs::create_dir_all(releases.join("1")).unwrap();
+        std::fs::write(releases.join("1/a.txt"), "a".repeat(5000)).unwrap();
+        std::fs::write(releases.join("1").join(odd), "b".repeat(5000)).unwrap();
+        let base_text = scan(&releases.join("1"), &ScanOptions::default())
+            .unwrap()
+            .to_text();
+        std::fs::write(releases.join("1.manifest"), &base_text).unwrap();
+        let common = |base_digest: &str| {
+            vec![
+                ("releases", releases.to_str().unwrap().to_string()),
+                ("n", "2".to_string()),
+                ("base", "1".to_string()),
+                ("base_digest", base_digest.to_string()),
+            ]
+        };
+        let sigs = sig_lines(&[
+            ("a.txt".into(), 64),
+            ("gone.txt".into(), 64),
+            (odd.into(), 64),
+        ]);
+
+        let mut inputs = common(&digest_of(base_text.as_bytes()));
+        inputs.push(("sigs", sigs.clone()));
+        let (code, out) = run("prepare", &inputs, b"");
+        assert_eq!(code, 0);
+        let f = parse(&out).unwrap();
+        assert_eq!(f.result.as_deref(), Some("ready"));
+        assert!(f.manifest.is_none() && f.missing.is_empty());
+        assert_eq!(f.signatures.keys().copied().collect::<Vec<_>>(), [0, 2]);
+
+        // a stale cache: the base's manifest comes back, no signatures
+        let mut inputs = common("0000");
+        inputs.push(("sigs", sigs));
+        let f = parse(&run("prepare", &inputs, b"").1).unwrap();
+        assert_eq!(f.manifest.as_deref(), Some(base_text.as_str()));
+        assert!(f.signatures.is_empty());
+
+        // upload: a.txt removed, the new manifest whole
+        std::fs::remove_file(releases.join("1/a.txt")).unwrap();
+        let new_text = scan(&releases.join("1"), &ScanOptions::default())
+            .unwrap()
+            .to_text();
+        std::fs::write(releases.join("1/a.txt"), "a".repeat(5000)).unwrap();
+        let archive = Control {
+            remove: vec!["a.txt".into()],
+            manifest: ManifestPayload::Whole(new_text.clone().into_bytes()),
+            ..Control::default()
+        }
+        .archive()
+        .unwrap();
+        let mut inputs = common("");
+        inputs.truncate(3);
+        inputs.push(("new_digest", digest_of(new_text.as_bytes())));
+        inputs.push(("ctl", archive.spec()));
+        inputs.push(("data", "0".into()));
+        let (code, out) = run("upload", &inputs, &archive.bytes);
+        assert_eq!(code, 0);
+        assert_eq!(parse(&out).unwrap().result.as_deref(), Some("done"));
+        assert_eq!(
+            std::fs::read_to_string(releases.join("2.manifest")).unwrap(),
+            new_text
+        );
+        assert!(releases.join("2").join(odd).is_file());
+        assert!(!releases.join("2/a.txt").exists());
+        assert!(releases.join("1/a.txt").exists(), "the base is untouched");
+
+        // the contract's exit codes
+        let mut inputs = common("");
+        inputs.push(("sigs", String::new()));
+        assert_eq!(run("prepare", &inputs, b"").0, exit::SYNC_EXISTS);
+        assert_eq!(run("unknown", &inputs, b"").0, exit::USAGE);
     }
 
     #[test]

@@ -26,7 +26,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::io::Read;
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -401,11 +401,6 @@ pub fn changed_during_scan(path: &Path) -> Error {
     }
 }
 
-/// Whether a file is executable by anyone (what the manifest keeps of its mode).
-pub fn is_exec(meta: &fs::Metadata) -> bool {
-    meta.permissions().mode() & 0o111 != 0
-}
-
 /// Remembered hashes, so an unchanged file is not read again.
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct HashCache {
@@ -475,7 +470,7 @@ impl HashCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::symlink;
+    use std::os::unix::fs::{PermissionsExt, symlink};
 
     fn write(root: &Path, rel: &str, body: &[u8]) {
         let p = root.join(rel);

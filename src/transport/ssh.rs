@@ -324,7 +324,7 @@ impl Session {
 /// `sh -s -- ARGS`: the argv that runs a script fed on stdin.
 /// `script` with a prelude of `NAME='VALUE'` lines for `vars` after its first line (the
 /// `#!` line stays first). Names must be shell identifiers (skiff's own, never input).
-fn with_prelude(script: &str, vars: &[(&str, &str)]) -> String {
+pub(crate) fn with_prelude(script: &str, vars: &[(&str, &str)]) -> String {
     let mut prelude = String::new();
     for (name, value) in vars {
         debug_assert!(
