@@ -108,22 +108,34 @@ pub fn for_release(
         }
     }
     for (i, entry) in config.cron.iter().enumerate() {
-        let job = format!("cron{i}.job");
         let timeout = entry.timeout().as_secs().max(1);
-        let (job_text, what, web) = match (&entry.path, &entry.command) {
+        // A web cron runs as nobody, who cannot read the app's files: its request is in
+        // the unit (host and path by grammar: no quotes, spaces or `$`; `%` doubled for
+        // systemd). A command's job file holds the app owner's command, never the unit.
+        let (exec, what, web) = match (&entry.path, &entry.command) {
             (Some(path), _) => (
-                format!("kind web\nhost {host}\npath {path}\ntimeout {timeout}\n"),
+                format!(
+                    "{} --web {host} {} {timeout}",
+                    contract::RUNNER,
+                    path.replace('%', "%%")
+                ),
                 format!("GET {path}"),
                 true,
             ),
-            (None, Some(command)) => (
-                format!("kind command\ndir {release}\nenv {run_env}\ncommand {command}\n"),
-                "a command".to_string(),
-                false,
-            ),
+            (None, Some(command)) => {
+                let job = format!("cron{i}.job");
+                out.files.push((
+                    job.clone(),
+                    format!("kind command\ndir {release}\nenv {run_env}\ncommand {command}\n"),
+                ));
+                (
+                    format!("{} {units_dir}/{job}", contract::RUNNER),
+                    "a command".to_string(),
+                    false,
+                )
+            }
             (None, None) => continue, // refused when app.toml is loaded
         };
-        out.files.push((job.clone(), job_text));
         let (schedule, calendars) = match (&entry.schedule, &entry.calendar) {
             (Some(cron), _) => (cron.clone(), on_calendar(cron)),
             (None, Some(calendar)) => (calendar.clone(), vec![calendar.clone()]),
@@ -141,8 +153,7 @@ pub fn for_release(
         };
         ctx.insert("user", user);
         ctx.insert("group", group);
-        ctx.insert("runner", contract::RUNNER);
-        ctx.insert("job", &format!("{units_dir}/{job}"));
+        ctx.insert("exec", &exec);
         ctx.insert("timeout", &format!("{timeout}s"));
         ctx.insert("secret", if web { contract::CRON_SECRET } else { "" });
         ctx.insert("schedule", &schedule);
@@ -327,7 +338,6 @@ mod tests {
                 "skiff_blog_7_mailer@.service",
                 "worker.job",
                 "skiff_blog_7_worker@.service",
-                "cron0.job",
                 "skiff_blog_7_cron0.service",
                 "skiff_blog_7_cron0.timer",
                 "cron1.job",
@@ -371,7 +381,12 @@ mod tests {
         assert!(web.contains("User=nobody\nGroup=nogroup\n"), "{web}");
         assert!(web.contains("EnvironmentFile=/etc/skiff/cron.secret"));
         assert!(web.contains("(GET /tasks/x?a=50%%)"), "{web}");
-        assert!(file("cron0.job").contains("host blog.test\npath /tasks/x?a=50%\ntimeout 300\n"));
+        assert!(
+            web.contains(
+                "ExecStart=/usr/local/share/skiff/bin/skiff-run --web blog.test /tasks/x?a=50%% 300\n"
+            ),
+            "{web}"
+        );
         let timer = file("skiff_blog_7_cron1.timer");
         assert!(timer.contains("OnCalendar=*:*:0/2\n"), "{timer}");
         assert!(timer.contains("Unit=skiff_blog_7_cron1.service\n"));

@@ -76,6 +76,22 @@ pub fn versions(state: &StateFile, host: &str, printer: &Printer) -> Result<()> 
             v.size,
             v.slot.as_deref().unwrap_or("-")
         ));
+        for w in &v.workers {
+            let restarts = match w.restarts {
+                0 => String::new(),
+                n => format!(", restarted {n} times"),
+            };
+            printer.data(format!("         worker {}: {}{restarts}", w.name, w.state));
+        }
+    }
+    if let Some(node) = &report.timers_node {
+        printer.data(format!("cron (on node {node}):"));
+        for t in &report.timers {
+            printer.data(format!(
+                "  {}: last {}, result {}, next {}",
+                t.name, t.last, t.result, t.next
+            ));
+        }
     }
     Ok(())
 }

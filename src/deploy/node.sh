@@ -54,7 +54,8 @@
 #                                     (which=both), those this owner holds
 #   destroy  app owner freed          after a switch without APP: idle its slots, remove
 #                                     its folder (but data/) and env file, unlock both
-#   peek                              print the node state (no lock)
+#   peek     [app]                    print the node state (no lock); with APP, also its
+#                                     releases' units and the current ones' systemd state
 #
 # shellcheck disable=SC2154 # the inputs are set by skiff's prelude
 # shellcheck disable=SC2163 # `export "$line"` exports the KEY=VALUE line itself
@@ -660,7 +661,7 @@ switch_step() {
   [ -z "$run" ] || check_n "$run"
   printf '%s' "$state" >"$STATE.tmp"
   _prev=$(cat "$APPS/$app/units/current" 2>/dev/null || true)
-  if [ -n "$run" ] && grep -qs '^kind web' "$APPS/$app/units/$run"/cron*.job &&
+  if [ -n "$run" ] && grep -qs -e ' --web ' "$APPS/$app/units/$run"/*.service &&
     grep -qs '\.timer$' "$APPS/$app/units/$run/enable"; then
     cron_secret
   fi
@@ -857,7 +858,31 @@ case $step in
     ;;
 
   peek)
+    echo "---state"
     cat "$STATE" 2>/dev/null || true
+    # with an app: its releases' units (`N UNIT`), and what systemd says of the current ones
+    if [ -n "${app:-}" ]; then
+      check_app "$app"
+      _ua=$APPS/$app/units
+      echo "---units"
+      for _e in "$_ua"/*/enable; do
+        [ -f "$_e" ] || continue
+        _n=${_e%/enable}
+        _n=${_n##*/}
+        sed "s/^/$_n /" "$_e"
+      done
+      _cur=$(cat "$_ua/current" 2>/dev/null || true)
+      if [ -n "$_cur" ] && [ -s "$_ua/$_cur/enable" ] && [ -d /run/systemd/system ]; then
+        set --
+        while read -r _u; do
+          set -- "$@" "$_u"
+          case $_u in *.timer) set -- "$@" "${_u%.timer}.service" ;; esac
+        done <"$_ua/$_cur/enable"
+        echo "---unitstate"
+        systemctl show -p Id -p ActiveState -p SubState -p NRestarts -p Result -p ExecMainStatus \
+          -p LastTriggerUSec -p NextElapseUSecRealtime -p ExecMainExitTimestamp "$@" 2>/dev/null || true
+      fi
+    fi
     ;;
 
   unlock)

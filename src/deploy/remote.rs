@@ -711,9 +711,12 @@ pub async fn destroy(session: &Session, app: &str, owner: &str, freed: &[String]
     Ok(())
 }
 
-/// Reads the node state without taking any lock (for `versions`).
-pub async fn peek(session: &Session) -> Result<NodeState> {
-    let (status, out, err) = step(session, "peek", &[], &[]).await?;
+/// Reads the node state without taking any lock (for `versions`); with `app`, also that
+/// app's systemd units: per release the unit instances it runs, and systemd's view of the
+/// current release's units (`KEY=VALUE` blocks of `systemctl show`, by unit).
+pub async fn peek(session: &Session, app: Option<&str>) -> Result<Peeked> {
+    let vars: Vec<(&str, &str)> = app.map(|a| vec![("app", a)]).unwrap_or_default();
+    let (status, out, err) = step(session, "peek", &vars, &[]).await?;
     if status != 0 {
         return Err(failed(
             session,
@@ -723,7 +726,53 @@ pub async fn peek(session: &Session) -> Result<NodeState> {
             &err,
         ));
     }
-    NodeState::parse(session.node(), &out)
+    let parts = sections(&out);
+    let state = NodeState::parse(
+        session.node(),
+        parts.get("state").map_or("", String::as_str),
+    )?;
+    let units = parts
+        .get("units")
+        .map(|text| {
+            text.lines()
+                .filter_map(|l| {
+                    let (n, unit) = l.split_once(' ')?;
+                    Some((n.parse().ok()?, unit.to_string()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let unit_state = parts
+        .get("unitstate")
+        .map(|text| {
+            text.split("\n\n")
+                .filter_map(|block| {
+                    let props: BTreeMap<String, String> = block
+                        .lines()
+                        .filter_map(|l| l.split_once('='))
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect();
+                    Some((props.get("Id")?.clone(), props))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Peeked {
+        state,
+        units,
+        unit_state,
+    })
+}
+
+/// What `peek` read.
+#[derive(Debug, Clone, Default)]
+pub struct Peeked {
+    /// The node state.
+    pub state: NodeState,
+    /// `(release, unit instance)` of every kept release that has units.
+    pub units: Vec<(u32, String)>,
+    /// systemd's properties of the current release's units, by unit name.
+    pub unit_state: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// Releases both locks, if this owner holds them.

@@ -246,7 +246,19 @@ pub async fn serve(
         runtime: config.runtime,
         reload: options.reload,
     });
-    for key in config.unsupported().into_iter().map(|(key, _)| key) {
+    // serve runs the web app only: workers and cron run on nodes, services are not built
+    let mut ignored: Vec<String> = config
+        .unsupported()
+        .into_iter()
+        .map(|(key, _)| key)
+        .collect();
+    if !config.processes.is_empty() {
+        ignored.push("processes".into());
+    }
+    if !config.cron.is_empty() {
+        ignored.push("cron".into());
+    }
+    for key in ignored {
         events(Event::Ignored {
             message: format!("`[{key}]` in app.toml is not run by skiff serve"),
             key,

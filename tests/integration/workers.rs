@@ -172,6 +172,28 @@ fn workers_and_cron_follow_the_current_version() {
             "systemctl list-timers --all --no-pager; journalctl -u 'skiff_jobs_*' -n 20 --no-pager"
         )
     );
+    // versions shows each version's workers and the cron jobs with their last result
+    let out = run(&env, &["--json", "versions", HOST]);
+    ok(&out);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let v = &report["versions"];
+    assert_eq!(v[0]["workers"][0]["name"], "ticker@1", "{report}");
+    assert_eq!(v[0]["workers"][0]["state"], "stopped", "{report}");
+    assert_eq!(v[1]["workers"][0]["state"], "active (running)", "{report}");
+    assert_eq!(report["timers_node"], cron_node.name.as_str(), "{report}");
+    let timers = report["timers"].as_array().unwrap();
+    assert_eq!(timers.len(), 2, "{report}");
+    for t in timers {
+        assert_eq!(t["result"], "success", "{report}");
+        assert_ne!(t["next"], "-", "{report}");
+    }
+    let out = run(&env, &["versions", HOST]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("worker ticker@1: active (running)"), "{text}");
+    assert!(
+        text.contains(&format!("cron (on node {}):", cron_node.name)),
+        "{text}"
+    );
     assert_eq!(
         count(other, "webcron"),
         0,
