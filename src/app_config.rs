@@ -91,7 +91,10 @@ pub struct AppConfig {
     pub packages: PackagesConfig,
     /// Backing services by name.
     #[serde(default)]
-    pub services: BTreeMap<String, ServiceKind>,
+    pub services: BTreeMap<String, ServiceEntry>,
+    /// `[deploy]`: the release command.
+    #[serde(default)]
+    pub deploy: DeployConfig,
     /// Scheduled jobs of the current version: a request to a path, or a command.
     #[serde(default)]
     pub cron: Vec<CronEntry>,
@@ -244,6 +247,118 @@ impl BuildConfig {
     }
 }
 
+/// `[deploy]`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DeployConfig {
+    /// Run once per deploy, on one node (the one that holds the app's services), after
+    /// the build and before any switch, in the new release with its environment: e.g.
+    /// `python manage.py migrate --noinput`. A failure aborts the deploy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
+    /// Take a backup on the node before the release command (not built yet).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub backup_before_release: bool,
+}
+
+/// `[services] NAME = "TYPE"` or `[services.NAME]` with options.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum ServiceEntry {
+    /// `db = "postgresql"`.
+    Kind(ServiceKind),
+    /// `[services.db]` with `type` and `node`.
+    Full(ServiceConfig),
+}
+
+/// The keys of `[services.NAME]`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// What it is.
+    #[serde(rename = "type")]
+    pub kind: ServiceKind,
+    /// The node it lives on (default: the app's first node by name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for ServiceEntry {
+    /// A string (the type) or a table; either way an unknown type or key is named, not
+    /// "data did not match any variant".
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error as _;
+        match toml::Value::deserialize(d)? {
+            toml::Value::String(kind) => kind_from(&kind).map(ServiceEntry::Kind),
+            value @ toml::Value::Table(_) => ServiceConfig::deserialize(value)
+                .map(ServiceEntry::Full)
+                .map_err(|e| D::Error::custom(e.message())),
+            other => Err(D::Error::custom(format!(
+                "expected a service type (\"postgresql\", \"mysql\" or \"files\") or a table, found {}",
+                other.type_str()
+            ))),
+        }
+    }
+}
+
+fn kind_from<E: serde::de::Error>(text: &str) -> std::result::Result<ServiceKind, E> {
+    match text {
+        "postgresql" => Ok(ServiceKind::Postgresql),
+        "mysql" => Ok(ServiceKind::Mysql),
+        "files" => Ok(ServiceKind::Files),
+        other => Err(E::custom(format!(
+            "unknown variant `{other}`, expected one of `postgresql`, `mysql`, `files`"
+        ))),
+    }
+}
+
+impl ServiceEntry {
+    /// Its type.
+    pub fn kind(&self) -> ServiceKind {
+        match self {
+            ServiceEntry::Kind(k) => *k,
+            ServiceEntry::Full(c) => c.kind,
+        }
+    }
+
+    /// The node it was placed on in app.toml, if any.
+    pub fn node(&self) -> Option<&str> {
+        match self {
+            ServiceEntry::Kind(_) => None,
+            ServiceEntry::Full(c) => c.node.as_deref(),
+        }
+    }
+}
+
+impl ServiceKind {
+    /// The name the node's scripts use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceKind::Postgresql => "postgresql",
+            ServiceKind::Mysql => "mysql",
+            ServiceKind::Files => "files",
+        }
+    }
+
+    /// A database (rather than a folder).
+    pub fn is_database(self) -> bool {
+        !matches!(self, ServiceKind::Files)
+    }
+}
+
+impl AppConfig {
+    /// The services as the node gets them, `NAME TYPE` lines: databases first (the first
+    /// of them is the one `DATABASE_URL` names), then folders, each by name.
+    pub fn service_lines(&self) -> String {
+        let mut list: Vec<(&String, ServiceKind)> =
+            self.services.iter().map(|(n, e)| (n, e.kind())).collect();
+        list.sort_by_key(|(n, k)| (!k.is_database(), (*n).clone()));
+        list.iter()
+            .map(|(n, k)| format!("{n} {}\n", k.as_str()))
+            .collect()
+    }
+}
+
 /// A backing service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -293,7 +408,7 @@ impl CronEntry {
 
 /// `[processes.NAME]`: a background worker of the current version, or just its command
 /// (`worker = "python worker.py"`).
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum ProcessEntry {
     /// `NAME = "COMMAND"`: one instance, the defaults.
@@ -321,6 +436,24 @@ pub struct ProcessConfig {
 
 fn one() -> u32 {
     1
+}
+
+impl<'de> Deserialize<'de> for ProcessEntry {
+    /// A string (the command) or a table; a wrong key is named, not "data did not match
+    /// any variant".
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error as _;
+        match toml::Value::deserialize(d)? {
+            toml::Value::String(command) => Ok(ProcessEntry::Command(command)),
+            value @ toml::Value::Table(_) => ProcessConfig::deserialize(value)
+                .map(ProcessEntry::Full)
+                .map_err(|e| D::Error::custom(e.message())),
+            other => Err(D::Error::custom(format!(
+                "expected the worker's command (a string) or a table with `command`, found {}",
+                other.type_str()
+            ))),
+        }
+    }
 }
 
 /// Signals a worker may be asked to stop with.
@@ -424,10 +557,10 @@ impl AppConfig {
     /// so a command that would need them can refuse clearly instead of ignoring them.
     pub fn unsupported(&self) -> Vec<(String, String)> {
         let mut out = Vec::new();
-        if !self.services.is_empty() {
+        if self.deploy.backup_before_release {
             out.push((
-                "services".into(),
-                "remove `[services]` for now; provision the database by hand".into(),
+                "deploy.backup_before_release".into(),
+                "remove it for now, and dump the database on the node (pg_dump, mysqldump) before a risky migration".into(),
             ));
         }
         out
@@ -533,12 +666,42 @@ impl AppConfig {
                 ));
             }
         }
-        for name in self.services.keys() {
+        for (name, entry) in &self.services {
+            let key = format!("services.{}", toml_span::quote_key(name));
             names::check_name(name).map_err(|e| {
                 c.bad(
-                    &format!("services.{}", toml_span::quote_key(name)),
+                    &key,
                     e,
                     "name services like `db` or `uploads`, e.g. `db = \"postgresql\"`",
+                )
+            })?;
+            // the database and its role are APP_NAME: PostgreSQL allows 63 bytes
+            if self.name.len() + 1 + name.len() > 63 {
+                return Err(c.bad(
+                    &key,
+                    format!(
+                        "`{}_{name}` (the database's name) is longer than 63 characters",
+                        self.name
+                    ),
+                    "use a shorter service name, e.g. `db`",
+                ));
+            }
+            if let Some(node) = entry.node() {
+                names::check_name(node).map_err(|e| {
+                    c.bad(
+                        &format!("{key}.node"),
+                        e,
+                        "name a node of the cluster, e.g. `node = \"db1\"`",
+                    )
+                })?;
+            }
+        }
+        if let Some(cmd) = &self.deploy.release {
+            check_command(cmd).map_err(|e| {
+                c.bad(
+                    "deploy.release",
+                    format!("the release command {e}"),
+                    "write it on one line, e.g. `release = \"python manage.py migrate --noinput\"`",
                 )
             })?;
         }
@@ -2020,8 +2183,8 @@ worker = "python worker.py"
         assert_eq!(config.health.timeout(), Duration::from_secs(90));
         assert_eq!(config.python.as_ref().unwrap().processes, Some(4));
         assert_eq!(config.cron.len(), 2);
-        // [services] is not built yet; workers and cron are
-        assert_eq!(config.unsupported().len(), 1);
+        // workers, cron and services are built
+        assert_eq!(config.unsupported().len(), 0);
         let minimal =
             AppConfig::parse(Path::new("app.toml"), "name = \"x\"\nruntime = \"php\"\n").unwrap();
         assert_eq!(minimal.php_docroot(), ".");

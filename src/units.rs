@@ -40,6 +40,9 @@ impl ReleaseUnits {
     /// the file `enable`.
     pub fn encode(&self) -> String {
         use base64::Engine as _;
+        if self.is_empty() {
+            return String::new();
+        }
         let b64 = base64::engine::general_purpose::STANDARD;
         let mut out = String::new();
         let enable = self
@@ -408,6 +411,8 @@ mod tests {
     fn an_app_without_workers_or_cron_has_no_units() {
         let units = for_release(&app(""), "blog.test", 1, true).unwrap();
         assert!(units.is_empty());
+        // nothing reaches the node: it never needs systemd for this app
+        assert_eq!(units.encode(), "");
         assert!(!needs_systemd(&app("")));
     }
 }

@@ -60,3 +60,6 @@ mod deps;
 
 #[path = "integration/workers.rs"]
 mod workers;
+
+#[path = "integration/services.rs"]
+mod services;

@@ -23,6 +23,10 @@ pub const STAGING: &str = "/var/lib/skiff/staging";
 pub const SLOTS: &str = "/srv/skiff/slots";
 /// Node-side secrets: `APP.env`.
 pub const ENVDIR: &str = "/etc/skiff/env";
+/// Services' credentials, root only: `APP/NAME.env` and `APP/NAME.json`.
+pub const SERVICES_DIR: &str = "/etc/skiff/services";
+/// Files services' folders: `APP/NAME`, owned by www-data, outside every release.
+pub const DATA_DIR: &str = "/srv/skiff/data";
 /// Runs an app's worker or cron job from its job file (installed by setup-node).
 pub const RUNNER: &str = "/usr/local/share/skiff/bin/skiff-run";
 /// The node's web-cron secret (`SKIFF_CRON_SECRET=HEX`, root only): made by the first
@@ -60,6 +64,10 @@ pub mod exit {
     pub const WORKERS: i32 = 9;
     /// The app has workers or cron and the node has no systemd as PID 1.
     pub const NO_SYSTEMD: i32 = 11;
+    /// The release command failed or timed out.
+    pub const RELEASE: i32 = 12;
+    /// A service could not be made ready (package, server, database).
+    pub const SERVICE: i32 = 13;
     /// A lock is held by someone else (its owner line follows `HELD`).
     pub const LOCK_HELD: i32 = 75;
     /// The node was never set up.
@@ -135,6 +143,7 @@ pub fn prelude() -> Vec<(&'static str, String)> {
         ("ENVDIR", ENVDIR.into()),
         ("CHECK_PORT", CHECK_PORT.to_string()),
         ("APACHE_PORT", APACHE_PORT.to_string()),
+        ("SERVICES_DIR", SERVICES_DIR.into()),
         ("CRON_SECRET", CRON_SECRET.into()),
         ("CRON_MAP", CRON_MAP.into()),
         ("SYSTEMD_DIR", SYSTEMD_DIR.into()),
@@ -163,6 +172,8 @@ fn exit_codes() -> Vec<(&'static str, String)> {
         ("EXIT_LOCK_HELD", exit::LOCK_HELD),
         ("EXIT_NOT_SET_UP", exit::NOT_SET_UP),
         ("EXIT_WORKERS", exit::WORKERS),
+        ("EXIT_RELEASE", exit::RELEASE),
+        ("EXIT_SERVICE", exit::SERVICE),
         ("EXIT_NO_SYSTEMD", exit::NO_SYSTEMD),
         ("EXIT_SYNC_EXISTS", exit::SYNC_EXISTS),
         ("EXIT_SYNC_NO_BASE", exit::SYNC_NO_BASE),

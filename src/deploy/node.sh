@@ -22,13 +22,17 @@
 #                                     disk (leftovers of a dead run)
 #   recover  app owner numbers        drop releases no state names (a dead run's)
 #   prepare  app owner n runtime packages system_site meta venv req reqtext wheels docroot
-#            bundle bundle_local composer envlines build_timeout units [CMD...]
+#            bundle bundle_local composer envlines build_timeout units services release
+#            [CMD...]
 #                                     env snapshot, [packages] apt (skiff-node
 #                                     apt-install), venv, Bundler bundle (bundles/KEY),
 #                                     Composer vendor (vendors/KEY, hard-linked into the
 #                                     release as vendor/), build commands, release meta,
-#                                     the release's systemd units (units/N/, env/N.run);
-#                                     then try the node lock (nodelock, no waiting)
+#                                     the release's systemd units (units/N/, env/N.run),
+#                                     the release command; services first (skiff-node
+#                                     service-ensure), their credentials in the env
+#                                     snapshot; then try the node lock (nodelock, no
+#                                     waiting)
 #   nodelock app owner brk            take the node lock; print the state and what each
 #                                     slot's slot.json names
 #   trial    app owner n slot kind want backend vhost health timeout token reset
@@ -272,10 +276,27 @@ prepare_step() {
   # user and the web servers (www-data) only, never for every user of the node
   chmod 0750 "$a" "$a/meta" "$a/env"
   chgrp www-data "$a" "$a/meta" "$a/env" 2>/dev/null || true
+  # services (`NAME TYPE` lines, the primary database first): made or checked by
+  # skiff-node, as root; their credentials join the env snapshot below
+  if [ -n "$services" ]; then
+    printf '%s\n' "$services" | while read -r _sn _st; do
+      [ -n "$_sn" ] || continue
+      "$NODE" service-ensure "$app" "$_sn" "$_st" >&2 || exit "$EXIT_SERVICE"
+    done
+    phase services
+  fi
   envfile=
-  if [ -f "$ENVDIR/$app.env" ]; then
+  if [ -f "$ENVDIR/$app.env" ] || [ -n "$services" ]; then
     envfile=$a/env/$n.env
-    install -m 0640 -g www-data "$ENVDIR/$app.env" "$envfile"
+    (
+      umask 027
+      {
+        if [ -f "$ENVDIR/$app.env" ]; then cat "$ENVDIR/$app.env"; fi
+        if [ -n "$services" ]; then service_env; fi
+      } >"$envfile.tmp"
+    )
+    chgrp www-data "$envfile.tmp"
+    mv -f "$envfile.tmp" "$envfile"
   fi
   phase env
   # [packages] apt: installed when missing (skiff-node, as root), before venv and build
@@ -341,16 +362,7 @@ prepare_step() {
     find "$rel" -type f -links +1 -printf '%i %s %T@\n' | sort >"$marker"
   fi
   for c in "$@"; do
-    (
-      cd "$rel"
-      release_env
-      _s=0
-      timeout -k 10 "$build_timeout" sh -c "$c" >&2 || _s=$?
-      if [ "$_s" = 124 ] || [ "$_s" = 137 ]; then
-        die "build command timed out after ${build_timeout}s ([build] timeout in app.toml): $c" "$EXIT_BUILD"
-      fi
-      [ "$_s" = 0 ] || die "build command failed (exit $_s): $c" "$EXIT_BUILD"
-    ) || { _s=$?; rm -f "$marker"; exit "$_s"; }
+    in_release "build command" "$c" "$EXIT_BUILD" || { _s=$?; rm -f "$marker"; exit "$_s"; }
   done
   if [ $# -gt 0 ]; then
     shared=$(find "$rel" -type f -links +1 -printf '%i %s %T@\n' | sort | comm -13 "$marker" - |
@@ -376,6 +388,63 @@ prepare_step() {
   fi
   phase meta
   units_step
+  # the release command: once per deploy, on one node, in the new release with its
+  # environment, after the build and before any switch
+  if [ -n "$release" ]; then
+    in_release "the release command" "$release" "$EXIT_RELEASE" || exit $?
+    phase release
+  fi
+}
+
+# in_release WHAT CMD EXIT: CMD with `sh -c` in release N with its environment (a
+# subshell), at most build_timeout seconds; a failure or timeout dies naming WHAT with EXIT
+in_release() {
+  (
+    cd "$rel"
+    release_env
+    _s=0
+    timeout -k 10 "$build_timeout" sh -c "$2" >&2 || _s=$?
+    if [ "$_s" = 124 ] || [ "$_s" = 137 ]; then
+      die "$1 timed out after ${build_timeout}s ([build] timeout in app.toml): $2" "$3"
+    fi
+    [ "$_s" = 0 ] || die "$1 failed (exit $_s): $2" "$3"
+  )
+}
+
+# service_env: the services' credentials as KEY=VALUE lines: every line of the primary
+# database (the first postgresql or mysql in `services`) and DATABASE_URL, each other
+# database's NAME_URL, each files service's NAME_DIR (the first one's also as
+# SKIFF_FILES_DIR), and SKIFF_SERVICES: all of it as one JSON object
+service_env() {
+  _sd=$SERVICES_DIR/$app
+  _db='' _files='' _json=''
+  while read -r _sn _st; do
+    [ -n "$_sn" ] || continue
+    _f=$_sd/$_sn.env
+    [ -f "$_f" ] || die "service $_sn of $app has no credentials on this node ($_f)" "$EXIT_SERVICE"
+    case $_st in
+      postgresql | mysql)
+        if [ -z "$_db" ]; then
+          _db=$_sn
+          cat "$_f"
+          sed -n 's/^[A-Z0-9_]*_URL=/DATABASE_URL=/p' "$_f" | head -n 1
+        else
+          grep '_URL=' "$_f"
+        fi
+        ;;
+      files)
+        cat "$_f"
+        if [ -z "$_files" ]; then
+          _files=$_sn
+          sed -n 's/^[A-Z0-9_]*_DIR=/SKIFF_FILES_DIR=/p' "$_f" | head -n 1
+        fi
+        ;;
+    esac
+    _json="$_json${_json:+,}\"$_sn\":$(cat "$_sd/$_sn.json")"
+  done <<EOF
+$services
+EOF
+  printf 'SKIFF_SERVICES={%s}\n' "$_json"
 }
 
 # release_env: exports release N's environment (call it in a subshell): [env] from the

@@ -408,6 +408,10 @@ pub struct Prepare {
     pub build_timeout: u64,
     /// The release's systemd units and job files, in their wire form ("" = none).
     pub units: String,
+    /// The app's services, `NAME TYPE` lines ("" = none).
+    pub services: String,
+    /// The release command, on the one node that runs it ("" elsewhere).
+    pub release: String,
 }
 
 /// What `trial` needs: where to load release N, and how to check it.
@@ -591,29 +595,34 @@ pub async fn prepare(
         ("envlines", p.env_lines.as_str()),
         ("build_timeout", timeout.as_str()),
         ("units", p.units.as_str()),
+        ("services", p.services.as_str()),
+        ("release", p.release.as_str()),
     ];
     let commands: Vec<&str> = p.commands.iter().map(String::as_str).collect();
     let (status, out, err) = step(session, "prepare", &vars, &commands).await?;
     let prepared = out.lines().any(|l| l == "---prepared");
     if !prepared {
-        let packages = status == PACKAGES_FAILED;
-        let mut e = failed(
-            session,
-            if packages {
-                "installing [packages] apt"
-            } else {
-                "build"
-            },
-            status,
-            &out,
-            &err,
-        );
+        let (what, fix) = match status {
+            PACKAGES_FAILED => (
+                "installing [packages] apt",
+                "fix `[packages] apt` in app.toml (the name as `apt-cache search WORD` on the node shows it) and run `skiff update` again; the live version is untouched",
+            ),
+            super::contract::exit::SERVICE => (
+                "preparing [services]",
+                "the service's server or database could not be made ready (its output is above); the live version is untouched",
+            ),
+            super::contract::exit::RELEASE => (
+                "the release command",
+                "fix the release command (`[deploy] release`; its output is above) and run `skiff update` again; nothing switched, the live version is untouched (a migration that failed inside a transaction left the database as it was)",
+            ),
+            _ => (
+                "build",
+                "fix the build (requirements, wheels, Gemfile.lock, composer.lock, build.commands) and run `skiff update` again; the live version is untouched",
+            ),
+        };
+        let mut e = failed(session, what, status, &out, &err);
         if let Error::Remote { hint, .. } = &mut e {
-            *hint = Some(if packages {
-                "fix `[packages] apt` in app.toml (the name as `apt-cache search WORD` on the node shows it) and run `skiff update` again; the live version is untouched".into()
-            } else {
-                "fix the build (requirements, wheels, Gemfile.lock, composer.lock, build.commands) and run `skiff update` again; the live version is untouched".into()
-            });
+            *hint = Some(fix.into());
         }
         return Err(e);
     }

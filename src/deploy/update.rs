@@ -176,6 +176,29 @@ pub async fn update(
             return Err(release_all(targets, app, &owner, e).await);
         }
     }
+    if !config.services.is_empty() {
+        let problem = if targets.len() > 1 {
+            Some(format!(
+                "app `{app}` has [services] and is deployed to {} nodes: services on an app with several nodes are not supported yet",
+                targets.len()
+            ))
+        } else {
+            config.services.iter().find_map(|(name, e)| {
+                e.node().filter(|n| *n != targets[0].name).map(|n| {
+                    format!(
+                        "service `{name}` is placed on node `{n}` (services.{name}.node), which this deploy does not include: a service on another node than the app is not supported yet"
+                    )
+                })
+            })
+        };
+        if let Some(problem) = problem {
+            let e = Error::usage(
+                problem,
+                "deploy the app to one node, the one its services live on (`--node NAME`)",
+            );
+            return Err(release_all(targets, app, &owner, e).await);
+        }
+    }
     if crate::units::needs_systemd(&config)
         && let Some(t) = targets.iter().find(|t| !t.begun.systemd)
     {
@@ -447,7 +470,7 @@ pub(super) async fn sync_and_build(t: &Target, plan: &Plan<'_>) -> Result<Built>
     let mut wheels = String::new();
     let mut requirements_text = String::new();
     let mut meta = serde_json::json!({ "release": release_dir, "env": env });
-    if t.begun.has_node_config {
+    if t.begun.has_node_config || !config.services.is_empty() {
         meta["env_file"] = contract::env_snapshot(app, n).into();
     }
     if let Some(py) = &config.python {
@@ -512,6 +535,12 @@ pub(super) async fn sync_and_build(t: &Target, plan: &Plan<'_>) -> Result<Built>
         commands: config.build.commands.clone(),
         build_timeout: config.build.timeout().as_secs().max(1),
         units: crate::units::for_release(config, plan.main, n, t.name == plan.cron_node)?.encode(),
+        services: config.service_lines(),
+        release: if t.name == plan.cron_node {
+            config.deploy.release.clone().unwrap_or_default()
+        } else {
+            String::new()
+        },
     };
     step(plan.events, &t.name, "build");
     let prepared = remote::prepare(&t.session, app, plan.owner, n, &prep).await?;

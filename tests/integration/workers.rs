@@ -387,4 +387,10 @@ fn nodes_without_systemd_refuse_workers_and_cron_before_sending() {
         .collect::<Vec<_>>(),
         ["0", "0"]
     );
+    // the same app without them deploys there (nothing of systemd is asked of the node)
+    set_sections(&dir, "");
+    ok(&update(&env, &dir, &[&node]));
+    let (code, body) = get(&node.address, HOST, "/");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("message=one"), "{body}");
 }

@@ -1,0 +1,235 @@
+//! Services on real nodes: PostgreSQL and MariaDB databases and files folders made by the
+//! first update that names them, their credentials in the app's environment (and
+//! nowhere on the laptop), the release command before any switch, data that survives
+//! update, rollback and clean.
+
+use std::path::{Path, PathBuf};
+
+use crate::support::{TestEnv, TestNode, nodes_available};
+use crate::update::{get, ok};
+
+const PG_APP: &str = r#"import os
+import psycopg2
+
+MESSAGE = "one"
+
+def application(environ, start_response):
+    conn = psycopg2.connect(os.environ["DATABASE_URL"])
+    cur = conn.cursor()
+    path = environ.get("PATH_INFO", "/")
+    if path == "/add":
+        cur.execute("INSERT INTO notes (body) VALUES (%s)", (environ.get("QUERY_STRING", ""),))
+        conn.commit()
+    if path == "/file":
+        with open(os.path.join(os.environ["UPLOADS_DIR"], "kept.txt"), "w") as f:
+            f.write(environ.get("QUERY_STRING", ""))
+    cur.execute("SELECT body FROM notes ORDER BY id")
+    rows = ",".join(r[0] for r in cur.fetchall())
+    conn.close()
+    kept = os.path.join(os.environ["SKIFF_FILES_DIR"], "kept.txt")
+    files = open(kept).read() if os.path.exists(kept) else "-"
+    body = "message=%s rows=%s file=%s user=%s\n" % (MESSAGE, rows, files, os.environ.get("PGUSER"))
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [body.encode()]
+"#;
+
+const MIGRATE: &str = r#"import os
+import psycopg2
+conn = psycopg2.connect(os.environ["DATABASE_URL"])
+cur = conn.cursor()
+cur.execute("CREATE TABLE IF NOT EXISTS notes (id serial PRIMARY KEY, body text)")
+conn.commit()
+print("migrated")
+"#;
+
+/// A migration that fails halfway, inside its transaction.
+const BAD_MIGRATE: &str = r#"import os
+import psycopg2
+conn = psycopg2.connect(os.environ["DATABASE_URL"])
+cur = conn.cursor()
+cur.execute("ALTER TABLE notes ADD COLUMN broken integer")
+cur.execute("SELECT no_such_function()")
+conn.commit()
+"#;
+
+fn pg_app(env: &TestEnv) -> PathBuf {
+    let dir = env.root().join("notes");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("app.toml"),
+        "name = \"notes\"\nruntime = \"python\"\nhostnames = [\"notes.test\"]\n[python]\nwsgi = \"app:application\"\n[packages]\napt = [\"python3-psycopg2\"]\n[services]\ndb = \"postgresql\"\n[services.uploads]\ntype = \"files\"\n[deploy]\nrelease = \"python3 migrate.py\"\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("app.py"), PG_APP).unwrap();
+    std::fs::write(dir.join("migrate.py"), MIGRATE).unwrap();
+    dir
+}
+
+fn set_message(dir: &Path, message: &str) {
+    let text = std::fs::read_to_string(dir.join("app.py")).unwrap();
+    let start = text.find("MESSAGE = \"").unwrap() + "MESSAGE = \"".len();
+    let end = start + text[start..].find('"').unwrap();
+    std::fs::write(
+        dir.join("app.py"),
+        format!("{}{message}{}", &text[..start], &text[end..]),
+    )
+    .unwrap();
+}
+
+fn update(env: &TestEnv, dir: &Path, node: &TestNode) -> std::process::Output {
+    env.skiff()
+        .arg("update")
+        .arg(dir)
+        .args(["--node", &node.name])
+        .output()
+        .unwrap()
+}
+
+/// Every file under `dir` that contains `needle`.
+fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if std::fs::read(&path)
+                .is_ok_and(|b| String::from_utf8_lossy(&b).contains(needle))
+            {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn a_postgresql_app_keeps_its_rows_and_files_and_its_password_stays_on_the_node() {
+    if !nodes_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    let node = TestNode::launch_set_up(&env);
+    let dir = pg_app(&env);
+    let mut outputs = Vec::new();
+    let out = update(&env, &dir, &node);
+    ok(&out);
+    outputs.push(out);
+
+    // the release command made the schema; rows written over HTTP
+    for row in ["first", "second"] {
+        let (code, body) = get(&node.address, "notes.test", &format!("/add?{row}"));
+        assert_eq!(code, 200, "{body}");
+    }
+    let (_, body) = get(&node.address, "notes.test", "/file?kept-file");
+    assert!(body.contains("rows=first,second"), "{body}");
+    assert!(body.contains("user=notes_db"), "{body}");
+
+    // update, rollback and clean keep them
+    set_message(&dir, "two");
+    let out = update(&env, &dir, &node);
+    ok(&out);
+    outputs.push(out);
+    let (_, body) = get(&node.address, "notes.test", "/");
+    assert!(
+        body.contains("message=two rows=first,second file=kept-file"),
+        "{body}"
+    );
+    let out = env
+        .skiff()
+        .args(["rollback", "notes.test"])
+        .output()
+        .unwrap();
+    ok(&out);
+    outputs.push(out);
+    let (_, body) = get(&node.address, "notes.test", "/");
+    assert!(
+        body.contains("message=one rows=first,second file=kept-file"),
+        "{body}"
+    );
+    let out = env
+        .skiff()
+        .args(["clean", "notes.test", "--keep", "1"])
+        .output()
+        .unwrap();
+    ok(&out);
+    outputs.push(out);
+    let (_, body) = get(&node.address, "notes.test", "/");
+    assert!(body.contains("rows=first,second file=kept-file"), "{body}");
+
+    // a release command that fails inside its transaction: nothing switched, the
+    // database as it was
+    std::fs::write(dir.join("migrate.py"), BAD_MIGRATE).unwrap();
+    set_message(&dir, "three");
+    let out = update(&env, &dir, &node);
+    assert!(!out.status.success(), "a failing release command passed");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(stderr.contains("release command"), "{stderr}");
+    assert!(stderr.contains("no_such_function"), "{stderr}");
+    outputs.push(out);
+    let (_, body) = get(&node.address, "notes.test", "/");
+    assert!(body.contains("message=one rows=first,second"), "{body}");
+    let columns = node.exec(
+        "runuser -u postgres -- psql -At -d notes_db -c \"SELECT column_name FROM information_schema.columns WHERE table_name = 'notes' ORDER BY 1\"",
+    );
+    assert_eq!(
+        columns.split_whitespace().collect::<Vec<_>>(),
+        ["body", "id"]
+    );
+
+    // secrets: 0600 root on the node, in no laptop file and no output
+    let creds = "/etc/skiff/services/notes/db.env";
+    assert_eq!(
+        node.exec(&format!("stat -c '%a %U' {creds}")).trim(),
+        "600 root"
+    );
+    let password = node.exec(&format!("sed -n 's/^PGPASSWORD=//p' {creds}"));
+    let password = password.trim();
+    assert_eq!(password.len(), 32, "{password}");
+    assert_eq!(
+        files_containing(env.root(), password),
+        Vec::<PathBuf>::new()
+    );
+    for out in &outputs {
+        assert!(!String::from_utf8_lossy(&out.stdout).contains(password));
+        assert!(!String::from_utf8_lossy(&out.stderr).contains(password));
+    }
+    // the files service lives outside every release, owned by the app's user
+    assert_eq!(
+        node.exec("stat -c '%U %a' /srv/skiff/data/notes/uploads")
+            .trim(),
+        "www-data 750"
+    );
+}
+
+#[test]
+fn services_on_several_nodes_are_refused_before_anything_is_sent() {
+    if !nodes_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    let a = TestNode::launch_set_up(&env);
+    let b = TestNode::launch_set_up(&env);
+    let dir = pg_app(&env);
+    let out = env
+        .skiff()
+        .arg("update")
+        .arg(&dir)
+        .args(["--node", &a.name, "--node", &b.name])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not supported yet"), "{stderr}");
+    for n in [&a, &b] {
+        assert_eq!(
+            n.exec(
+                "ls /srv/skiff/apps/notes 2>/dev/null | wc -l; ls -A /var/lib/skiff/locks | wc -l"
+            )
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+            ["0", "0"]
+        );
+    }
+}
