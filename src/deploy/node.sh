@@ -21,9 +21,12 @@
 #                                     (the slot vhosts), the release numbers found on
 #                                     disk (leftovers of a dead run)
 #   recover  app owner numbers        drop releases no state names (a dead run's)
+#   services app owner services allow make the app's services ready here for the other
+#                                     nodes at ALLOW; print their credential files
+#                                     (`---file NAME`, base64) for those nodes' prepare
 #   prepare  app owner n runtime packages system_site meta venv req reqtext wheels docroot
-#            bundle bundle_local composer envlines build_timeout units services release
-#            [CMD...]
+#            bundle bundle_local composer envlines build_timeout units services
+#            service_files allow release [CMD...]
 #                                     env snapshot, [packages] apt (skiff-node
 #                                     apt-install), venv, Bundler bundle (bundles/KEY),
 #                                     Composer vendor (vendors/KEY, hard-linked into the
@@ -278,11 +281,19 @@ prepare_step() {
   chgrp www-data "$a" "$a/meta" "$a/env" 2>/dev/null || true
   # services (`NAME TYPE` lines, the primary database first): made or checked by
   # skiff-node, as root; their credentials join the env snapshot below
-  if [ -n "$services" ]; then
-    printf '%s\n' "$services" | while read -r _sn _st; do
-      [ -n "$_sn" ] || continue
-      "$NODE" service-ensure "$app" "$_sn" "$_st" >&2 || exit "$EXIT_SERVICE"
+  if [ -n "$services" ] && [ -n "$service_files" ]; then
+    # another node of the app holds the services: their credentials, as it made them
+    # and pointing at it (the `services` step there), kept here root-only
+    (umask 077 && mkdir -p "$SERVICES_DIR/$app")
+    printf '%s\n' "$service_files" | while read -r _name _data; do
+      [ -n "$_name" ] || continue
+      printf '%s' "$_name" | grep -Eqx '[a-z][a-z0-9-]{0,31}\.(env|json)' || die "bad service file name: $_name" "$EXIT_USAGE"
+      (umask 077 && printf '%s' "$_data" | base64 -d >"$SERVICES_DIR/$app/$_name.tmp") || die "bad service file: $_name" "$EXIT_USAGE"
+      mv -f "$SERVICES_DIR/$app/$_name.tmp" "$SERVICES_DIR/$app/$_name"
     done
+    phase services
+  elif [ -n "$services" ]; then
+    ensure_services
     phase services
   fi
   envfile=
@@ -409,6 +420,16 @@ in_release() {
     fi
     [ "$_s" = 0 ] || die "$1 failed (exit $_s): $2" "$3"
   )
+}
+
+# ensure_services: every service of `services` ready on this node (skiff-node, as root),
+# reachable from the addresses in `allow` (the app's other nodes)
+ensure_services() {
+  printf '%s\n' "$services" | while read -r _sn _st; do
+    [ -n "$_sn" ] || continue
+    # shellcheck disable=SC2086 # addresses: one word each, checked by skiff-node
+    "$NODE" service-ensure "$app" "$_sn" "$_st" ${allow:-} >&2 || exit "$EXIT_SERVICE"
+  done
 }
 
 # service_env: the services' credentials as KEY=VALUE lines: every line of the primary
@@ -794,6 +815,20 @@ case $step in
     for d in releases meta docroots env; do
       if [ -d "$APPS/$app/$d" ]; then ls "$APPS/$app/$d"; fi
     done | sed -nE 's/^([0-9]+)(\..*)?$/\1/p' | sort -un
+    ;;
+
+  services)
+    # the node that holds the app's services, before the other nodes prepare: make them
+    # ready for the addresses in `allow`, and print their credential files for those nodes
+    check_app "$app"
+    holds "$LOCKS/$app.lock" || die "this run does not hold the deploy lock of $app" "$EXIT_LOCK_HELD"
+    ensure_services
+    for _f in "$SERVICES_DIR/$app"/*.env "$SERVICES_DIR/$app"/*.json; do
+      [ -f "$_f" ] || continue
+      echo "---file ${_f##*/}"
+      base64 -w0 "$_f"
+      echo
+    done
     ;;
 
   recover)

@@ -288,6 +288,48 @@ pub async fn begin(
     })))
 }
 
+/// On the node that holds the app's services, before the others prepare: makes them ready
+/// for the app's other nodes (`allow`, their addresses) and returns their credential files
+/// (`NAME.env`, `NAME.json`), which never leave memory on the laptop.
+pub async fn services(
+    session: &Session,
+    app: &str,
+    owner: &str,
+    services: &str,
+    allow: &str,
+) -> Result<Vec<(String, Vec<u8>)>> {
+    use base64::Engine as _;
+    let vars = [
+        ("app", app),
+        ("owner", owner),
+        ("services", services),
+        ("allow", allow),
+    ];
+    let (status, out, err) = step(session, "services", &vars, &[]).await?;
+    if status != 0 {
+        let mut e = failed(session, "preparing [services]", status, &out, &err);
+        if let Error::Remote { hint, .. } = &mut e {
+            *hint = Some("the service's server or database could not be made ready (its output is above); the live version is untouched".into());
+        }
+        return Err(e);
+    }
+    let b64 = base64::engine::general_purpose::STANDARD;
+    sections(&out)
+        .into_iter()
+        .filter_map(|(name, body)| name.strip_prefix("file ").map(|n| (n.to_string(), body)))
+        .map(|(name, body)| {
+            b64.decode(body.trim())
+                .map(|bytes| (name.clone(), bytes))
+                .map_err(|_| {
+                    Error::failed(format!(
+                        "node `{}` sent an unreadable credentials file `{name}`",
+                        session.node()
+                    ))
+                })
+        })
+        .collect()
+}
+
 /// Removes releases of `app` that no state names (a dead run's), under the app's lock.
 pub async fn recover(session: &Session, app: &str, owner: &str, numbers: &[u32]) -> Result<()> {
     let numbers = join(numbers);
@@ -410,6 +452,11 @@ pub struct Prepare {
     pub units: String,
     /// The app's services, `NAME TYPE` lines ("" = none).
     pub services: String,
+    /// On a node that does not hold the services: their credential files from the node
+    /// that does (`NAME BASE64` lines, pointing at it); "" on the services' node.
+    pub service_files: String,
+    /// On the services' node: the app's other nodes' addresses, let in to its databases.
+    pub allow: String,
     /// The release command, on the one node that runs it ("" elsewhere).
     pub release: String,
 }
@@ -596,6 +643,8 @@ pub async fn prepare(
         ("build_timeout", timeout.as_str()),
         ("units", p.units.as_str()),
         ("services", p.services.as_str()),
+        ("service_files", p.service_files.as_str()),
+        ("allow", p.allow.as_str()),
         ("release", p.release.as_str()),
     ];
     let commands: Vec<&str> = p.commands.iter().map(String::as_str).collect();

@@ -2,6 +2,8 @@
 //! node or none (see docs/architecture.md).
 
 use super::*;
+use crate::cluster::Cluster;
+use std::collections::BTreeSet;
 
 /// What `skiff update` was asked to do.
 #[derive(Debug, Clone)]
@@ -122,6 +124,12 @@ pub(super) struct Plan<'a> {
     one_node_keep: Option<usize>,
     /// The node whose timers run the app's cron jobs (the first by name).
     cron_node: &'a str,
+    /// The node that holds the app's services and runs the release command.
+    services_node: &'a str,
+    /// For the other nodes: the services' credential files, pointing at it.
+    service_files: &'a str,
+    /// For the services' node: the other nodes' addresses.
+    allow: &'a str,
 }
 
 /// Deploys `req.dir` as a new version to every chosen node.
@@ -176,29 +184,10 @@ pub async fn update(
             return Err(release_all(targets, app, &owner, e).await);
         }
     }
-    if !config.services.is_empty() {
-        let problem = if targets.len() > 1 {
-            Some(format!(
-                "app `{app}` has [services] and is deployed to {} nodes: services on an app with several nodes are not supported yet",
-                targets.len()
-            ))
-        } else {
-            config.services.iter().find_map(|(name, e)| {
-                e.node().filter(|n| *n != targets[0].name).map(|n| {
-                    format!(
-                        "service `{name}` is placed on node `{n}` (services.{name}.node), which this deploy does not include: a service on another node than the app is not supported yet"
-                    )
-                })
-            })
-        };
-        if let Some(problem) = problem {
-            let e = Error::usage(
-                problem,
-                "deploy the app to one node, the one its services live on (`--node NAME`)",
-            );
-            return Err(release_all(targets, app, &owner, e).await);
-        }
-    }
+    let services_node = match services_node(&config, &targets, &cluster) {
+        Ok(n) => n,
+        Err(e) => return Err(release_all(targets, app, &owner, e).await),
+    };
     if crate::units::needs_systemd(&config)
         && let Some(t) = targets.iter().find(|t| !t.begun.systemd)
     {
@@ -274,6 +263,36 @@ pub async fn update(
         .min()
         .unwrap_or_default()
         .to_string();
+    // Services on an app with several nodes: made ready on their node first, for the
+    // others' addresses; the others get the credentials (in memory here, never printed).
+    let mut allow = String::new();
+    let mut service_files = String::new();
+    if !config.services.is_empty() && targets.len() > 1 {
+        let others: Vec<String> = targets
+            .iter()
+            .filter(|t| t.name != services_node)
+            .filter_map(|t| cluster.node(&t.name).ok().map(|n| n.address.clone()))
+            .collect();
+        allow = others.join(" ");
+        let holder = targets
+            .iter()
+            .find(|t| t.name == services_node)
+            .expect("checked");
+        let address = cluster.node(&services_node)?.address.clone();
+        step(&events, &holder.name, "services");
+        let files = remote::services(
+            &holder.session,
+            app,
+            &owner,
+            &config.service_lines(),
+            &allow,
+        )
+        .await;
+        match files {
+            Ok(files) => service_files = remote_credentials(&files, &address),
+            Err(e) => return Err(release_all(targets, app, &owner, e).await),
+        }
+    }
     let plan = Plan {
         config: &config,
         hosts: &hosts,
@@ -287,6 +306,9 @@ pub async fn update(
         events: &events,
         one_node_keep: (targets.len() == 1).then(|| config.keep.unwrap_or(DEFAULT_KEEP) as usize),
         cron_node: &cron_node,
+        services_node: &services_node,
+        service_files: &service_files,
+        allow: &allow,
     };
     let staged = tokio::select! {
         r = stage_all(&targets, &plan) => r,
@@ -536,7 +558,17 @@ pub(super) async fn sync_and_build(t: &Target, plan: &Plan<'_>) -> Result<Built>
         build_timeout: config.build.timeout().as_secs().max(1),
         units: crate::units::for_release(config, plan.main, n, t.name == plan.cron_node)?.encode(),
         services: config.service_lines(),
-        release: if t.name == plan.cron_node {
+        service_files: if t.name == plan.services_node {
+            String::new()
+        } else {
+            plan.service_files.to_string()
+        },
+        allow: if t.name == plan.services_node {
+            plan.allow.to_string()
+        } else {
+            String::new()
+        },
+        release: if t.name == plan.services_node {
             config.deploy.release.clone().unwrap_or_default()
         } else {
             String::new()
@@ -720,4 +752,121 @@ pub(super) fn health_hint(n: u32, status: &str, path: &str) -> String {
         fix[..1].to_uppercase(),
         &fix[1..]
     )
+}
+
+/// The node that holds the app's services (and runs its release command): the one
+/// app.toml names (`[services.NAME] node`), else the first of the deploy's nodes by name.
+/// Refused before anything is sent: services placed on different nodes or on a node this
+/// deploy leaves out, a files service on an app with several nodes (a folder lives on one
+/// node), a node address the databases cannot list (not IPv4).
+fn services_node(config: &AppConfig, targets: &[Target], cluster: &Cluster) -> Result<String> {
+    let first = targets
+        .iter()
+        .map(|t| t.name.clone())
+        .min()
+        .unwrap_or_default();
+    if config.services.is_empty() {
+        return Ok(first);
+    }
+    let placed: BTreeSet<&str> = config.services.values().filter_map(|e| e.node()).collect();
+    if placed.len() > 1 {
+        return Err(Error::usage(
+            format!(
+                "the services of `{}` are placed on different nodes ({}): services on several nodes are not supported yet",
+                config.name,
+                placed.into_iter().collect::<Vec<_>>().join(", ")
+            ),
+            "place them all on one node (`node = \"NAME\"` in each `[services.NAME]`), or leave `node` out",
+        ));
+    }
+    let node = placed.into_iter().next().map_or(first, str::to_string);
+    if !targets.iter().any(|t| t.name == node) {
+        return Err(Error::usage(
+            format!(
+                "the services of `{}` are placed on node `{node}`, which this deploy leaves out",
+                config.name
+            ),
+            format!("deploy to it too (`--node {node}`), or change `node` in app.toml"),
+        ));
+    }
+    if targets.len() > 1 {
+        if let Some((name, _)) = config
+            .services
+            .iter()
+            .find(|(_, e)| !e.kind().is_database())
+        {
+            return Err(Error::usage(
+                format!(
+                    "`{name}` is a files service, a folder on one node, and `{}` is deployed to {} nodes: files services on an app with several nodes are not supported yet",
+                    config.name,
+                    targets.len()
+                ),
+                "deploy the app to one node, or keep those files in the database",
+            ));
+        }
+        for t in targets {
+            let address = &cluster.node(&t.name)?.address;
+            if address.parse::<std::net::Ipv4Addr>().is_err() {
+                return Err(Error::usage(
+                    format!(
+                        "node `{}` is at `{address}`: the databases let the app's nodes in by IPv4 address, and a name or IPv6 address is not supported yet",
+                        t.name
+                    ),
+                    "record the node by its IPv4 address (`skiff create-node NAME --host 203.0.113.7`)",
+                ));
+            }
+        }
+    }
+    Ok(node)
+}
+
+/// The services' credential files as the other nodes get them: `NAME BASE64` lines, the
+/// loopback address of the services' node replaced by its address.
+fn remote_credentials(files: &[(String, Vec<u8>)], address: &str) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    files
+        .iter()
+        .map(|(name, bytes)| {
+            let text = String::from_utf8_lossy(bytes)
+                .replace("@127.0.0.1:", &format!("@{address}:"))
+                .replace("HOST=127.0.0.1", &format!("HOST={address}"))
+                .replace("\"host\":\"127.0.0.1\"", &format!("\"host\":\"{address}\""));
+            format!("{name} {}\n", b64.encode(text))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod service_tests {
+    use super::remote_credentials;
+
+    #[test]
+    fn credentials_point_at_the_services_node() {
+        let env =
+            b"PGHOST=127.0.0.1\nPGPORT=5432\nDB_URL=postgresql://a_db:pw@127.0.0.1:5432/a_db\n"
+                .to_vec();
+        let json = br#"{"type":"postgresql","url":"postgresql://a_db:pw@127.0.0.1:5432/a_db","host":"127.0.0.1"}"#.to_vec();
+        let wire = remote_credentials(
+            &[("db.env".into(), env), ("db.json".into(), json)],
+            "10.0.0.5",
+        );
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let decoded: Vec<String> = wire
+            .lines()
+            .map(|l| {
+                let (_, data) = l.split_once(' ').unwrap();
+                String::from_utf8(b64.decode(data).unwrap()).unwrap()
+            })
+            .collect();
+        assert_eq!(
+            decoded[0],
+            "PGHOST=10.0.0.5\nPGPORT=5432\nDB_URL=postgresql://a_db:pw@10.0.0.5:5432/a_db\n"
+        );
+        assert!(
+            decoded[1].contains("@10.0.0.5:5432") && decoded[1].contains("\"host\":\"10.0.0.5\"")
+        );
+        assert!(!decoded.iter().any(|d| d.contains("127.0.0.1")));
+    }
 }

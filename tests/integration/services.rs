@@ -26,9 +26,10 @@ def application(environ, start_response):
     cur.execute("SELECT body FROM notes ORDER BY id")
     rows = ",".join(r[0] for r in cur.fetchall())
     conn.close()
-    kept = os.path.join(os.environ["SKIFF_FILES_DIR"], "kept.txt")
+    kept = os.path.join(os.environ.get("SKIFF_FILES_DIR", "/nonexistent"), "kept.txt")
     files = open(kept).read() if os.path.exists(kept) else "-"
-    body = "message=%s rows=%s file=%s user=%s\n" % (MESSAGE, rows, files, os.environ.get("PGUSER"))
+    body = "message=%s rows=%s file=%s user=%s host=%s\n" % (
+        MESSAGE, rows, files, os.environ.get("PGUSER"), os.environ.get("PGHOST"))
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [body.encode()]
 "#;
@@ -52,12 +53,18 @@ cur.execute("SELECT no_such_function()")
 conn.commit()
 "#;
 
-fn pg_app(env: &TestEnv) -> PathBuf {
+/// The PostgreSQL app, with a files service `uploads` when `files`.
+pub(crate) fn pg_app(env: &TestEnv, files: bool) -> PathBuf {
     let dir = env.root().join("notes");
     std::fs::create_dir_all(&dir).unwrap();
+    let uploads = if files {
+        "[services.uploads]\ntype = \"files\"\n"
+    } else {
+        ""
+    };
     std::fs::write(
         dir.join("app.toml"),
-        "name = \"notes\"\nruntime = \"python\"\nhostnames = [\"notes.test\"]\n[python]\nwsgi = \"app:application\"\n[packages]\napt = [\"python3-psycopg2\"]\n[services]\ndb = \"postgresql\"\n[services.uploads]\ntype = \"files\"\n[deploy]\nrelease = \"python3 migrate.py\"\n",
+        format!("name = \"notes\"\nruntime = \"python\"\nhostnames = [\"notes.test\"]\n[python]\nwsgi = \"app:application\"\n[packages]\napt = [\"python3-psycopg2\"]\n[deploy]\nrelease = \"python3 migrate.py\"\n[services]\ndb = \"postgresql\"\n{uploads}"),
     )
     .unwrap();
     std::fs::write(dir.join("app.py"), PG_APP).unwrap();
@@ -111,7 +118,7 @@ fn a_postgresql_app_keeps_its_rows_and_files_and_its_password_stays_on_the_node(
     }
     let env = TestEnv::new();
     let node = TestNode::launch_set_up(&env);
-    let dir = pg_app(&env);
+    let dir = pg_app(&env, true);
     let mut outputs = Vec::new();
     let out = update(&env, &dir, &node);
     ok(&out);
@@ -203,25 +210,49 @@ fn a_postgresql_app_keeps_its_rows_and_files_and_its_password_stays_on_the_node(
     );
 }
 
+/// Asks PostgreSQL at `host` for a session (a raw startup message, from `from`): `R` =
+/// the server asks for the password (the address may connect), `E ...` = refused.
+fn pg_handshake(from: &TestNode, host: &str) -> String {
+    from.exec(&format!(
+        "python3 - {host} notes_db notes_db <<'EOF'\n\
+import socket, struct, sys\n\
+s = socket.create_connection((sys.argv[1], 5432), timeout=5)\n\
+p = b'user\\0' + sys.argv[2].encode() + b'\\0database\\0' + sys.argv[3].encode() + b'\\0\\0'\n\
+s.sendall(struct.pack('!ii', 8 + len(p), 196608) + p)\n\
+t = s.recv(1)\n\
+print(t.decode(), s.recv(4096).decode('latin-1') if t == b'E' else '')\n\
+EOF"
+    ))
+}
+
 #[test]
-fn services_on_several_nodes_are_refused_before_anything_is_sent() {
+fn a_two_node_app_reaches_its_database_on_the_first_node_and_no_one_else_does() {
     if !nodes_available() {
         return;
     }
     let env = TestEnv::new();
     let a = TestNode::launch_set_up(&env);
     let b = TestNode::launch_set_up(&env);
-    let dir = pg_app(&env);
-    let out = env
-        .skiff()
-        .arg("update")
-        .arg(&dir)
-        .args(["--node", &a.name, "--node", &b.name])
-        .output()
-        .unwrap();
+    let outsider = TestNode::launch(&env);
+    let (db_node, other) = if a.name < b.name { (&a, &b) } else { (&b, &a) };
+
+    // a files service cannot live on two nodes: refused before anything is sent
+    let files = pg_app(&env, true);
+    let update_both = |dir: &Path| {
+        env.skiff()
+            .arg("update")
+            .arg(dir)
+            .args(["--node", &a.name, "--node", &b.name])
+            .output()
+            .unwrap()
+    };
+    let out = update_both(&files);
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("not supported yet"), "{stderr}");
+    assert!(
+        stderr.contains("files service") && stderr.contains("not supported yet"),
+        "{stderr}"
+    );
     for n in [&a, &b] {
         assert_eq!(
             n.exec(
@@ -232,4 +263,110 @@ fn services_on_several_nodes_are_refused_before_anything_is_sent() {
             ["0", "0"]
         );
     }
+
+    // the database on the first node; the second reaches it with the password
+    let dir = pg_app(&env, false);
+    ok(&update_both(&dir));
+    let (code, body) = get(&other.address, "notes.test", "/add?from-other");
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains(&format!("host={}", db_node.address)),
+        "{body}"
+    );
+    let (_, body) = get(&db_node.address, "notes.test", "/add?from-db-node");
+    assert!(
+        body.contains("rows=from-other,from-db-node") && body.contains("host=127.0.0.1"),
+        "{body}"
+    );
+    assert_eq!(
+        other
+            .exec("test -e /var/lib/postgresql && echo server || echo none")
+            .trim(),
+        "none",
+        "the other node runs no database server"
+    );
+
+    // only the app's nodes may connect
+    let allowed = pg_handshake(other, &db_node.address);
+    assert!(allowed.starts_with('R'), "{allowed}");
+    let refused = pg_handshake(&outsider, &db_node.address);
+    assert!(
+        refused.starts_with('E') && refused.contains("no pg_hba.conf entry"),
+        "{refused}"
+    );
+    assert_eq!(
+        other
+            .exec("stat -c '%a %U' /etc/skiff/services/notes/db.env")
+            .trim(),
+        "600 root"
+    );
+}
+
+const PHP_INDEX: &str = r#"<?php
+$pdo = new PDO(
+    "mysql:host=" . getenv("MYSQL_HOST") . ";port=" . getenv("MYSQL_PORT") . ";dbname=" . getenv("MYSQL_DATABASE"),
+    getenv("MYSQL_USER"),
+    getenv("MYSQL_PASSWORD")
+);
+if (isset($_GET["add"])) {
+    $pdo->prepare("INSERT INTO notes (body) VALUES (?)")->execute([$_GET["add"]]);
+}
+$rows = $pdo->query("SELECT body FROM notes ORDER BY id")->fetchAll(PDO::FETCH_COLUMN);
+header("Content-Type: text/plain");
+echo "message=one rows=" . implode(",", $rows) . " url=" . (getenv("DATABASE_URL") ? "set" : "unset") . "\n";
+"#;
+
+const PHP_MIGRATE: &str = r#"<?php
+$pdo = new PDO(
+    "mysql:host=" . getenv("MYSQL_HOST") . ";dbname=" . getenv("MYSQL_DATABASE"),
+    getenv("MYSQL_USER"),
+    getenv("MYSQL_PASSWORD")
+);
+$pdo->exec("CREATE TABLE IF NOT EXISTS notes (id INT AUTO_INCREMENT PRIMARY KEY, body TEXT)");
+echo "migrated\n";
+"#;
+
+#[test]
+fn a_php_app_on_mariadb_keeps_its_rows() {
+    if !nodes_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    let node = TestNode::launch_set_up(&env);
+    let dir = env.root().join("board");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("app.toml"),
+        "name = \"board\"\nruntime = \"php\"\nhostnames = [\"board.test\"]\n[packages]\napt = [\"php-mysql\"]\n[services]\ndb = \"mysql\"\n[deploy]\nrelease = \"php migrate.php\"\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("index.php"), PHP_INDEX).unwrap();
+    std::fs::write(dir.join("migrate.php"), PHP_MIGRATE).unwrap();
+    ok(&update(&env, &dir, &node));
+    for row in ["first", "second"] {
+        let (code, body) = get(&node.address, "board.test", &format!("/?add={row}"));
+        assert_eq!(code, 200, "{body}");
+    }
+    let (_, body) = get(&node.address, "board.test", "/");
+    assert!(body.contains("rows=first,second url=set"), "{body}");
+    std::fs::write(
+        dir.join("index.php"),
+        PHP_INDEX.replace("message=one", "message=two"),
+    )
+    .unwrap();
+    ok(&update(&env, &dir, &node));
+    let (_, body) = get(&node.address, "board.test", "/");
+    assert!(body.contains("message=two rows=first,second"), "{body}");
+    ok(&env
+        .skiff()
+        .args(["rollback", "board.test"])
+        .output()
+        .unwrap());
+    let (_, body) = get(&node.address, "board.test", "/");
+    assert!(body.contains("message=one rows=first,second"), "{body}");
+    assert_eq!(
+        node.exec("stat -c '%a %U' /etc/skiff/services/board/db.env")
+            .trim(),
+        "600 root"
+    );
 }
