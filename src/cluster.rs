@@ -137,6 +137,21 @@ pub struct AppState {
     /// The version `prev.HOST` serves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prev: Option<u32>,
+    /// Its services (databases, folders) and the node holding each: what `destroy-node`
+    /// names before it destroys their data. No credentials: those stay on the node.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub services: BTreeMap<String, ServiceRecord>,
+}
+
+/// Where one service of an app lives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceRecord {
+    /// `postgresql`, `mysql` or `files`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The node that holds its data.
+    pub node: String,
 }
 
 /// One deployed version of an app.

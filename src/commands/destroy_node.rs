@@ -23,6 +23,25 @@ pub fn run(state: &StateFile, name: &str, printer: &Printer) -> Result<()> {
             node.address
         ),
     };
+    // the data of services this node holds goes with it: name it in the question
+    let data: Vec<String> = cluster
+        .apps
+        .iter()
+        .flat_map(|(host, a)| {
+            a.services
+                .iter()
+                .filter(|(_, s)| s.node == name)
+                .map(move |(service, s)| format!("`{service}` ({}) of {host}", s.kind))
+        })
+        .collect();
+    let question = if data.is_empty() || node.provider == Provider::Ssh {
+        question
+    } else {
+        format!(
+            "{question} It holds the data of {}: take a backup first if you need it",
+            data.join(", ")
+        )
+    };
     if !printer.confirm(&question)? {
         return Err(Error::Interrupted);
     }

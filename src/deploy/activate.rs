@@ -52,7 +52,7 @@ pub async fn activate(
     for t in targets {
         let _ = t.session.close().await;
     }
-    record(state, &app, host, &finals, &events)?;
+    record(state, &app, host, &finals, None, &events)?;
     let (current, prev) = finals
         .first()
         .and_then(|(_, st)| st.apps.get(&app))

@@ -172,6 +172,7 @@ pub(super) fn record(
     app: &str,
     main: &str,
     finals: &[(String, NodeState)],
+    services: Option<BTreeMap<String, crate::cluster::ServiceRecord>>,
     events: &EventFn,
 ) -> Result<()> {
     let Some((_, first)) = finals.first() else {
@@ -205,6 +206,9 @@ pub(super) fn record(
             .collect();
         entry.current = node_app.current;
         entry.prev = node_app.prev;
+        if let Some(services) = services {
+            entry.services = services;
+        }
         Ok(())
     })
 }

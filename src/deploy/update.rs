@@ -382,7 +382,18 @@ pub async fn update(
         });
         final_states.push((t.name.clone(), st.clone()));
     }
-    record(state, app, &main, &final_states, &events)?;
+    let services = config
+        .services
+        .iter()
+        .map(|(name, e)| {
+            let record = crate::cluster::ServiceRecord {
+                kind: e.kind().as_str().to_string(),
+                node: services_node.clone(),
+            };
+            (name.clone(), record)
+        })
+        .collect();
+    record(state, app, &main, &final_states, Some(services), &events)?;
     for t in targets {
         let _ = t.session.close().await;
     }

@@ -208,6 +208,25 @@ fn a_postgresql_app_keeps_its_rows_and_files_and_its_password_stays_on_the_node(
             .trim(),
         "www-data 750"
     );
+
+    // cluster.toml knows where the data lives (no credentials); destroy-node names it
+    let app = &env.cluster().apps["notes.test"];
+    assert_eq!(app.services["db"].kind, "postgresql");
+    assert_eq!(app.services["db"].node, node.name);
+    let out = env
+        .skiff()
+        .args(["destroy-node", &node.name])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("`db` (postgresql) of notes.test")
+            && stderr.contains("`uploads` (files) of notes.test")
+            && stderr.contains("--yes"),
+        "{stderr}"
+    );
+    node.exec("true");
 }
 
 /// Asks PostgreSQL at `host` for a session (a raw startup message, from `from`): `R` =
