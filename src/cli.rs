@@ -123,6 +123,12 @@ pub enum Command {
     /// Example: skiff versions blog.example.com --json
     Versions(HostArgs),
 
+    /// The deploy log of HOST: who deployed, rolled back or activated what, when, and
+    /// how it went (failed runs too, with their reason)
+    ///
+    /// Example: skiff history blog.example.com
+    History(HostArgs),
+
     /// Drop old releases of HOST
     ///
     /// Example: skiff clean blog.example.com --keep 3

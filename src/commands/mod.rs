@@ -40,6 +40,7 @@ pub fn dispatch(cli: &Cli, printer: &Printer) -> Result<()> {
             printer,
         ),
         Command::Versions(args) => versions::versions(&state_file(cli)?, &args.host, printer),
+        Command::History(args) => versions::history(&state_file(cli)?, &args.host, printer),
         Command::DestroyApp(args) => destroy_app::run(&state_file(cli)?, &args.host, printer),
         Command::Clean(args) => versions::clean(&state_file(cli)?, &args.host, args.keep, printer),
         Command::Completions(args) => completions::completions(args.shell, printer),

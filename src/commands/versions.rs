@@ -50,6 +50,52 @@ fn print_switch(report: &SwitchReport, printer: &Printer, verb: &str) {
     );
 }
 
+/// `history HOST`: the deploy log, oldest first: a table, or JSON with `--json`.
+pub fn history(state: &StateFile, host: &str, printer: &Printer) -> Result<()> {
+    let (app, node, entries) = transport::block_on(deploy::history::history(state, host))??;
+    if printer.json() {
+        printer.json_value(
+            &serde_json::json!({ "app": app, "host": host, "node": node, "runs": entries }),
+        );
+        return Ok(());
+    }
+    if entries.is_empty() {
+        printer.status(
+            "History",
+            format!("no runs logged for {host} on node `{node}`"),
+        );
+        return Ok(());
+    }
+    printer.data(format!(
+        "{:<21} {:<9} {:>7} {:<7} {:>8}  {:<12} WHO",
+        "TIME", "VERB", "VERSION", "RESULT", "SECONDS", "COMMIT"
+    ));
+    for e in &entries {
+        let commit = e.commit.as_deref().map_or("-".to_string(), |c| {
+            let short: String = c.chars().take(10).collect();
+            if e.dirty == Some(true) {
+                format!("{short}+")
+            } else {
+                short
+            }
+        });
+        printer.data(format!(
+            "{:<21} {:<9} {:>7} {:<7} {:>8.2}  {:<12} {}",
+            e.time,
+            e.verb,
+            e.version.map_or("-".to_string(), |v| v.to_string()),
+            e.result,
+            e.seconds,
+            commit,
+            e.who
+        ));
+        if let Some(reason) = &e.reason {
+            printer.data(format!("    {reason}"));
+        }
+    }
+    Ok(())
+}
+
 /// `versions HOST`: a table, or JSON with `--json`.
 pub fn versions(state: &StateFile, host: &str, printer: &Printer) -> Result<()> {
     let report = transport::block_on(deploy::versions(state, host))??;

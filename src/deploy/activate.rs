@@ -21,11 +21,15 @@ pub async fn activate(
     // one token for the run (the loaders answer with it; every node's abort finds the
     // slots this run loaded by it)
     let token = new_token(0);
+    let run = match choice {
+        Choice::Prev => history::Run::start("rollback", &owner),
+        Choice::Version(n) => history::Run::start("activate", &owner).version(Some(n)),
+    };
     let mut ready = Vec::new();
     for (t, view) in targets.iter().zip(views) {
         match ready_to_activate(t, view, &app, host, choice, &owner, &token, &events).await {
             Ok(r) => ready.push(r),
-            Err(e) => return Err(abort_all(targets, &app, &owner, None, &token, e).await),
+            Err(e) => return Err(abort_all(targets, &app, &owner, None, &token, &run, e).await),
         }
     }
     for (i, (t, r)) in targets.iter().zip(&ready).enumerate() {
@@ -35,13 +39,15 @@ pub async fn activate(
                 let old = routing::render_map(&d.before);
                 let _ = remote::switch(&done.session, &app, &owner, &d.before, &old).await;
             }
-            return Err(abort_all(targets, &app, &owner, None, &token, e).await);
+            return Err(abort_all(targets, &app, &owner, None, &token, &run, e).await);
         }
     }
     let mut finals = Vec::new();
     for (t, r) in targets.iter().zip(ready) {
         step(&events, &t.name, "finish");
-        if let Err(e) = remote::finish(&t.session, &app, &owner, &r.freed, &[]).await {
+        if let Err(e) =
+            remote::finish(&t.session, &app, &owner, &r.freed, &[], &run.line(Ok(()))).await
+        {
             events(Event::Note {
                 node: t.name.clone(),
                 message: format!("the switch is done, but tidying up failed: {e}"),

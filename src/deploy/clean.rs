@@ -21,6 +21,7 @@ pub async fn clean(
     let (app, nodes) = app_for_host(&cluster, host)?;
     let owner = owner_line(&app);
     let (targets, views) = lock_everything(state, &cluster, &nodes, &app, &owner, &events).await?;
+    let run = history::Run::start("clean", &owner);
     let mut finals = Vec::new();
     let mut removed = Vec::new();
     for (t, view) in targets.iter().zip(views) {
@@ -35,7 +36,7 @@ pub async fn clean(
             Ok(_) => {
                 let mut drop = prune.clone();
                 drop.extend(leftovers.iter().copied());
-                remote::finish(&t.session, &app, &owner, &[], &drop).await
+                remote::finish(&t.session, &app, &owner, &[], &drop, &run.line(Ok(()))).await
             }
             Err(e) => Err(e),
         };

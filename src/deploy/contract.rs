@@ -23,6 +23,8 @@ pub const STAGING: &str = "/var/lib/skiff/staging";
 pub const SLOTS: &str = "/srv/skiff/slots";
 /// Node-side secrets: `APP.env`.
 pub const ENVDIR: &str = "/etc/skiff/env";
+/// The deploy log: `APP.jsonl`, one JSON line per run (see `deploy::history`).
+pub const HISTORY_DIR: &str = "/var/lib/skiff/history";
 /// Services' credentials, root only: `APP/NAME.env` and `APP/NAME.json`.
 pub const SERVICES_DIR: &str = "/etc/skiff/services";
 /// Files services' folders: `APP/NAME`, owned by www-data, outside every release.
@@ -144,6 +146,7 @@ pub fn prelude() -> Vec<(&'static str, String)> {
         ("CHECK_PORT", CHECK_PORT.to_string()),
         ("APACHE_PORT", APACHE_PORT.to_string()),
         ("SERVICES_DIR", SERVICES_DIR.into()),
+        ("HISTORY_DIR", HISTORY_DIR.into()),
         ("CRON_SECRET", CRON_SECRET.into()),
         ("CRON_MAP", CRON_MAP.into()),
         ("SYSTEMD_DIR", SYSTEMD_DIR.into()),

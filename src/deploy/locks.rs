@@ -330,12 +330,14 @@ pub(super) async fn abort_all(
     owner: &str,
     n: Option<u32>,
     token: &str,
+    run: &super::history::Run,
     error: Error,
 ) -> Error {
+    let line = run.line(Err(&error));
     let _ = futures_util::future::join_all(
         targets
             .iter()
-            .map(|t| remote::abort(&t.session, app, owner, n, token)),
+            .map(|t| remote::abort(&t.session, app, owner, n, token, &line)),
     )
     .await;
     for t in targets {

@@ -24,6 +24,7 @@ mod clean;
 pub mod contract;
 pub mod deps;
 mod destroy;
+pub mod history;
 mod locks;
 pub mod pool;
 pub mod remote;

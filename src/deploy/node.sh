@@ -53,14 +53,18 @@
 #                                     again), then routes (nginx -t, reload) + state.toml
 #   go       TRIAL's inputs, state routes run freed prune
 #                                     one node: trial, switch and finish in one round trip
-#   finish   app owner freed prune    idle freed slots, prune releases, unlock both
-#   abort    app owner n token        undo what this run did: every slot it loaded (by
+#   finish   app owner freed prune history
+#                                     idle freed slots, prune releases, append HISTORY
+#                                     (a JSON line) to the deploy log, unlock both
+#   abort    app owner n token history
+#                                     undo what this run did: every slot it loaded (by
 #                                     its token) back, when it holds the node lock; drop
-#                                     release N; unlock both
+#                                     release N; log the failed run; unlock both
 #   unlock   app owner which          release the node lock (which=node) or both
 #                                     (which=both), those this owner holds
 #   destroy  app owner freed          after a switch without APP: idle its slots, remove
 #                                     its folder (but data/) and env file, unlock both
+#   history  app                      print the app's deploy log (no lock)
 #   peek     [app]                    print the node state (no lock); with APP, also its
 #                                     releases' units and the current ones' systemd state
 #
@@ -771,7 +775,17 @@ switch_step() {
   phase switch
 }
 
-# finish_step: idle the freed slots, prune, release both locks
+# log_run: the run's line (`history`, one JSON line from skiff) appended to the app's
+# deploy log
+log_run() {
+  [ -n "${history:-}" ] || return 0
+  case $history in *'
+'*) die "bad history line" "$EXIT_USAGE" ;; esac
+  mkdir -p "$HISTORY_DIR"
+  printf '%s\n' "$history" >>"$HISTORY_DIR/$app.jsonl"
+}
+
+# finish_step: idle the freed slots, prune, log the run, release both locks
 finish_step() {
   for s in $freed; do
     check_slot "$s"
@@ -781,6 +795,7 @@ finish_step() {
     check_n "$p"
     drop_release "$app" "$p"
   done
+  log_run
   rm -rf "$NODE_LOCK"
   if holds "$LOCKS/$app.lock"; then rm -rf "$LOCKS/$app.lock"; fi
   phase prune
@@ -957,8 +972,14 @@ case $step in
     fi
     if holds "$LOCKS/$app.lock"; then
       [ -n "$n" ] && { check_n "$n"; drop_release "$app" "$n"; }
+      log_run
       rm -rf "$LOCKS/$app.lock"
     fi
+    ;;
+
+  history)
+    check_app "$app"
+    cat "$HISTORY_DIR/$app.jsonl" 2>/dev/null || true
     ;;
 
   peek)

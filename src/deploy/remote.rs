@@ -518,6 +518,8 @@ pub struct AndSwitch<'a> {
     pub freed: &'a [String],
     /// Releases to prune.
     pub prune: &'a [u32],
+    /// The run's deploy-log line.
+    pub history: &'a str,
 }
 
 /// A deploy to one node: trial, then (when it passed) switch and finish, in one round
@@ -568,6 +570,7 @@ async fn trial_or_go(
             ("run", run.as_str()),
             ("freed", freed.as_str()),
             ("prune", prune.as_str()),
+            ("history", then.history),
         ]);
     }
     let name = if then.is_some() { "go" } else { "trial" };
@@ -716,6 +719,7 @@ pub async fn finish(
     owner: &str,
     freed: &[String],
     prune: &[u32],
+    history: &str,
 ) -> Result<PhaseTimes> {
     let freed = freed.join(" ");
     let prune = join(prune);
@@ -724,6 +728,7 @@ pub async fn finish(
         ("owner", owner),
         ("freed", freed.as_str()),
         ("prune", prune.as_str()),
+        ("history", history),
     ];
     let (status, out, err) = step(session, "finish", &vars, &[]).await?;
     if status != 0 {
@@ -742,6 +747,7 @@ pub async fn abort(
     owner: &str,
     n: Option<u32>,
     token: &str,
+    history: &str,
 ) -> Result<()> {
     let n = n.map(|n| n.to_string()).unwrap_or_default();
     let vars = [
@@ -749,6 +755,7 @@ pub async fn abort(
         ("owner", owner),
         ("n", n.as_str()),
         ("token", token),
+        ("history", history),
     ];
     let (status, out, err) = step(session, "abort", &vars, &[]).await?;
     if status != 0 {
@@ -767,6 +774,21 @@ pub async fn destroy(session: &Session, app: &str, owner: &str, freed: &[String]
         return Err(failed(session, "removing the app", status, &out, &err));
     }
     Ok(())
+}
+
+/// The app's deploy log as this node keeps it (JSON lines; no lock).
+pub async fn history(session: &Session, app: &str) -> Result<String> {
+    let (status, out, err) = step(session, "history", &[("app", app)], &[]).await?;
+    if status != 0 {
+        return Err(failed(
+            session,
+            "reading the deploy log",
+            status,
+            &out,
+            &err,
+        ));
+    }
+    Ok(out)
 }
 
 /// Reads the node state without taking any lock (for `versions`); with `app`, also that

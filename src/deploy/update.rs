@@ -124,6 +124,8 @@ pub(super) struct Plan<'a> {
     one_node_keep: Option<usize>,
     /// The node whose timers run the app's cron jobs (the first by name).
     cron_node: &'a str,
+    /// The run, for the deploy log.
+    run: &'a history::Run,
     /// The node that holds the app's services and runs the release command.
     services_node: &'a str,
     /// For the other nodes: the services' credential files, pointing at it.
@@ -257,6 +259,9 @@ pub async fn update(
     // Sync, build and trial on every node in parallel; a signal or any failure aborts
     // them all (each node undoes exactly what this run did there).
     let token = new_token(n);
+    let run = history::Run::start("update", &owner)
+        .version(Some(n))
+        .tree(manifest.digest(), &req.dir);
     let cron_node = targets
         .iter()
         .map(|t| t.name.as_str())
@@ -306,6 +311,7 @@ pub async fn update(
         events: &events,
         one_node_keep: (targets.len() == 1).then(|| config.keep.unwrap_or(DEFAULT_KEEP) as usize),
         cron_node: &cron_node,
+        run: &run,
         services_node: &services_node,
         service_files: &service_files,
         allow: &allow,
@@ -316,7 +322,7 @@ pub async fn update(
     };
     let staged = match staged {
         Ok(s) => s,
-        Err(e) => return Err(abort_all(targets, app, &owner, Some(n), &token, e).await),
+        Err(e) => return Err(abort_all(targets, app, &owner, Some(n), &token, &run, e).await),
     };
 
     // Every node passed: switch them all (routes + state), then finish (idle freed
@@ -346,7 +352,7 @@ pub async fn update(
                     let old = routing::render_map(&p.before);
                     let _ = remote::switch(&done.session, app, &owner, &p.before, &old).await;
                 }
-                return Err(abort_all(targets, app, &owner, Some(n), &token, e).await);
+                return Err(abort_all(targets, app, &owner, Some(n), &token, &run, e).await);
             }
         }
     }
@@ -357,7 +363,7 @@ pub async fn update(
         let (st, _, freed, prune) = &plans[i];
         if !p.done {
             step(&events, &t.name, "finish");
-            match remote::finish(&t.session, app, &owner, freed, prune).await {
+            match remote::finish(&t.session, app, &owner, freed, prune, &run.line(Ok(()))).await {
                 Ok(ph) => phases[i].extend(ph),
                 Err(e) => events(Event::Note {
                     node: t.name.clone(),
@@ -696,11 +702,13 @@ pub(super) async fn trial_node(
     });
     let outcome = match &after {
         Some((next, routes, freed, prune)) => {
+            let history = plan.run.line(Ok(()));
             let then = remote::AndSwitch {
                 state: next,
                 routes,
                 freed,
                 prune,
+                history: &history,
             };
             remote::go(&t.session, &trial, then).await?
         }

@@ -237,3 +237,111 @@ fn setup_node_shows_a_live_line_on_a_terminal_only() {
     );
     assert!(text.contains("Finished"), "{text:?}");
 }
+
+/// `skiff history HOST`: every run in order, failed ones with their reason, and the app
+/// folder's git commit (marked dirty when it had uncommitted changes).
+#[test]
+fn history_logs_every_run_in_order_with_its_result() {
+    if !nodes_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    let node = TestNode::launch_set_up(&env);
+    let dir = fixture(&env, "python");
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(&dir)
+            .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+            .args(args)
+            .output()
+            .expect("git runs");
+        assert!(out.status.success(), "git {args:?}: {:?}", out);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    git(&["init", "-q"]);
+    git(&["add", "-A"]);
+    git(&["commit", "-qm", "first"]);
+    let commit = git(&["rev-parse", "HEAD"]);
+    let update = || {
+        env.skiff()
+            .args(["update"])
+            .arg(&dir)
+            .args(["--node", &node.name])
+            .output()
+            .unwrap()
+    };
+    ok(&update());
+    for message in ["two", "three"] {
+        edit(
+            &dir.join("app.py"),
+            "MESSAGE = \"",
+            &format!("MESSAGE = \"{message}-"),
+        );
+        ok(&update());
+    }
+    // a version whose build fails
+    let toml = std::fs::read_to_string(dir.join("app.toml")).unwrap();
+    std::fs::write(
+        dir.join("app.toml"),
+        format!("{toml}\n[build]\ncommands = [\"exit 7\"]\n"),
+    )
+    .unwrap();
+    assert!(!update().status.success());
+    ok(&env
+        .skiff()
+        .args(["rollback", "pyapp.test"])
+        .output()
+        .unwrap());
+
+    let out = env
+        .skiff()
+        .args(["--json", "history", "pyapp.test"])
+        .output()
+        .unwrap();
+    ok(&out);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let runs = report["runs"].as_array().unwrap();
+    let summary: Vec<(String, String)> = runs
+        .iter()
+        .map(|r| {
+            (
+                r["verb"].as_str().unwrap().to_string(),
+                r["result"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let want = [
+        ("update", "ok"),
+        ("update", "ok"),
+        ("update", "ok"),
+        ("update", "failed"),
+        ("rollback", "ok"),
+    ];
+    assert_eq!(
+        summary,
+        want.iter()
+            .map(|(v, r)| (v.to_string(), r.to_string()))
+            .collect::<Vec<_>>(),
+        "{report}"
+    );
+    assert_eq!(runs[0]["version"], 1);
+    assert_eq!(runs[0]["commit"], commit.as_str());
+    assert_eq!(runs[0]["dirty"], false);
+    assert_eq!(runs[1]["dirty"], true, "an edited checkout is dirty");
+    assert!(
+        runs[3]["reason"].as_str().unwrap().contains("build"),
+        "{report}"
+    );
+    assert!(runs[0]["who"].as_str().unwrap().contains('@'));
+    let text = env
+        .skiff()
+        .args(["history", "pyapp.test"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("failed") && text.contains("rollback"),
+        "{text}"
+    );
+}
