@@ -52,7 +52,7 @@ cur.execute("SELECT no_such_function()")
 conn.commit()
 "#;
 
-fn pg_app(env: &TestEnv) -> PathBuf {
+pub(crate) fn pg_app(env: &TestEnv) -> PathBuf {
     let dir = env.root().join("notes");
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(
@@ -76,7 +76,7 @@ fn set_message(dir: &Path, message: &str) {
     .unwrap();
 }
 
-fn update(env: &TestEnv, dir: &Path, node: &TestNode) -> std::process::Output {
+pub(crate) fn update(env: &TestEnv, dir: &Path, node: &TestNode) -> std::process::Output {
     env.skiff()
         .arg("update")
         .arg(dir)
