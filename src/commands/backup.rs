@@ -50,14 +50,22 @@ pub fn run(state: &StateFile, args: &BackupArgs, printer: &Printer) -> Result<()
 }
 
 /// A progress callback that draws one live line on a terminal (`PREFIX what (elapsed)`),
-/// and does nothing on a pipe, with `--json`, `-q` or `-v`. The line goes when the
-/// callback is dropped.
+/// and nothing on a pipe, with `--json`, `-q` or `-v` (notes are status lines). The line
+/// goes when the callback is dropped.
 pub fn progress_line(printer: &Printer, prefix: &str) -> ProgressFn {
     let line = printer.live_line(prefix).map(|bar| {
         bar.enable_steady_tick(std::time::Duration::from_millis(100));
         Arc::new(Cleared(bar))
     });
+    let printer = printer.clone();
     Arc::new(move |event| {
+        if let BackupProgress::Note(note) = &event {
+            match &line {
+                Some(line) => line.0.suspend(|| printer.status("Note", note)),
+                None => printer.status("Note", note),
+            }
+            return;
+        }
         let Some(line) = &line else {
             return;
         };
@@ -78,6 +86,7 @@ pub fn progress_line(printer: &Printer, prefix: &str) -> ProgressFn {
                 HumanBytes(total)
             ),
             BackupProgress::Restoring => "restoring into fresh copies, then swapping".into(),
+            BackupProgress::Note(_) => return,
         };
         line.0.set_message(what);
     })

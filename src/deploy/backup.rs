@@ -139,6 +139,8 @@ pub enum BackupProgress {
     },
     /// The node restores the parts into fresh copies and swaps them in.
     Restoring,
+    /// A notice worth a status line (waiting for a deploy's lock, a stale lock broken).
+    Note(String),
 }
 
 /// The progress callback.
@@ -713,7 +715,34 @@ pub async fn restore(
     let cluster = state.load()?;
     let (_, nodes) = app_for_host(&cluster, host)?;
     let (node, session, listing) = services_node(state, &cluster, &app, &nodes).await?;
-    let done = restore_on(&session, &app, archive, &listing, &progress).await;
+    // the app's deploy lock: no update (and its release command) or other restore of the
+    // app runs meanwhile
+    let owner = owner_line(&app);
+    let notes = progress.clone();
+    let locked_app = app.clone();
+    let events: EventFn = Arc::new(move |event| match event {
+        Event::Waiting { holder, .. } => notes(BackupProgress::Note(format!(
+            "waiting for another skiff to release the deploy lock of `{locked_app}` ({holder})"
+        ))),
+        Event::Note { message, .. } => notes(BackupProgress::Note(message)),
+        _ => {}
+    });
+    let locked = wait_for_lock(
+        &node,
+        &format!("deploy lock of `{app}`"),
+        &contract::app_lock(&app),
+        &events,
+        |brk| remote::begin(&session, &app, &owner, brk),
+    )
+    .await;
+    let done = match locked {
+        Ok(_) => {
+            let done = restore_on(&session, &app, archive, &listing, &progress).await;
+            let unlocked = remote::unlock(&session, &app, &owner).await;
+            done.and(unlocked)
+        }
+        Err(e) => Err(e),
+    };
     let _ = session.close().await;
     done?;
     Ok(RestoreReport {
