@@ -899,6 +899,65 @@ mod tests {
         );
     }
 
+    /// An archive as `backup` lays it out: the parts, then the manifest.
+    fn archive_bytes(data: &[u8]) -> Vec<u8> {
+        let manifest = Manifest {
+            format: FORMAT,
+            app: "notes".into(),
+            host: "notes.test".into(),
+            node: "web1".into(),
+            version: Some(1),
+            time: "2026-05-28T20:26:40Z".into(),
+            skiff: "0".into(),
+            tools: vec![],
+            parts: vec![Part {
+                name: "db.pgdump".into(),
+                service: "db".into(),
+                kind: "postgresql".into(),
+                sha256: hex::encode(Sha256::digest(data)),
+                size: data.len() as u64,
+            }],
+        };
+        let json = serde_json::to_vec(&manifest).unwrap();
+        let mut tar = tar::Builder::new(Vec::new());
+        for (name, bytes) in [("db.pgdump", data), (MANIFEST, json.as_slice())] {
+            let header = tar_header(name, bytes.len() as u64, 0).unwrap();
+            tar.append(&header, bytes).unwrap();
+        }
+        tar.into_inner().unwrap()
+    }
+
+    #[test]
+    fn a_cut_or_altered_archive_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let data: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+        let good = archive_bytes(&data);
+        let quiet: ProgressFn = Arc::new(|_| {});
+        let path = dir.path().join("good.skiff-backup");
+        std::fs::write(&path, &good).unwrap();
+        let archive = open_archive(&path).unwrap();
+        assert_eq!(archive.manifest.parts[0].size, 5000);
+        archive.verify(&quiet).unwrap();
+
+        let mut altered = good.clone();
+        altered[512 + 100] ^= 1;
+        std::fs::write(&path, &altered).unwrap();
+        let err = open_archive(&path).unwrap().verify(&quiet).unwrap_err();
+        assert!(err.to_string().contains("sha256 of `db.pgdump`"), "{err}");
+
+        for cut in [good.len() / 2, 512 + 3000, 100] {
+            std::fs::write(&path, &good[..cut]).unwrap();
+            let err = open_archive(&path)
+                .and_then(|a| a.verify(&quiet))
+                .unwrap_err();
+            assert!(
+                err.to_string().contains("not a complete skiff backup"),
+                "{cut}: {err}"
+            );
+            assert_eq!(err.exit_code(), 1);
+        }
+    }
+
     #[test]
     fn listing_is_parsed() {
         let l = parse_listing(
