@@ -139,6 +139,16 @@ pub enum Command {
     /// Example: skiff destroy-app blog.example.com --yes
     DestroyApp(HostArgs),
 
+    /// Back up HOST's services (databases, folders) into one archive on this machine
+    ///
+    /// Example: skiff backup blog.example.com --to backups/
+    Backup(BackupArgs),
+
+    /// Put a backup's data back into HOST's services (asks first)
+    ///
+    /// Example: skiff restore blog-20260528T202640Z.skiff-backup blog.example.com --yes
+    Restore(RestoreArgs),
+
     /// Print a shell completion script
     ///
     /// Example: skiff completions bash > /etc/bash_completion.d/skiff
@@ -307,6 +317,25 @@ pub struct CleanArgs {
     /// How many releases to keep (current and prev are always kept)
     #[arg(long, default_value_t = 5)]
     pub keep: u32,
+}
+
+/// `skiff backup`.
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// The app's main host name
+    pub host: String,
+    /// Folder to write the archive in [default: the current folder]
+    #[arg(long, value_name = "DIR")]
+    pub to: Option<PathBuf>,
+}
+
+/// `skiff restore`.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// The archive `skiff backup` wrote
+    pub archive: PathBuf,
+    /// The app's main host name
+    pub host: String,
 }
 
 /// `skiff completions`.

@@ -7,6 +7,7 @@ use crate::deploy::Choice;
 use crate::error::Result;
 use crate::printer::Printer;
 
+mod backup;
 mod completions;
 mod create_node;
 mod default_node;
@@ -14,6 +15,7 @@ mod destroy_app;
 mod destroy_node;
 mod init;
 mod list_nodes;
+mod restore;
 mod serve;
 mod setup_node;
 mod update;
@@ -43,6 +45,8 @@ pub fn dispatch(cli: &Cli, printer: &Printer) -> Result<()> {
         Command::History(args) => versions::history(&state_file(cli)?, &args.host, printer),
         Command::DestroyApp(args) => destroy_app::run(&state_file(cli)?, &args.host, printer),
         Command::Clean(args) => versions::clean(&state_file(cli)?, &args.host, args.keep, printer),
+        Command::Backup(args) => backup::run(&state_file(cli)?, args, printer),
+        Command::Restore(args) => restore::run(&state_file(cli)?, args, printer),
         Command::Completions(args) => completions::completions(args.shell, printer),
         Command::Man => completions::man(printer),
     }

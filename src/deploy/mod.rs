@@ -1,5 +1,5 @@
 //! Releases on nodes: `update`, `rollback`/`activate`, `clean`, `destroy-app` and
-//! `versions`, one file each, over what they share here (the event stream, the lock
+//! `versions`, one file each (and `backup` for `backup` and `restore`), over what they share here (the event stream, the lock
 //! owner's targets, recording into cluster.toml) and in `locks` (the app's and the
 //! node's locks, signals, abort), `remote` (one typed call per node.sh step), `contract`
 //! (the node's paths, ports and exit codes), `pool` and `deps`.
@@ -20,6 +20,7 @@
 //! (`abort`): the live version keeps serving and nothing is left to clean by hand.
 
 mod activate;
+pub mod backup;
 mod clean;
 pub mod contract;
 pub mod deps;

@@ -83,7 +83,7 @@ fn set_message(dir: &Path, message: &str) {
     .unwrap();
 }
 
-fn update(env: &TestEnv, dir: &Path, node: &TestNode) -> std::process::Output {
+pub(crate) fn update(env: &TestEnv, dir: &Path, node: &TestNode) -> std::process::Output {
     env.skiff()
         .arg("update")
         .arg(dir)

@@ -1,0 +1,66 @@
+//! `skiff restore ARCHIVE HOST`: a backup's data back into HOST's services (asks first).
+
+use indicatif::HumanBytes;
+
+use crate::cli::RestoreArgs;
+use crate::cluster::StateFile;
+use crate::deploy::backup;
+use crate::error::{Error, Result};
+use crate::printer::Printer;
+use crate::transport;
+
+use super::backup::progress_line;
+
+/// Runs `skiff restore`: opens the archive and checks it belongs to HOST's app, asks,
+/// then restores (every part's sha256 is checked before the node is touched).
+pub fn run(state: &StateFile, args: &RestoreArgs, printer: &Printer) -> Result<()> {
+    let archive = backup::open_archive(&args.archive)?;
+    let app = backup::check_app(state, &args.host, &archive)?;
+    let m = &archive.manifest;
+    let services: Vec<String> = m
+        .parts
+        .iter()
+        .map(|p| format!("{} ({})", p.service, p.kind))
+        .collect();
+    let version = m
+        .version
+        .map(|v| format!(", version {v}"))
+        .unwrap_or_default();
+    let question = format!(
+        "Replace the data of app `{app}` ({}): {} with the backup taken {}{version}?",
+        args.host,
+        services.join(", "),
+        m.time
+    );
+    if !printer.confirm(&question)? {
+        return Err(Error::Interrupted);
+    }
+    let progress = progress_line(printer, "Restoring");
+    let report = transport::block_on(backup::restore(state, &args.host, &archive, progress))??;
+    if printer.json() {
+        printer.json_value(&serde_json::to_value(&report).expect("report serializes"));
+        return Ok(());
+    }
+    for part in &report.parts {
+        printer.status(
+            "Restored",
+            format!(
+                "{} ({}, {}) on node {}",
+                part.service,
+                part.kind,
+                HumanBytes(part.size),
+                report.node
+            ),
+        );
+    }
+    printer.status(
+        "Done",
+        format!(
+            "{} serves the data of {} (backup of {})",
+            report.host,
+            report.archive.display(),
+            report.time
+        ),
+    );
+    Ok(())
+}
