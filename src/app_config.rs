@@ -256,7 +256,8 @@ pub struct DeployConfig {
     /// `python manage.py migrate --noinput`. A failure aborts the deploy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub release: Option<String>,
-    /// Take a backup on the node before the release command (not built yet).
+    /// Dump every service on its node (`/var/backups/skiff/APP/N/NAME`) before the
+    /// release command runs.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub backup_before_release: bool,
 }
@@ -556,14 +557,9 @@ impl AppConfig {
     /// Features configured in this file that skiff does not build yet, as (key, hint),
     /// so a command that would need them can refuse clearly instead of ignoring them.
     pub fn unsupported(&self) -> Vec<(String, String)> {
-        let mut out = Vec::new();
-        if self.deploy.backup_before_release {
-            out.push((
-                "deploy.backup_before_release".into(),
-                "remove it for now, and dump the database on the node (pg_dump, mysqldump) before a risky migration".into(),
-            ));
-        }
-        out
+        // every section app.toml accepts is built; the next one that parses before it is
+        // built is listed here
+        Vec::new()
     }
 
     /// Fails with "not supported yet" for the first configured but unbuilt feature.

@@ -23,6 +23,9 @@ pub const STAGING: &str = "/var/lib/skiff/staging";
 pub const SLOTS: &str = "/srv/skiff/slots";
 /// Node-side secrets: `APP.env`.
 pub const ENVDIR: &str = "/etc/skiff/env";
+/// Backups taken on the node before a release command (`[deploy] backup_before_release`):
+/// `APP/N/NAME`, root only.
+pub const BACKUPS_DIR: &str = "/var/backups/skiff";
 /// The deploy log: `APP.jsonl`, one JSON line per run (see `deploy::history`).
 pub const HISTORY_DIR: &str = "/var/lib/skiff/history";
 /// Services' credentials, root only: `APP/NAME.env` and `APP/NAME.json`.
@@ -147,6 +150,7 @@ pub fn prelude() -> Vec<(&'static str, String)> {
         ("APACHE_PORT", APACHE_PORT.to_string()),
         ("SERVICES_DIR", SERVICES_DIR.into()),
         ("HISTORY_DIR", HISTORY_DIR.into()),
+        ("BACKUPS_DIR", BACKUPS_DIR.into()),
         ("CRON_SECRET", CRON_SECRET.into()),
         ("CRON_MAP", CRON_MAP.into()),
         ("SYSTEMD_DIR", SYSTEMD_DIR.into()),

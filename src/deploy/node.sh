@@ -26,7 +26,7 @@
 #                                     (`---file NAME`, base64) for those nodes' prepare
 #   prepare  app owner n runtime packages system_site meta venv req reqtext wheels docroot
 #            bundle bundle_local composer envlines build_timeout units services
-#            service_files allow release [CMD...]
+#            service_files allow release backup_first [CMD...]
 #                                     env snapshot, [packages] apt (skiff-node
 #                                     apt-install), venv, Bundler bundle (bundles/KEY),
 #                                     Composer vendor (vendors/KEY, hard-linked into the
@@ -406,9 +406,28 @@ prepare_step() {
   # the release command: once per deploy, on one node, in the new release with its
   # environment, after the build and before any switch
   if [ -n "$release" ]; then
+    if [ "${backup_first:-}" = 1 ]; then
+      backup_services
+      phase backup
+    fi
     in_release "the release command" "$release" "$EXIT_RELEASE" || exit $?
     phase release
   fi
+}
+
+# backup_services: [deploy] backup_before_release: every service of the app dumped on
+# this node (skiff-node backup dump) into BACKUPS_DIR/APP/N/NAME (0600 root), before
+# the release command of release N; a failed dump fails the deploy
+backup_services() {
+  _bd=$BACKUPS_DIR/$app/$n
+  (umask 077 && mkdir -p "$_bd")
+  printf '%s\n' "$services" | while read -r _sn _st; do
+    [ -n "$_sn" ] || continue
+    (umask 077 && "$NODE" backup dump "$app" "$_sn" >"$_bd/$_sn.tmp") ||
+      { rm -f "$_bd/$_sn.tmp"; die "could not back up service $_sn before the release command" "$EXIT_RELEASE"; }
+    mv -f "$_bd/$_sn.tmp" "$_bd/$_sn"
+    echo "backed up $_sn to $_bd/$_sn" >&2
+  done
 }
 
 # in_release WHAT CMD EXIT: CMD with `sh -c` in release N with its environment (a

@@ -459,6 +459,8 @@ pub struct Prepare {
     pub allow: String,
     /// The release command, on the one node that runs it ("" elsewhere).
     pub release: String,
+    /// Dump every service on the node before the release command.
+    pub backup_first: bool,
 }
 
 /// What `trial` needs: where to load release N, and how to check it.
@@ -649,6 +651,7 @@ pub async fn prepare(
         ("service_files", p.service_files.as_str()),
         ("allow", p.allow.as_str()),
         ("release", p.release.as_str()),
+        ("backup_first", if p.backup_first { "1" } else { "" }),
     ];
     let commands: Vec<&str> = p.commands.iter().map(String::as_str).collect();
     let (status, out, err) = step(session, "prepare", &vars, &commands).await?;

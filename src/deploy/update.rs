@@ -585,6 +585,7 @@ pub(super) async fn sync_and_build(t: &Target, plan: &Plan<'_>) -> Result<Built>
         } else {
             String::new()
         },
+        backup_first: config.deploy.backup_before_release && !config.services.is_empty(),
         release: if t.name == plan.services_node {
             config.deploy.release.clone().unwrap_or_default()
         } else {

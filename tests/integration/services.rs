@@ -64,7 +64,7 @@ pub(crate) fn pg_app(env: &TestEnv, files: bool) -> PathBuf {
     };
     std::fs::write(
         dir.join("app.toml"),
-        format!("name = \"notes\"\nruntime = \"python\"\nhostnames = [\"notes.test\"]\n[python]\nwsgi = \"app:application\"\n[packages]\napt = [\"python3-psycopg2\"]\n[deploy]\nrelease = \"python3 migrate.py\"\n[services]\ndb = \"postgresql\"\n{uploads}"),
+        format!("name = \"notes\"\nruntime = \"python\"\nhostnames = [\"notes.test\"]\n[python]\nwsgi = \"app:application\"\n[packages]\napt = [\"python3-psycopg2\"]\n[deploy]\nrelease = \"python3 migrate.py\"\nbackup_before_release = true\n[services]\ndb = \"postgresql\"\n{uploads}"),
     )
     .unwrap();
     std::fs::write(dir.join("app.py"), PG_APP).unwrap();
@@ -123,6 +123,20 @@ fn a_postgresql_app_keeps_its_rows_and_files_and_its_password_stays_on_the_node(
     let out = update(&env, &dir, &node);
     ok(&out);
     outputs.push(out);
+
+    // backup_before_release: every service dumped on the node before the release command
+    assert_eq!(
+        node.exec(
+            "stat -c '%a %U' /var/backups/skiff/notes/1/db /var/backups/skiff/notes/1/uploads"
+        )
+        .lines()
+        .collect::<Vec<_>>(),
+        ["600 root", "600 root"]
+    );
+    assert_eq!(
+        node.exec("head -c 5 /var/backups/skiff/notes/1/db"),
+        "PGDMP"
+    );
 
     // the release command made the schema; rows written over HTTP
     for row in ["first", "second"] {

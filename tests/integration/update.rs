@@ -563,26 +563,6 @@ fn etc_hosts_lines_name_every_version_host() {
 }
 
 #[test]
-fn sections_not_built_yet_are_refused_before_any_change() {
-    let env = TestEnv::new();
-    let dir = fixture(&env, "static");
-    let toml = dir.join("app.toml");
-    let text = std::fs::read_to_string(&toml).unwrap();
-    std::fs::write(
-        &toml,
-        format!("{text}\n[deploy]\nbackup_before_release = true\n"),
-    )
-    .unwrap();
-    let out = env.skiff().args(["update"]).arg(&dir).output().unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(
-        stderr.contains("backup_before_release") && stderr.contains("not supported yet"),
-        "{stderr}"
-    );
-}
-
-#[test]
 fn ctrl_c_during_a_deploy_leaves_the_live_version_and_nothing_to_clean() {
     if !nodes_available() {
         return;
