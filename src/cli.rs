@@ -123,6 +123,12 @@ pub enum Command {
     /// Example: skiff versions blog.example.com --json
     Versions(HostArgs),
 
+    /// What `update` would change on a node, changing nothing: files (with a diff of small
+    /// text files), `[env]` names, packages to install
+    ///
+    /// Example: skiff diff ./blog --node web1
+    Diff(DiffArgs),
+
     /// The deploy log of HOST: who deployed, rolled back or activated what, when, and
     /// how it went (failed runs too, with their reason)
     ///
@@ -291,6 +297,17 @@ pub struct UpdateArgs {
     /// With --etc-hosts: add the lines to /etc/hosts (through sudo, after asking)
     #[arg(long, requires = "etc_hosts")]
     pub write: bool,
+}
+
+/// `skiff diff`.
+#[derive(Debug, Args)]
+pub struct DiffArgs {
+    /// The app's folder
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// Node to compare with [default: the app's first node, else the default node]
+    #[arg(long, value_name = "NODE")]
+    pub node: Option<String>,
 }
 
 /// A verb that takes one host name.

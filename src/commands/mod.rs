@@ -13,6 +13,7 @@ mod create_node;
 mod default_node;
 mod destroy_app;
 mod destroy_node;
+mod diff;
 mod init;
 mod list_nodes;
 mod restore;
@@ -42,6 +43,7 @@ pub fn dispatch(cli: &Cli, printer: &Printer) -> Result<()> {
             printer,
         ),
         Command::Versions(args) => versions::versions(&state_file(cli)?, &args.host, printer),
+        Command::Diff(args) => diff::run(&state_file(cli)?, args, printer),
         Command::History(args) => versions::history(&state_file(cli)?, &args.host, printer),
         Command::DestroyApp(args) => destroy_app::run(&state_file(cli)?, &args.host, printer),
         Command::Clean(args) => versions::clean(&state_file(cli)?, &args.host, args.keep, printer),

@@ -25,6 +25,7 @@ mod clean;
 pub mod contract;
 pub mod deps;
 mod destroy;
+pub mod diff;
 pub mod history;
 mod locks;
 pub mod pool;

@@ -65,6 +65,9 @@
 #   destroy  app owner freed          after a switch without APP: idle its slots, remove
 #                                     its folder (but data/) and env file, unlock both
 #   history  app                      print the app's deploy log (no lock)
+#   inspect  app                      print the state and the current release's manifest
+#                                     and meta (no lock; `skiff diff`)
+#   files    app n paths              print release N's files PATHS, base64 (no lock)
 #   peek     [app]                    print the node state (no lock); with APP, also its
 #                                     releases' units and the current ones' systemd state
 #
@@ -994,6 +997,40 @@ case $step in
       log_run
       rm -rf "$LOCKS/$app.lock"
     fi
+    ;;
+
+  inspect)
+    # for `skiff diff`: the state, and the current release's number, manifest and meta
+    check_app "$app"
+    echo "---state"
+    cat "$STATE" 2>/dev/null || true
+    _cur=$(awk -v s="[apps.$app]" '$0 == s { f = 1; next } /^\[/ { f = 0 } f && $1 == "current" { print $3; exit }' "$STATE" 2>/dev/null || true)
+    if [ -n "$_cur" ]; then
+      check_n "$_cur"
+      echo "---release"
+      echo "$_cur"
+      echo "---manifest"
+      cat "$APPS/$app/releases/$_cur.manifest" 2>/dev/null || true
+      echo "---meta"
+      cat "$APPS/$app/meta/$_cur.json" 2>/dev/null || true
+      echo
+    fi
+    ;;
+
+  files)
+    # for `skiff diff`: the content of regular files of release N (`paths`, one a line)
+    check_app "$app"
+    check_n "$n"
+    printf '%s\n' "$paths" | while IFS= read -r _p; do
+      [ -n "$_p" ] || continue
+      case /$_p/ in */../* | *//*) die "bad path: $_p" "$EXIT_USAGE" ;; esac
+      _f=$APPS/$app/releases/$n/$_p
+      if [ -f "$_f" ] && [ ! -L "$_f" ]; then
+        echo "---file $_p"
+        base64 -w0 "$_f"
+        echo
+      fi
+    done
     ;;
 
   history)

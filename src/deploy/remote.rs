@@ -779,6 +779,89 @@ pub async fn destroy(session: &Session, app: &str, owner: &str, freed: &[String]
     Ok(())
 }
 
+/// Runs a read-only step that prints `---state` among its sections: the sections and the
+/// parsed state, or an error naming `what`.
+async fn read_state(
+    session: &Session,
+    name: &str,
+    vars: &[(&str, &str)],
+    what: &str,
+) -> Result<(BTreeMap<String, String>, NodeState)> {
+    let (status, out, err) = step(session, name, vars, &[]).await?;
+    if status != 0 {
+        return Err(failed(session, what, status, &out, &err));
+    }
+    let parts = sections(&out);
+    let state = NodeState::parse(
+        session.node(),
+        parts.get("state").map_or("", String::as_str),
+    )?;
+    Ok((parts, state))
+}
+
+/// The current release of an app on a node, for `skiff diff`.
+#[derive(Debug, Clone)]
+pub struct ReleaseView {
+    /// N.
+    pub number: u32,
+    /// Its manifest, as the sync wrote it.
+    pub manifest: String,
+    /// Its meta (JSON).
+    pub meta: String,
+}
+
+/// The node state and the app's current release (its manifest and meta), if any; no lock.
+pub async fn current_release(
+    session: &Session,
+    app: &str,
+) -> Result<(NodeState, Option<ReleaseView>)> {
+    let (parts, state) = read_state(
+        session,
+        "inspect",
+        &[("app", app)],
+        "reading the current release",
+    )
+    .await?;
+    let release = parts
+        .get("release")
+        .and_then(|n| n.trim().parse().ok())
+        .map(|number| ReleaseView {
+            number,
+            manifest: parts.get("manifest").cloned().unwrap_or_default(),
+            meta: parts.get("meta").cloned().unwrap_or_default(),
+        });
+    Ok((state, release))
+}
+
+/// The content of release `n`'s files `paths` (regular files only; others are left out).
+pub async fn release_files(
+    session: &Session,
+    app: &str,
+    n: u32,
+    paths: &[String],
+) -> Result<BTreeMap<String, Vec<u8>>> {
+    use base64::Engine as _;
+    let n = n.to_string();
+    let list: String = paths
+        .iter()
+        .filter(|p| !p.contains('\n'))
+        .map(|p| format!("{p}\n"))
+        .collect();
+    let vars = [("app", app), ("n", n.as_str()), ("paths", list.as_str())];
+    let (status, out, err) = step(session, "files", &vars, &[]).await?;
+    if status != 0 {
+        return Err(failed(session, "reading release files", status, &out, &err));
+    }
+    let b64 = base64::engine::general_purpose::STANDARD;
+    Ok(sections(&out)
+        .into_iter()
+        .filter_map(|(name, body)| {
+            let path = name.strip_prefix("file ")?.to_string();
+            Some((path, b64.decode(body.trim()).ok()?))
+        })
+        .collect())
+}
+
 /// The app's deploy log as this node keeps it (JSON lines; no lock).
 pub async fn history(session: &Session, app: &str) -> Result<String> {
     let (status, out, err) = step(session, "history", &[("app", app)], &[]).await?;
@@ -799,21 +882,7 @@ pub async fn history(session: &Session, app: &str) -> Result<String> {
 /// current release's units (`KEY=VALUE` blocks of `systemctl show`, by unit).
 pub async fn peek(session: &Session, app: Option<&str>) -> Result<Peeked> {
     let vars: Vec<(&str, &str)> = app.map(|a| vec![("app", a)]).unwrap_or_default();
-    let (status, out, err) = step(session, "peek", &vars, &[]).await?;
-    if status != 0 {
-        return Err(failed(
-            session,
-            "reading the node state",
-            status,
-            &out,
-            &err,
-        ));
-    }
-    let parts = sections(&out);
-    let state = NodeState::parse(
-        session.node(),
-        parts.get("state").map_or("", String::as_str),
-    )?;
+    let (parts, state) = read_state(session, "peek", &vars, "reading the node state").await?;
     let units = parts
         .get("units")
         .map(|text| {

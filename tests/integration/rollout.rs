@@ -345,3 +345,95 @@ fn history_logs_every_run_in_order_with_its_result() {
         "{text}"
     );
 }
+
+/// `skiff diff DIR`: exactly the files edited and added (a diff of the small text one),
+/// the `[env]` names changed, and the node left as it was.
+#[test]
+fn diff_lists_what_update_would_change_and_changes_nothing() {
+    if !nodes_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    let node = TestNode::launch_set_up(&env);
+    let dir = fixture(&env, "python");
+    ok(&env
+        .skiff()
+        .args(["update"])
+        .arg(&dir)
+        .args(["--node", &node.name])
+        .output()
+        .unwrap());
+    let diff = || {
+        env.skiff()
+            .args(["--json", "diff"])
+            .arg(&dir)
+            .args(["--node", &node.name])
+            .output()
+            .unwrap()
+    };
+    let out = diff();
+    ok(&out);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["files"], serde_json::json!([]), "{report}");
+    assert_eq!(report["current"], 1);
+
+    edit(&dir.join("app.py"), "MESSAGE = \"", "MESSAGE = \"edited-");
+    std::fs::write(dir.join("notes.txt"), "new file\n").unwrap();
+    edit(
+        &dir.join("app.toml"),
+        "[env]\n",
+        "[env]\nNEW_SETTING = \"x\"\n",
+    );
+    let before = node.exec("ls /srv/skiff/apps/pyapp/releases; cat /var/lib/skiff/state.toml");
+    let out = diff();
+    ok(&out);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let files: Vec<(String, String)> = report["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["change"].as_str().unwrap().to_string(),
+                f["path"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        files,
+        [
+            ("changed".to_string(), "app.py".to_string()),
+            ("changed".to_string(), "app.toml".to_string()),
+            ("added".to_string(), "notes.txt".to_string()),
+        ],
+        "{report}"
+    );
+    let app_py = &report["files"][0]["diff"];
+    assert!(
+        app_py.as_str().unwrap().contains("+MESSAGE = \"edited-"),
+        "{report}"
+    );
+    assert_eq!(
+        report["env"],
+        serde_json::json!(["+NEW_SETTING"]),
+        "{report}"
+    );
+    let text = env
+        .skiff()
+        .args(["diff"])
+        .arg(&dir)
+        .args(["--node", &node.name])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("M app.py") && text.contains("A notes.txt"),
+        "{text}"
+    );
+    // nothing changed on the node
+    assert_eq!(
+        node.exec("ls /srv/skiff/apps/pyapp/releases; cat /var/lib/skiff/state.toml"),
+        before
+    );
+    assert_eq!(node.exec("ls -A /var/lib/skiff/locks | wc -l").trim(), "0");
+}
