@@ -123,6 +123,12 @@ pub enum Command {
     /// Example: skiff versions blog.example.com --json
     Versions(HostArgs),
 
+    /// Every app (or HOST's) on every node: what serves, whether HOST answers, slots,
+    /// workers, disk, and drift from cluster.toml; exits 1 when something is wrong
+    ///
+    /// Example: skiff status blog.example.com
+    Status(StatusArgs),
+
     /// What `update` would change on a node, changing nothing: files (with a diff of small
     /// text files), `[env]` names, packages to install
     ///
@@ -297,6 +303,13 @@ pub struct UpdateArgs {
     /// With --etc-hosts: add the lines to /etc/hosts (through sudo, after asking)
     #[arg(long, requires = "etc_hosts")]
     pub write: bool,
+}
+
+/// `skiff status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// One app's main host name [default: every app in cluster.toml]
+    pub host: Option<String>,
 }
 
 /// `skiff diff`.

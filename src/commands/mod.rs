@@ -19,6 +19,7 @@ mod list_nodes;
 mod restore;
 mod serve;
 mod setup_node;
+mod status;
 mod update;
 mod versions;
 
@@ -43,6 +44,7 @@ pub fn dispatch(cli: &Cli, printer: &Printer) -> Result<()> {
             printer,
         ),
         Command::Versions(args) => versions::versions(&state_file(cli)?, &args.host, printer),
+        Command::Status(args) => status::run(&state_file(cli)?, args.host.as_deref(), printer),
         Command::Diff(args) => diff::run(&state_file(cli)?, args, printer),
         Command::History(args) => versions::history(&state_file(cli)?, &args.host, printer),
         Command::DestroyApp(args) => destroy_app::run(&state_file(cli)?, &args.host, printer),

@@ -30,6 +30,7 @@ pub mod history;
 mod locks;
 pub mod pool;
 pub mod remote;
+pub mod status;
 mod update;
 mod versions;
 

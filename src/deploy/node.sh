@@ -65,6 +65,7 @@
 #   destroy  app owner freed          after a switch without APP: idle its slots, remove
 #                                     its folder (but data/) and env file, unlock both
 #   history  app                      print the app's deploy log (no lock)
+#   probe    host path                HTTP status of HOST at PATH through NGINX here
 #   inspect  app                      print the state and the current release's manifest
 #                                     and meta (no lock; `skiff diff`)
 #   files    app n paths              print release N's files PATHS, base64 (no lock)
@@ -1033,6 +1034,14 @@ case $step in
     done
     ;;
 
+  probe)
+    # for `skiff status`: HOST's answer through NGINX on this node, at PATH
+    printf '%s' "$host" | grep -Eqx '[a-z0-9]([a-z0-9.-]{0,252})' || die "bad host: $host" "$EXIT_USAGE"
+    printf '%s' "$path" | grep -Eqx '/[A-Za-z0-9/._~?=&+,:@%-]{0,1023}' || die "bad path: $path" "$EXIT_USAGE"
+    curl -s -o /dev/null -w '%{http_code}' -m 10 -H "Host: $host" "http://127.0.0.1$path" || true
+    echo
+    ;;
+
   history)
     check_app "$app"
     cat "$HISTORY_DIR/$app.jsonl" 2>/dev/null || true
@@ -1044,6 +1053,8 @@ case $step in
     # with an app: its releases' units (`N UNIT`), and what systemd says of the current ones
     if [ -n "${app:-}" ]; then
       check_app "$app"
+      echo "---disk"
+      if [ -d "$APPS/$app" ]; then du -sk "$APPS/$app" | cut -f1; else echo 0; fi
       _ua=$APPS/$app/units
       echo "---units"
       for _e in "$_ua"/*/enable; do

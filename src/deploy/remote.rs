@@ -909,10 +909,15 @@ pub async fn peek(session: &Session, app: Option<&str>) -> Result<Peeked> {
                 .collect()
         })
         .unwrap_or_default();
+    let disk_kib = parts
+        .get("disk")
+        .and_then(|d| d.trim().parse().ok())
+        .unwrap_or(0);
     Ok(Peeked {
         state,
         units,
         unit_state,
+        disk_kib,
     })
 }
 
@@ -925,6 +930,18 @@ pub struct Peeked {
     pub units: Vec<(u32, String)>,
     /// systemd's properties of the current release's units, by unit name.
     pub unit_state: BTreeMap<String, BTreeMap<String, String>>,
+    /// KiB the app's folder takes on the node (hard links counted once).
+    pub disk_kib: u64,
+}
+
+/// HOST's HTTP status at `path` through NGINX on the node (`000`: no answer).
+pub async fn probe(session: &Session, host: &str, path: &str) -> Result<String> {
+    let vars = [("host", host), ("path", path)];
+    let (status, out, err) = step(session, "probe", &vars, &[]).await?;
+    if status != 0 {
+        return Err(failed(session, "checking HOST", status, &out, &err));
+    }
+    Ok(out.trim().to_string())
 }
 
 /// Releases both locks, if this owner holds them.

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use crate::support::{TestEnv, TestNode, nodes_available};
-use crate::update::{edit, field, fixture, get, ok};
+use crate::update::{edit, field, fixture, get, ok, run_update};
 
 fn run(env: &TestEnv, args: &[&str]) -> std::process::Output {
     env.skiff().args(args).output().unwrap()
@@ -123,13 +123,7 @@ fn activate_checks_a_loaded_version_with_its_own_health_path() {
             "MESSAGE = \"",
             &format!("MESSAGE = \"{message}-"),
         );
-        ok(&env
-            .skiff()
-            .args(["update"])
-            .arg(&dir)
-            .args(["--node", &node.name])
-            .output()
-            .unwrap());
+        ok(&run_update(&env, &dir, &node));
     }
     let out = run(&env, &["activate", "pyapp.test", "1"]);
     ok(&out);
@@ -356,13 +350,7 @@ fn diff_lists_what_update_would_change_and_changes_nothing() {
     let env = TestEnv::new();
     let node = TestNode::launch_set_up(&env);
     let dir = fixture(&env, "python");
-    ok(&env
-        .skiff()
-        .args(["update"])
-        .arg(&dir)
-        .args(["--node", &node.name])
-        .output()
-        .unwrap());
+    ok(&run_update(&env, &dir, &node));
     let diff = || {
         env.skiff()
             .args(["--json", "diff"])
@@ -436,4 +424,49 @@ fn diff_lists_what_update_would_change_and_changes_nothing() {
         before
     );
     assert_eq!(node.exec("ls -A /var/lib/skiff/locks | wc -l").trim(), "0");
+}
+
+/// `skiff status`: a healthy app exits 0; after the node's own state is changed by hand
+/// (another version made current there), status names the drift and the fix, and exits 1.
+#[test]
+fn status_reports_health_and_drift_from_cluster_toml() {
+    if !nodes_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    let node = TestNode::launch_set_up(&env);
+    let dir = fixture(&env, "python");
+    for message in ["one", "two"] {
+        edit(
+            &dir.join("app.py"),
+            "MESSAGE = \"",
+            &format!("MESSAGE = \"{message}-"),
+        );
+        ok(&run_update(&env, &dir, &node));
+    }
+    let out = env.skiff().args(["--json", "status"]).output().unwrap();
+    ok(&out);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let n = &report[0]["nodes"][0];
+    assert_eq!(n["current"], 2, "{report}");
+    assert_eq!(n["healthy"], true, "{report}");
+    assert!(n["http"].as_str().unwrap().starts_with('2'), "{report}");
+    assert_eq!(n["drift"], serde_json::json!([]), "{report}");
+    assert!(n["disk_kib"].as_u64().unwrap() > 0, "{report}");
+
+    // by hand on the node: version 1 current again (state.toml only)
+    node.exec(
+        "sed -i 's/^current = 2$/current = 1/; s/^prev = 1$/prev = 2/' /var/lib/skiff/state.toml",
+    );
+    let out = env.skiff().args(["status", "pyapp.test"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("drift: cluster.toml says version 2 is current, the node serves 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("fix: `skiff activate pyapp.test 1`"),
+        "{text}"
+    );
 }
