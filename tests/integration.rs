@@ -63,3 +63,6 @@ mod workers;
 
 #[path = "integration/services.rs"]
 mod services;
+
+#[path = "integration/operate.rs"]
+mod operate;
