@@ -61,6 +61,17 @@ fn run_and_shell_work_in_the_release_as_the_app() {
         format!("{GREETING}\n")
     );
 
+    // no process on the node shows the value in its command line (ps, while one runs)
+    let out = env
+        .skiff()
+        .args(["run", HOST, "--", "ps", "-eo", "args"])
+        .output()
+        .unwrap();
+    ok(&out);
+    let ps = String::from_utf8_lossy(&out.stdout);
+    assert!(ps.lines().any(|l| l == "ps -eo args"), "{ps}");
+    assert!(!ps.contains("hello"), "{ps}");
+
     // as www-data, in the release folder, `python` the app's (the system python3 here:
     // no venv); exit 127 is the command's too
     let out = env
