@@ -252,13 +252,15 @@ fn logs_show_requests_and_follow_leaves_nothing_behind() {
     assert!(last["time"].as_str().unwrap().ends_with('Z'));
 
     // -f: a new request shows while it follows; SIGINT ends it and the node's readers
-    let mut child = env
-        .skiff_std()
-        .args(["logs", HOST, "-f"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = Reaped(
+        env.skiff_std()
+            .args(["logs", HOST, "-f"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let child = &mut child.0;
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     std::thread::spawn(move || {
@@ -304,4 +306,16 @@ fn logs_show_requests_and_follow_leaves_nothing_behind() {
     let left = node.exec("pgrep -a -f 'skiff-access[.]log|skiff-log[s]' || true; pgrep -a -x journalctl || true; pgrep -a -x tail || true");
     assert!(left.trim().is_empty(), "left running on the node:\n{left}");
     env.assert_no_masters();
+}
+
+/// A child process killed (and waited for) when a failed assertion unwinds past it.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
 }
