@@ -170,6 +170,61 @@ pub enum Command {
     ///
     /// Example: skiff man | man -l -
     Man,
+
+    /// Run a command in a release of HOST on one node, as the app runs (www-data, the
+    /// release folder, its environment); stdin and output pass through, and skiff exits
+    /// with the command's code. No shell unless you run one (`-- sh -c '...'`)
+    ///
+    /// Example: skiff run blog.example.com -- python manage.py migrate --plan
+    Run {
+        /// The app's main host name
+        host: String,
+        /// Node to run on [default: the app's first node]
+        #[arg(long, value_name = "NODE")]
+        node: Option<String>,
+        /// Kept version to run in [default: the current one]
+        #[arg(long, value_name = "N")]
+        version: Option<u32>,
+        /// The command and its arguments (after `--`)
+        #[arg(last = true, required = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
+
+    /// Open an interactive shell (bash, else sh) in HOST's current release on one node,
+    /// as the app runs, with a terminal
+    ///
+    /// Example: skiff shell blog.example.com --node web2
+    Shell {
+        /// The app's main host name
+        host: String,
+        /// Node to open it on [default: the app's first node]
+        #[arg(long, value_name = "NODE")]
+        node: Option<String>,
+    },
+
+    /// Show HOST's logs from every node, merged by time, each line prefixed by its node:
+    /// access and error logs, workers' and cron jobs' journal
+    ///
+    /// Example: skiff logs blog.example.com -f --kind access --since 10m
+    Logs {
+        /// The app's main host name
+        host: String,
+        /// Keep showing new lines until Ctrl-C (which stops everything on the nodes)
+        #[arg(short, long)]
+        follow: bool,
+        /// Only lines this recent (30s, 10m, 2h, 1d)
+        #[arg(long, value_name = "AGE", value_parser = humantime::parse_duration)]
+        since: Option<std::time::Duration>,
+        /// Only this node [default: every node of the app]
+        #[arg(long, value_name = "NODE")]
+        node: Option<String>,
+        /// Only these logs (repeatable) [default: all]
+        #[arg(long, value_name = "KIND", value_parser = ["access", "error", "worker", "cron"])]
+        kind: Vec<String>,
+        /// Lines per log and node, without --since (the last ones)
+        #[arg(short = 'n', long, default_value_t = 100, value_name = "N")]
+        lines: u32,
+    },
 }
 
 /// Runtimes an app can have; mirrors `runtime` in app.toml.
@@ -447,7 +502,8 @@ mod tests {
                     wrong.push(format!("{}: `{shown}`: no verb `{verb}`", file.display()));
                     continue;
                 };
-                for word in &words[2..] {
+                // after a bare `--` the words are a command's (`skiff run HOST -- CMD`)
+                for word in words[2..].iter().take_while(|w| **w != "--") {
                     let Some(flag) = word.strip_prefix("--") else {
                         continue;
                     };

@@ -27,6 +27,7 @@ pub mod dev_server;
 pub mod error;
 pub mod names;
 pub mod node_state;
+pub mod operate;
 pub mod printer;
 pub mod providers;
 pub mod provision;

@@ -66,3 +66,5 @@ mod services;
 
 #[path = "integration/backup.rs"]
 mod backup;
+#[path = "integration/operate.rs"]
+mod operate;

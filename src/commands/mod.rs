@@ -5,6 +5,7 @@ use crate::cli::{Cli, Command};
 use crate::cluster::{self, StateFile};
 use crate::deploy::Choice;
 use crate::error::Result;
+use crate::operate;
 use crate::printer::Printer;
 
 mod backup;
@@ -16,7 +17,9 @@ mod destroy_node;
 mod diff;
 mod init;
 mod list_nodes;
+mod logs;
 mod restore;
+mod run;
 mod serve;
 mod setup_node;
 mod status;
@@ -53,6 +56,32 @@ pub fn dispatch(cli: &Cli, printer: &Printer) -> Result<()> {
         Command::Restore(args) => restore::run(&state_file(cli)?, args, printer),
         Command::Completions(args) => completions::completions(args.shell, printer),
         Command::Man => completions::man(printer),
+        Command::Run {
+            host,
+            node,
+            version,
+            command,
+        } => run::run(&state_file(cli)?, host, node.as_deref(), *version, command),
+        Command::Shell { host, node } => run::shell(&state_file(cli)?, host, node.as_deref()),
+        Command::Logs {
+            host,
+            follow,
+            since,
+            node,
+            kind,
+            lines,
+        } => logs::run(
+            &state_file(cli)?,
+            operate::LogsRequest {
+                host: host.clone(),
+                node: node.clone(),
+                kinds: kind.iter().filter_map(|k| logs::kind(k)).collect(),
+                since: *since,
+                lines: *lines,
+                follow: *follow,
+            },
+            printer,
+        ),
     }
 }
 

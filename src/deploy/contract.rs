@@ -41,6 +41,13 @@ pub const CRON_SECRET: &str = "/etc/skiff/cron.secret";
 pub const CRON_MAP: &str = "/etc/nginx/skiff-cron.map";
 /// Where the switch installs an app's current units.
 pub const SYSTEMD_DIR: &str = "/etc/systemd/system";
+/// NGINX's access log of every app (format `skiff` in skiff.conf: epoch with ms, app,
+/// host, then the combined fields): what `skiff logs --kind access` filters by app.
+pub const ACCESS_LOG: &str = "/var/log/nginx/skiff-access.log";
+/// NGINX's error log (request lines name their `host: "..."`).
+pub const NGINX_ERROR_LOG: &str = "/var/log/nginx/error.log";
+/// Apache's error log (the apps' own errors; skiff's ErrorLogFormat names the host).
+pub const APACHE_ERROR_LOG: &str = "/var/log/apache2/error.log";
 /// Seconds a new release's workers must stay up, unrestarted, before its switch goes on.
 pub const WORKER_GRACE: u32 = 2;
 /// NGINX's loopback-only port where a backend name (`N.APP.KIND.skiff`) is its own
@@ -117,6 +124,11 @@ pub fn units_dir(app: &str, n: u32) -> String {
 /// `[env]`, the node's env file, the venv or bundle on PATH), 0640 root:www-data.
 pub fn run_env(app: &str, n: u32) -> String {
     format!("{APPS}/{app}/env/{n}.run")
+}
+
+/// Release `n`'s meta (`env`, `venv`, `bundle`...), 0640 www-data.
+pub fn meta_file(app: &str, n: u32) -> String {
+    format!("{APPS}/{app}/meta/{n}.json")
 }
 
 /// The app's venv of key `key`.

@@ -244,7 +244,7 @@ pub struct SwitchReport {
 }
 
 /// The app name and nodes of `host` from cluster.toml.
-pub(super) fn app_for_host(
+pub fn app_for_host(
     cluster: &crate::cluster::Cluster,
     host: &str,
 ) -> Result<(String, Vec<String>)> {

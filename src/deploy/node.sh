@@ -519,7 +519,7 @@ EOF
     PATH=$VIRTUAL_ENV/bin:$PATH
     export VIRTUAL_ENV PATH
   elif [ "$runtime" = python ]; then
-    mkdir -p "$a/.bin"
+    mkdir -p "$a/.bin" && chmod 0755 "$a/.bin" # www-data runs it (umask 027 in units_step)
     ln -sfn "$(command -v python3)" "$a/.bin/python"
     PATH=$a/.bin:$PATH
     export PATH

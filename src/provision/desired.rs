@@ -319,6 +319,7 @@ impl Desired {
         ctx.insert("ipv6", &facts.ipv6);
         ctx.insert("check_port", &crate::deploy::CHECK_PORT);
         ctx.insert("cron_map", crate::deploy::contract::CRON_MAP);
+        ctx.insert("access_log", crate::deploy::contract::ACCESS_LOG);
         ctx.insert("python_slots", &python_slots);
         ctx.insert("ruby_slots", &ruby_slots);
         ctx.insert(

@@ -192,6 +192,66 @@ impl Session {
             .await
     }
 
+    /// Runs `argv` with its input streamed from `input` and its stdout streamed into
+    /// `sink` as both flow (a follow that ends when `input` ends: `logs -f` closes it).
+    pub async fn run_streaming<R, W>(&self, argv: &[&str], input: R, sink: &mut W) -> Result<Output>
+    where
+        R: AsyncRead + Unpin + Send,
+        W: AsyncWrite + Unpin + Send,
+    {
+        self.exec(&command_line(argv), Some(input), Some(sink))
+            .await
+    }
+
+    /// Runs `argv` with skiff's own stdin, stdout and stderr handed to the channel (no
+    /// TTY: bytes pass as they are, `skiff run`), through the shared master; returns its
+    /// exit status (`None`: killed by a signal, or the link dropped).
+    pub async fn run_inherited(&self, argv: &[&str]) -> Result<Option<i32>> {
+        let line = command_line(argv);
+        let _permit = self.permits.acquire().await.expect("never closed");
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
+        let mut cmd = self.inner.raw_command(&line);
+        cmd.stdin(Stdio::inherit())
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::inherit());
+        match cmd.status().await {
+            Ok(status) => Ok(status.code()),
+            // openssh reports exit 127 as an error of its own: it is the command's code
+            Err(openssh::Error::Remote(e)) if e.kind() == io::ErrorKind::NotFound => Ok(Some(127)),
+            Err(openssh::Error::RemoteProcessTerminated) => {
+                if self.inner.check().await.is_err() {
+                    return Err(self.lost(&line, &openssh::Error::Disconnected));
+                }
+                Ok(None)
+            }
+            Err(e) => Err(self.lost(&line, &e)),
+        }
+    }
+
+    /// Runs `argv` on the node with a TTY (`ssh -t` through this session's master, so no
+    /// new login), skiff's terminal as its terminal: interactive programs (`skiff shell`).
+    /// Blocks until it ends; returns its exit status (`None`: killed by a signal).
+    pub fn run_tty(&self, argv: &[&str]) -> Result<Option<i32>> {
+        let line = command_line(argv);
+        self.round_trips.fetch_add(1, Ordering::Relaxed);
+        let status = std::process::Command::new("ssh")
+            .arg("-S")
+            .arg(self.inner.control_socket())
+            .args(["-o", "BatchMode=yes", "-q", "-t", "none", "--"])
+            .arg(&line)
+            .status()
+            .map_err(|e| Error::Unreachable {
+                node: self.node.clone(),
+                cause: format!("could not start `ssh -t`: {e}"),
+                hint: None,
+            })?;
+        // ssh exits 255 for its own errors (the master gone): say so, not "exit 255".
+        if status.code() == Some(255) && std::fs::metadata(self.inner.control_socket()).is_err() {
+            return Err(self.lost(&line, &openssh::Error::Disconnected));
+        }
+        Ok(status.code())
+    }
+
     /// Stops the master connection now (also done on drop, without waiting).
     pub async fn close(self) -> Result<()> {
         let node = self.node.clone();

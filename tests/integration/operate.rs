@@ -1,0 +1,321 @@
+//! Operating a deployed app on a real node: `skiff run` (environment, exit code, stdin),
+//! `skiff shell` under a pseudo-terminal, and `skiff logs` (a request shows in the access
+//! log with its node; `-f` stopped by SIGINT leaves nothing running on the node).
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::support::{TestEnv, TestNode, nodes_available};
+use crate::update::{deploy, get, ok, wait_until};
+
+const HOST: &str = "op.test";
+const GREETING: &str = "hello 'from' $(skiff) ✓";
+
+fn app(env: &TestEnv) -> PathBuf {
+    let dir = env.root().join("op");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("app.toml"),
+        format!(
+            "name = \"op\"\nruntime = \"python\"\nhostnames = [\"{HOST}\"]\n[processes]\nticker = \"while true; do echo worker-tick; sleep 1; done\"\n[python]\nwsgi = \"app:application\"\n[env]\nGREETING = {}\n",
+            toml::Value::String(GREETING.into())
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("app.py"),
+        "def application(environ, start_response):\n    if environ.get(\"PATH_INFO\") == \"/boom\":\n        raise RuntimeError(\"boom-here\")\n    start_response(\"200 OK\", [(\"Content-Type\", \"text/plain\")])\n    return [b\"op\\n\"]\n",
+    )
+    .unwrap();
+    dir
+}
+
+fn skiff_line(env: &TestEnv, args: &str) -> String {
+    format!(
+        "{} --state {} {args}",
+        env!("CARGO_BIN_EXE_skiff"),
+        env.state.display()
+    )
+}
+
+#[test]
+fn run_and_shell_work_in_the_release_as_the_app() {
+    if !nodes_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    let node = TestNode::launch_set_up(&env);
+    deploy(&env, &node, &app(&env));
+
+    // [env] reaches the command, exactly, and never its command line
+    let out = env
+        .skiff()
+        .args(["run", HOST, "--", "printenv", "GREETING"])
+        .output()
+        .unwrap();
+    ok(&out);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{GREETING}\n")
+    );
+
+    // no process on the node shows the value in its command line (ps, while one runs)
+    let out = env
+        .skiff()
+        .args(["run", HOST, "--", "ps", "-eo", "args"])
+        .output()
+        .unwrap();
+    ok(&out);
+    let ps = String::from_utf8_lossy(&out.stdout);
+    assert!(ps.lines().any(|l| l == "ps -eo args"), "{ps}");
+    assert!(!ps.contains("hello"), "{ps}");
+
+    // as www-data, in the release folder, `python` the app's (the system python3 here:
+    // no venv); exit 127 is the command's too
+    let out = env
+        .skiff()
+        .args([
+            "run",
+            HOST,
+            "--",
+            "sh",
+            "-c",
+            "id -un; pwd; command -v python3; command -v python; exit 127",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(127),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "www-data", "{text}");
+    assert_eq!(lines[1], "/srv/skiff/apps/op/releases/1", "{text}");
+    assert_eq!(lines[2], "/usr/bin/python3", "{text}");
+    assert_eq!(lines[3], "/srv/skiff/apps/op/.bin/python", "{text}");
+
+    // the command's exit code is skiff's
+    let out = env
+        .skiff()
+        .args(["run", HOST, "--", "sh", "-c", "exit 3"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // stdin passes through
+    let mut child = env
+        .skiff_std()
+        .args(["run", HOST, "--", "cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"line one\nline two\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "line one\nline two\n");
+
+    // a version that is not kept is refused, naming the kept ones
+    let out = env
+        .skiff()
+        .args(["run", HOST, "--version", "9", "--", "true"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("kept versions: 1"));
+
+    // shell: without a terminal it refuses, naming `skiff run`
+    let out = env
+        .skiff_std()
+        .args(["shell", HOST])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("skiff run"));
+
+    // shell under a pseudo-terminal: a typed command runs on the node, as the app
+    let mut child = Command::new("script")
+        .args([
+            "-qec",
+            &skiff_line(&env, &format!("shell {HOST}")),
+            "/dev/null",
+        ])
+        .env("HOME", &env.home)
+        .env("TERM", "dumb")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    stdin
+        .write_all(b"echo \"marker-$((6*7))-$(id -un)-$GREETING\"\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    stdin.write_all(b"exit\n").unwrap();
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    if child.try_wait().unwrap().is_none() {
+        let _ = child.kill();
+    }
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("marker-42-www-data-{GREETING}")),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    env.assert_no_masters();
+}
+
+#[test]
+fn logs_show_requests_and_follow_leaves_nothing_behind() {
+    if !nodes_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    let node = TestNode::launch_set_up(&env);
+    deploy(&env, &node, &app(&env));
+
+    let (code, _) = get(&node.address, HOST, "/probe-one");
+    assert_eq!(code, 200);
+    let prefix = format!("{} | ", node.name);
+    let mut seen = String::new();
+    let found = wait_until(Duration::from_secs(5), || {
+        let out = env
+            .skiff()
+            .args(["logs", HOST, "--kind", "access"])
+            .output()
+            .unwrap();
+        ok(&out);
+        seen = String::from_utf8_lossy(&out.stdout).into_owned();
+        seen.lines()
+            .any(|l| l.starts_with(&prefix) && l.contains("GET /probe-one "))
+    });
+    assert!(found, "no access line for the request:\n{seen}");
+
+    // the app's error (its traceback, from the slot's daemon) and its worker's journal
+    let (code, _) = get(&node.address, HOST, "/boom");
+    assert_eq!(code, 500);
+    for (kind, want) in [("error", "boom-here"), ("worker", "worker-tick")] {
+        let found = wait_until(Duration::from_secs(5), || {
+            let out = env
+                .skiff()
+                .args(["logs", HOST, "--kind", kind])
+                .output()
+                .unwrap();
+            ok(&out);
+            seen = String::from_utf8_lossy(&out.stdout).into_owned();
+            seen.lines()
+                .any(|l| l.starts_with(&prefix) && l.contains(want))
+        });
+        assert!(found, "no {kind} line with {want}:\n{seen}");
+        assert!(
+            !seen.contains("/probe-one"),
+            "{kind} shows access lines:\n{seen}"
+        );
+    }
+
+    // --json: one object per line
+    let out = env
+        .skiff()
+        .args(["--json", "logs", HOST, "--kind", "access", "--since", "10m"])
+        .output()
+        .unwrap();
+    ok(&out);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let last: serde_json::Value =
+        serde_json::from_str(text.lines().find(|l| l.contains("/probe-one")).unwrap()).unwrap();
+    assert_eq!(last["node"], node.name.as_str());
+    assert_eq!(last["kind"], "access");
+    assert!(last["line"].as_str().unwrap().contains("/probe-one"));
+    assert!(last["time"].as_str().unwrap().ends_with('Z'));
+
+    // -f: a new request shows while it follows; SIGINT ends it and the node's readers
+    let mut child = Reaped(
+        env.skiff_std()
+            .args(["logs", HOST, "-f"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let child = &mut child.0;
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let running = wait_until(Duration::from_secs(10), || {
+        !node
+            .exec("pgrep -f 'skiff-access[.]log' || true")
+            .trim()
+            .is_empty()
+    });
+    assert!(running, "no tail on the node");
+    assert!(!node.exec("pgrep -x journalctl || true").trim().is_empty());
+    get(&node.address, HOST, "/probe-two");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut got = false;
+    while Instant::now() < deadline && !got {
+        if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
+            got = line.starts_with(&prefix) && line.contains("/probe-two");
+        }
+    }
+    assert!(got, "the followed log never showed the request");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = child.try_wait().unwrap();
+    if status.is_none() {
+        let _ = child.kill();
+    }
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "logs -f did not end on SIGINT"
+    );
+    let left = node.exec("pgrep -a -f 'skiff-access[.]log|skiff-log[s]' || true; pgrep -a -x journalctl || true; pgrep -a -x tail || true");
+    assert!(left.trim().is_empty(), "left running on the node:\n{left}");
+    env.assert_no_masters();
+}
+
+/// A child process killed (and waited for) when a failed assertion unwinds past it.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
