@@ -171,6 +171,18 @@ pub enum Command {
     /// Example: skiff man | man -l -
     Man,
 
+    /// The app's node-side environment (secrets): list, get, set, unset; it reaches the
+    /// app with the next `skiff update`, and a rollback brings back the previous one
+    ///
+    /// Example: skiff config blog.example.com set API_TOKEN=abc123
+    Config {
+        /// The app's main host name
+        host: String,
+        /// What to do
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+
     /// Run a command in a release of HOST on one node, as the app runs (www-data, the
     /// release folder, its environment); stdin and output pass through, and skiff exits
     /// with the command's code. No shell unless you run one (`-- sh -c '...'`)
@@ -358,6 +370,37 @@ pub struct UpdateArgs {
     /// With --etc-hosts: add the lines to /etc/hosts (through sudo, after asking)
     #[arg(long, requires = "etc_hosts")]
     pub write: bool,
+}
+
+/// `skiff config HOST ...`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigAction {
+    /// Every variable, values masked unless --reveal
+    List {
+        /// Show the values
+        #[arg(long)]
+        reveal: bool,
+    },
+    /// One variable's value, as it is
+    Get {
+        /// The variable's name
+        name: String,
+    },
+    /// Set variables: NAME=VALUE ..., or NAME with the value from --file or stdin (`-`)
+    Set {
+        /// NAME=VALUE pairs, or one NAME when the value comes from --file or `-` (stdin)
+        #[arg(required = true, value_name = "NAME=VALUE")]
+        pairs: Vec<String>,
+        /// Read the value of the one NAME from this file (one trailing newline dropped)
+        #[arg(long, value_name = "FILE")]
+        file: Option<PathBuf>,
+    },
+    /// Remove variables
+    Unset {
+        /// Names to remove
+        #[arg(required = true, value_name = "NAME")]
+        names: Vec<String>,
+    },
 }
 
 /// `skiff status`.

@@ -10,6 +10,7 @@ use crate::printer::Printer;
 
 mod backup;
 mod completions;
+mod config;
 mod create_node;
 mod default_node;
 mod destroy_app;
@@ -56,6 +57,7 @@ pub fn dispatch(cli: &Cli, printer: &Printer) -> Result<()> {
         Command::Restore(args) => restore::run(&state_file(cli)?, args, printer),
         Command::Completions(args) => completions::completions(args.shell, printer),
         Command::Man => completions::man(printer),
+        Command::Config { host, action } => config::run(&state_file(cli)?, host, action, printer),
         Command::Run {
             host,
             node,

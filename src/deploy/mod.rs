@@ -22,6 +22,7 @@
 mod activate;
 pub mod backup;
 mod clean;
+pub mod config;
 pub mod contract;
 pub mod deps;
 mod destroy;

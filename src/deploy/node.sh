@@ -66,6 +66,7 @@
 #                                     its folder (but data/) and env file, unlock both
 #   history  app                      print the app's deploy log (no lock)
 #   probe    host path                HTTP status of HOST at PATH through NGINX here
+#   config   app op lines             list, set or unset the app's node-side env file
 #   inspect  app                      print the state and the current release's manifest
 #                                     and meta (no lock; `skiff diff`)
 #   files    app n paths              print release N's files PATHS, base64 (no lock)
@@ -1032,6 +1033,36 @@ case $step in
         echo
       fi
     done
+    ;;
+
+  config)
+    # `skiff config`: the app's node-side env file (ENVDIR/APP.env, 0600): list it, or set
+    # (`lines`: KEY=VALUE lines) or unset (`lines`: KEY lines) names, atomically
+    check_app "$app"
+    _ef=$ENVDIR/$app.env
+    case $op in
+      list) cat "$_ef" 2>/dev/null || true ;;
+      set | unset)
+        _keys=$(printf '%s\n' "$lines" | sed -n 's/=.*//p; /=/!p' | sort -u)
+        for _k in $_keys; do
+          printf '%s' "$_k" | grep -Eqx '[A-Za-z_][A-Za-z0-9_]{0,127}' || die "bad variable name: $_k" "$EXIT_USAGE"
+        done
+        mkdir -p "$ENVDIR"
+        (
+          umask 077
+          {
+            if [ -f "$_ef" ]; then
+              awk -v keys="$(printf '%s\n' "$_keys" | tr '\n' ' ')" 'BEGIN { n = split(keys, a, " "); for (i = 1; i <= n; i++) k[a[i]] = 1 }
+                { split($0, p, "="); if (!(p[1] in k)) print }' "$_ef"
+            fi
+            if [ "$op" = set ]; then printf '%s\n' "$lines" | grep '='; fi
+          } >"$_ef.tmp"
+        )
+        chmod 0600 "$_ef.tmp"
+        mv -f "$_ef.tmp" "$_ef"
+        ;;
+      *) die "bad config operation: $op" "$EXIT_USAGE" ;;
+    esac
     ;;
 
   probe)

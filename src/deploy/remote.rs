@@ -934,6 +934,23 @@ pub struct Peeked {
     pub disk_kib: u64,
 }
 
+/// `skiff config`: `list` prints the app's env file; `set` (KEY=VALUE lines) and `unset`
+/// (KEY lines) change it. Values travel in the prelude (stdin), never in argv.
+pub async fn config(session: &Session, app: &str, op: &str, lines: &str) -> Result<String> {
+    let vars = [("app", app), ("op", op), ("lines", lines)];
+    let (status, out, err) = step(session, "config", &vars, &[]).await?;
+    if status != 0 {
+        return Err(failed(
+            session,
+            "changing the app's environment",
+            status,
+            &out,
+            &err,
+        ));
+    }
+    Ok(out)
+}
+
 /// HOST's HTTP status at `path` through NGINX on the node (`000`: no answer).
 pub async fn probe(session: &Session, host: &str, path: &str) -> Result<String> {
     let vars = [("host", host), ("path", path)];

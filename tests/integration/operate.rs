@@ -319,3 +319,88 @@ impl Drop for Reaped {
         }
     }
 }
+
+/// `skiff config`: a value of any bytes but newlines round-trips exactly, is masked in
+/// `list`, never in cluster.toml, reaches the app with the next update, and a rollback
+/// brings back the value the previous version ran with.
+#[test]
+fn config_reaches_the_app_with_the_next_update_and_rolls_back_with_it() {
+    if !nodes_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    let node = TestNode::launch_set_up(&env);
+    let dir = app(&env);
+    deploy(&env, &node, &dir);
+    let value = "a \"quoted\" 'one' $(id) `id` = ünï ✓";
+    ok(&env
+        .skiff()
+        .args(["config", HOST, "set", &format!("SECRET_TOKEN={value}")])
+        .output()
+        .unwrap());
+    let list = env.skiff().args(["config", HOST, "list"]).output().unwrap();
+    ok(&list);
+    assert_eq!(String::from_utf8_lossy(&list.stdout), "SECRET_TOKEN=****\n");
+    let get = env
+        .skiff()
+        .args(["config", HOST, "get", "SECRET_TOKEN"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&get.stdout), format!("{value}\n"));
+    let state = std::fs::read_to_string(&env.state).unwrap();
+    assert!(!state.contains("ünï"), "a value reached cluster.toml");
+    assert_eq!(
+        node.exec("stat -c '%a' /etc/skiff/env/op.env").trim(),
+        "600"
+    );
+    // a newline is refused, naming the variable; nothing changes
+    let mut child = env
+        .skiff_std()
+        .args(["config", HOST, "set", "MULTI", "-"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"one\ntwo\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("MULTI"));
+
+    let printenv = || {
+        let out = env
+            .skiff()
+            .args(["run", HOST, "--", "printenv", "SECRET_TOKEN"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .trim_end_matches('\n')
+            .to_string()
+    };
+    deploy(&env, &node, &dir);
+    assert_eq!(printenv(), value);
+    ok(&env
+        .skiff()
+        .args(["config", HOST, "set", "SECRET_TOKEN=second"])
+        .output()
+        .unwrap());
+    deploy(&env, &node, &dir);
+    assert_eq!(printenv(), "second");
+    ok(&env.skiff().args(["rollback", HOST]).output().unwrap());
+    assert_eq!(
+        printenv(),
+        value,
+        "rollback brings back the previous environment"
+    );
+    ok(&env
+        .skiff()
+        .args(["config", HOST, "unset", "SECRET_TOKEN"])
+        .output()
+        .unwrap());
+    let list = env.skiff().args(["config", HOST, "list"]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&list.stdout), "");
+}
