@@ -551,8 +551,11 @@ mod tests {
                         continue;
                     };
                     let flag = flag.split(['=', ')', ',', ';']).next().unwrap_or(flag);
+                    // the verb's own flags, its subcommands' (`config HOST set NAME --file F`)
+                    // and the global ones
                     let known = sub
                         .get_arguments()
+                        .chain(sub.get_subcommands().flat_map(|s| s.get_arguments()))
                         .chain(cli.get_arguments())
                         .any(|a| a.get_long() == Some(flag))
                         || flag == "help";
