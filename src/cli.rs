@@ -171,8 +171,9 @@ pub enum Command {
     /// Example: skiff man | man -l -
     Man,
 
-    /// The app's node-side environment (secrets): list, get, set, unset; it reaches the
-    /// app with the next `skiff update`, and a rollback brings back the previous one
+    /// The app's node-side environment (secrets): list, get, set, unset; a change is
+    /// rolled out as a new version with the same files, and a rollback brings back the
+    /// previous environment
     ///
     /// Example: skiff config blog.example.com set API_TOKEN=abc123
     Config {
@@ -394,12 +395,18 @@ pub enum ConfigAction {
         /// Read the value of the one NAME from this file (one trailing newline dropped)
         #[arg(long, value_name = "FILE")]
         file: Option<PathBuf>,
+        /// Only store it: the app gets it with the next `skiff update`
+        #[arg(long)]
+        no_deploy: bool,
     },
     /// Remove variables
     Unset {
         /// Names to remove
         #[arg(required = true, value_name = "NAME")]
         names: Vec<String>,
+        /// Only store it: the app gets it with the next `skiff update`
+        #[arg(long)]
+        no_deploy: bool,
     },
 }
 

@@ -45,34 +45,72 @@ pub fn run(state: &StateFile, host: &str, action: &ConfigAction, printer: &Print
                 printer.data(value);
             }
         }
-        ConfigAction::Set { pairs, file } => {
+        ConfigAction::Set {
+            pairs,
+            file,
+            no_deploy,
+        } => {
             let vars = parse_pairs(pairs, file.as_deref())?;
             let names: Vec<String> = vars.keys().cloned().collect();
-            let nodes = transport::block_on(config::apply(state, host, &Change::Set(vars)))??;
-            report(printer, host, "Set", &names, &nodes);
+            change(state, host, Change::Set(vars), &names, *no_deploy, printer)?;
         }
-        ConfigAction::Unset { names } => {
-            let nodes =
-                transport::block_on(config::apply(state, host, &Change::Unset(names.clone())))??;
-            report(printer, host, "Unset", names, &nodes);
+        ConfigAction::Unset { names, no_deploy } => {
+            change(
+                state,
+                host,
+                Change::Unset(names.clone()),
+                names,
+                *no_deploy,
+                printer,
+            )?;
         }
     }
     Ok(())
 }
 
-fn report(printer: &Printer, host: &str, verb: &str, names: &[String], nodes: &[String]) {
-    if printer.json() {
-        printer.json_value(&serde_json::json!({ "host": host, "names": names, "nodes": nodes }));
-        return;
+/// Stores the change on every node, then (unless `no_deploy`) rolls it out: the current
+/// release's files deployed again as a new version, which snapshots the new environment
+/// (health check, zero downtime, every node or none; `rollback` goes back).
+fn change(
+    state: &StateFile,
+    host: &str,
+    change: Change,
+    names: &[String],
+    no_deploy: bool,
+    printer: &Printer,
+) -> Result<()> {
+    let verb = match change {
+        Change::Set(_) => "Set",
+        Change::Unset(_) => "Unset",
+    };
+    let nodes = transport::block_on(config::apply(state, host, &change))??;
+    if no_deploy {
+        if printer.json() {
+            printer
+                .json_value(&serde_json::json!({ "host": host, "names": names, "nodes": nodes }));
+        } else {
+            printer.status(
+                verb,
+                format!("{} on {}", names.join(", "), nodes.join(", ")),
+            );
+            printer.status(
+                "Note",
+                format!("the app gets it with the next `skiff update` of {host}"),
+            );
+        }
+        return Ok(());
     }
-    printer.status(
-        verb,
-        format!("{} on {}", names.join(", "), nodes.join(", ")),
-    );
-    printer.status(
-        "Note",
-        format!("the app gets it with the next `skiff update` of {host}"),
-    );
+    if !printer.json() {
+        printer.status(
+            verb,
+            format!("{} on {}", names.join(", "), nodes.join(", ")),
+        );
+        printer.status("Deploying", format!("{host}'s current files with it"));
+    }
+    let (dir, req) = transport::block_on(config::current_tree(state, host))??;
+    let result = super::update::deploy_and_report(state, &req, printer);
+    drop(dir);
+    result
 }
 
 /// `NAME=VALUE` pairs, or one `NAME` whose value comes from `file` or stdin (`-` too).

@@ -23,8 +23,13 @@ pub fn run(state: &StateFile, args: &UpdateArgs, printer: &Printer) -> Result<()
         hosts: args.hosts.clone(),
         nodes: args.nodes.clone(),
     };
+    deploy_and_report(state, &req, printer)
+}
+
+/// Runs one update and prints its report (also `config set`'s rollout).
+pub fn deploy_and_report(state: &StateFile, req: &UpdateRequest, printer: &Printer) -> Result<()> {
     let events = event_printer(printer);
-    let report = transport::block_on(deploy::update(state, &req, events))??;
+    let report = transport::block_on(deploy::update(state, req, events))??;
     if printer.json() {
         printer.json_value(&serde_json::to_value(&report).expect("report serializes"));
         return Ok(());

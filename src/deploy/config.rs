@@ -91,6 +91,99 @@ pub async fn apply(state: &StateFile, host: &str, change: &Change) -> Result<Vec
     Ok(done)
 }
 
+/// HOST's current release as an app folder on this machine, to deploy again with a changed
+/// environment: the node's tree of the release (tar over the session), keeping exactly
+/// the paths its manifest lists (not what build commands made), with the hosts and nodes
+/// it runs on. Dropping the returned folder removes it.
+pub async fn current_tree(
+    state: &StateFile,
+    host: &str,
+) -> Result<(tempfile::TempDir, super::UpdateRequest)> {
+    let cluster = state.load()?;
+    let (app, nodes) = super::app_for_host(&cluster, host)?;
+    let node = &nodes[0];
+    let session = Session::for_node(node, cluster.node(node)?, state).await?;
+    let fetched = fetch_release(&session, &app).await;
+    let _ = session.close().await;
+    let (archive, manifest, hosts) = fetched?;
+    let dir = tempfile::Builder::new()
+        .prefix("skiff-config.")
+        .tempdir()
+        .map_err(|e| Error::failed(format!("could not make a temp folder: {e}")))?;
+    let root = dir.path().to_path_buf();
+    tokio::task::spawn_blocking(move || unpack(&archive, &root, &manifest))
+        .await
+        .map_err(|e| Error::failed(format!("unpacking the release failed: {e}")))??;
+    let req = super::UpdateRequest {
+        dir: dir.path().to_path_buf(),
+        hosts,
+        nodes,
+    };
+    Ok((dir, req))
+}
+
+type Fetched = (Vec<u8>, crate::sync::manifest::Manifest, Vec<String>);
+
+async fn fetch_release(session: &Session, app: &str) -> Result<Fetched> {
+    let (state, release) = remote::current_release(session, app).await?;
+    let release = release.ok_or_else(|| {
+        Error::usage(
+            format!(
+                "`{app}` has no current version on node `{}`",
+                session.node()
+            ),
+            "deploy it with `skiff update DIR` first",
+        )
+    })?;
+    let manifest =
+        crate::sync::manifest::Manifest::parse(&release.manifest, "the node's current release")?;
+    let hosts = state
+        .apps
+        .get(app)
+        .map(|a| a.hostnames.clone())
+        .unwrap_or_default();
+    let dir = super::contract::release_dir(app, release.number);
+    let mut archive = Vec::new();
+    let out = session
+        .run_to_writer(&["tar", "-C", &dir, "-cf", "-", "."], &mut archive)
+        .await?;
+    if out.status != Some(0) {
+        return Err(Error::failed(format!(
+            "could not read release {} of `{app}` on node `{}`: {}",
+            release.number,
+            session.node(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok((archive, manifest, hosts))
+}
+
+/// Unpacks `archive` into `root`, keeping only the manifest's paths.
+fn unpack(
+    archive: &[u8],
+    root: &std::path::Path,
+    manifest: &crate::sync::manifest::Manifest,
+) -> Result<()> {
+    let fail = |e: std::io::Error| Error::failed(format!("unpacking the release failed: {e}"));
+    let mut tar = tar::Archive::new(archive);
+    tar.set_preserve_permissions(true);
+    for entry in tar.entries().map_err(fail)? {
+        let mut entry = entry.map_err(fail)?;
+        let path = entry.path().map_err(fail)?.into_owned();
+        let rel = path
+            .strip_prefix(".")
+            .unwrap_or(&path)
+            .to_string_lossy()
+            .trim_end_matches('/')
+            .to_string();
+        if rel.is_empty() || !manifest.entries.contains_key(&rel) {
+            continue;
+        }
+        entry.unpack_in(root).map_err(fail)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

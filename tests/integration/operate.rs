@@ -26,7 +26,7 @@ fn app(env: &TestEnv) -> PathBuf {
     .unwrap();
     std::fs::write(
         dir.join("app.py"),
-        "def application(environ, start_response):\n    if environ.get(\"PATH_INFO\") == \"/boom\":\n        raise RuntimeError(\"boom-here\")\n    start_response(\"200 OK\", [(\"Content-Type\", \"text/plain\")])\n    return [b\"op\\n\"]\n",
+        "def application(environ, start_response):\n    if environ.get(\"PATH_INFO\") == \"/boom\":\n        raise RuntimeError(\"boom-here\")\n    start_response(\"200 OK\", [(\"Content-Type\", \"text/plain\"), (\"Content-Length\", \"3\")])\n    return [b\"op\\n\"]\n",
     )
     .unwrap();
     dir
@@ -321,8 +321,8 @@ impl Drop for Reaped {
 }
 
 /// `skiff config`: a value of any bytes but newlines round-trips exactly, is masked in
-/// `list`, never in cluster.toml, reaches the app with the next update, and a rollback
-/// brings back the value the previous version ran with.
+/// `list`, never in cluster.toml, rolls out as a new version with no failed request, and
+/// a rollback brings back the value the previous version ran with.
 #[test]
 fn config_reaches_the_app_with_the_next_update_and_rolls_back_with_it() {
     if !nodes_available() {
@@ -381,15 +381,31 @@ fn config_reaches_the_app_with_the_next_update_and_rolls_back_with_it() {
             .trim_end_matches('\n')
             .to_string()
     };
-    deploy(&env, &node, &dir);
+    // the set above rolled out as version 2 (the same files, the new environment)
     assert_eq!(printenv(), value);
+    assert_eq!(env.cluster().apps[HOST].current, Some(2));
+    // a change rolls out with no failed request
+    let traffic = crate::support::traffic::Traffic::start(crate::support::traffic::Spec::new(
+        &node.address,
+        HOST,
+    ));
+    std::thread::sleep(Duration::from_millis(300));
     ok(&env
         .skiff()
         .args(["config", HOST, "set", "SECRET_TOKEN=second"])
         .output()
         .unwrap());
-    deploy(&env, &node, &dir);
+    std::thread::sleep(Duration::from_millis(300));
+    let report = traffic.stop();
+    assert_eq!(report.failures(), Vec::<String>::new());
     assert_eq!(printenv(), "second");
+    // --no-deploy only stores it
+    ok(&env
+        .skiff()
+        .args(["config", HOST, "set", "LATER=1", "--no-deploy"])
+        .output()
+        .unwrap());
+    assert_eq!(env.cluster().apps[HOST].current, Some(3));
     ok(&env.skiff().args(["rollback", HOST]).output().unwrap());
     assert_eq!(
         printenv(),
@@ -398,9 +414,9 @@ fn config_reaches_the_app_with_the_next_update_and_rolls_back_with_it() {
     );
     ok(&env
         .skiff()
-        .args(["config", HOST, "unset", "SECRET_TOKEN"])
+        .args(["config", HOST, "unset", "SECRET_TOKEN", "--no-deploy"])
         .output()
         .unwrap());
     let list = env.skiff().args(["config", HOST, "list"]).output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&list.stdout), "");
+    assert_eq!(String::from_utf8_lossy(&list.stdout), "LATER=****\n");
 }
