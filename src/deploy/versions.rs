@@ -42,7 +42,8 @@ pub struct TimerRow {
     pub name: String,
     /// When it last started, as systemd says (`n/a`: never).
     pub last: String,
-    /// The last run's result: `success`, `exit-code`, `timeout`... (`-` before any run).
+    /// The last run's result: `success`, `exit-code`, `timeout`... (`running` while a run
+    /// goes on, `-` before any run).
     pub result: String,
     /// When it runs next.
     pub next: String,
@@ -137,13 +138,16 @@ pub async fn versions(state: &StateFile, host: &str) -> Result<VersionsReport> {
                 p.and_then(|p| p.get(k)).cloned().filter(|v| !v.is_empty())
             };
             let ran = get(service, "ExecMainExitTimestamp").is_some();
+            let running = get(service, "ActiveState").as_deref() == Some("activating");
             timers.push(TimerRow {
                 name: unit
                     .trim_start_matches(&prefix(current))
                     .trim_end_matches(".timer")
                     .to_string(),
                 last: get(timer, "LastTriggerUSec").unwrap_or_else(|| "n/a".into()),
-                result: if ran {
+                result: if running {
+                    "running".into()
+                } else if ran {
                     get(service, "Result").unwrap_or_else(|| "-".into())
                 } else {
                     "-".into()
