@@ -285,32 +285,44 @@ pub struct ServiceConfig {
 }
 
 impl<'de> Deserialize<'de> for ServiceEntry {
-    /// A string (the type) or a table; either way an unknown type or key is named, not
-    /// "data did not match any variant".
+    /// `db = "postgresql"` or `[services.db]`; an unknown type or key is named.
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        use serde::de::Error as _;
-        match toml::Value::deserialize(d)? {
-            toml::Value::String(kind) => kind_from(&kind).map(ServiceEntry::Kind),
-            value @ toml::Value::Table(_) => ServiceConfig::deserialize(value)
-                .map(ServiceEntry::Full)
-                .map_err(|e| D::Error::custom(e.message())),
-            other => Err(D::Error::custom(format!(
-                "expected a service type (\"postgresql\", \"mysql\" or \"files\") or a table, found {}",
-                other.type_str()
-            ))),
-        }
+        short_or_table(
+            d,
+            ServiceEntry::Kind,
+            ServiceEntry::Full,
+            "a service type (\"postgresql\", \"mysql\" or \"files\") or a table",
+        )
     }
 }
 
-fn kind_from<E: serde::de::Error>(text: &str) -> std::result::Result<ServiceKind, E> {
-    match text {
-        "postgresql" => Ok(ServiceKind::Postgresql),
-        "mysql" => Ok(ServiceKind::Mysql),
-        "files" => Ok(ServiceKind::Files),
-        other => Err(E::custom(format!(
-            "unknown variant `{other}`, expected one of `postgresql`, `mysql`, `files`"
-        ))),
-    }
+/// A `NAME = "..."` entry or a `[SECTION.NAME]` table, each read by its own serde type;
+/// an unknown variant or key, or another TOML type, is named in the error (serde's untagged
+/// enums would only say "data did not match any variant").
+fn short_or_table<'de, D, S, T, R>(
+    d: D,
+    short: fn(S) -> R,
+    full: fn(T) -> R,
+    expected: &str,
+) -> std::result::Result<R, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    S: serde::de::DeserializeOwned,
+    T: serde::de::DeserializeOwned,
+{
+    use serde::de::Error as _;
+    let value = toml::Value::deserialize(d)?;
+    let read = match value {
+        toml::Value::String(_) => S::deserialize(value).map(short),
+        toml::Value::Table(_) => T::deserialize(value).map(full),
+        other => {
+            return Err(D::Error::custom(format!(
+                "expected {expected}, found {}",
+                other.type_str()
+            )));
+        }
+    };
+    read.map_err(|e| D::Error::custom(e.message()))
 }
 
 impl ServiceEntry {
@@ -440,20 +452,14 @@ fn one() -> u32 {
 }
 
 impl<'de> Deserialize<'de> for ProcessEntry {
-    /// A string (the command) or a table; a wrong key is named, not "data did not match
-    /// any variant".
+    /// `worker = "python worker.py"` or `[processes.worker]`; a wrong key is named.
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        use serde::de::Error as _;
-        match toml::Value::deserialize(d)? {
-            toml::Value::String(command) => Ok(ProcessEntry::Command(command)),
-            value @ toml::Value::Table(_) => ProcessConfig::deserialize(value)
-                .map(ProcessEntry::Full)
-                .map_err(|e| D::Error::custom(e.message())),
-            other => Err(D::Error::custom(format!(
-                "expected the worker's command (a string) or a table with `command`, found {}",
-                other.type_str()
-            ))),
-        }
+        short_or_table(
+            d,
+            ProcessEntry::Command,
+            ProcessEntry::Full,
+            "the worker's command (a string) or a table with `command`",
+        )
     }
 }
 

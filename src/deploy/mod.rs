@@ -144,6 +144,13 @@ fn now_rfc3339() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
 
+/// The node of an app that does what one node does alone: runs its cron timers, holds
+/// its services (unless app.toml places them) and runs its release command. The first by
+/// name, so every verb picks the same one.
+pub(super) fn duty_node<'a>(names: impl IntoIterator<Item = &'a str>) -> String {
+    names.into_iter().min().unwrap_or_default().to_string()
+}
+
 /// The slot kind and pool for `runtime` on a node, if it needs one.
 pub(super) fn pool_for(begun: &Begun, runtime: Runtime) -> Option<(SlotKind, &[String])> {
     SlotKind::of(runtime).map(|k| match k {

@@ -186,7 +186,8 @@ pub async fn update(
             return Err(release_all(targets, app, &owner, e).await);
         }
     }
-    let services_node = match services_node(&config, &targets, &cluster) {
+    let cron_node = duty_node(targets.iter().map(|t| t.name.as_str()));
+    let services_node = match services_node(&config, &targets, &cron_node, &cluster) {
         Ok(n) => n,
         Err(e) => return Err(release_all(targets, app, &owner, e).await),
     };
@@ -262,12 +263,6 @@ pub async fn update(
     let run = history::Run::start("update", &owner)
         .version(Some(n))
         .tree(manifest.digest(), &req.dir);
-    let cron_node = targets
-        .iter()
-        .map(|t| t.name.as_str())
-        .min()
-        .unwrap_or_default()
-        .to_string();
     // Services on an app with several nodes: made ready on their node first, for the
     // others' addresses; the others get the credentials (in memory here, never printed).
     let mut allow = String::new();
@@ -779,14 +774,14 @@ pub(super) fn health_hint(n: u32, status: &str, path: &str) -> String {
 /// Refused before anything is sent: services placed on different nodes or on a node this
 /// deploy leaves out, a files service on an app with several nodes (a folder lives on one
 /// node), a node address the databases cannot list (not IPv4).
-fn services_node(config: &AppConfig, targets: &[Target], cluster: &Cluster) -> Result<String> {
-    let first = targets
-        .iter()
-        .map(|t| t.name.clone())
-        .min()
-        .unwrap_or_default();
+fn services_node(
+    config: &AppConfig,
+    targets: &[Target],
+    first: &str,
+    cluster: &Cluster,
+) -> Result<String> {
     if config.services.is_empty() {
-        return Ok(first);
+        return Ok(first.to_string());
     }
     let placed: BTreeSet<&str> = config.services.values().filter_map(|e| e.node()).collect();
     if placed.len() > 1 {
@@ -799,7 +794,7 @@ fn services_node(config: &AppConfig, targets: &[Target], cluster: &Cluster) -> R
             "place them all on one node (`node = \"NAME\"` in each `[services.NAME]`), or leave `node` out",
         ));
     }
-    let node = placed.into_iter().next().map_or(first, str::to_string);
+    let node = placed.into_iter().next().unwrap_or(first).to_string();
     if !targets.iter().any(|t| t.name == node) {
         return Err(Error::usage(
             format!(

@@ -80,7 +80,7 @@ pub async fn versions(state: &StateFile, host: &str) -> Result<VersionsReport> {
     let peeked = remote::peek(&session, Some(&app)).await;
     let _ = session.close().await;
     let peeked = peeked?;
-    let timers_node = nodes.iter().min().cloned().unwrap_or_default();
+    let timers_node = duty_node(nodes.iter().map(String::as_str));
     let timer_view = if timers_node == node {
         Some(peeked.clone())
     } else {
