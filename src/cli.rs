@@ -216,7 +216,7 @@ pub enum Command {
     },
 
     /// Show HOST's logs from every node, merged by time, each line prefixed by its node:
-    /// access and error logs, workers' and cron jobs' journal
+    /// access and error logs, workers' and cron jobs' journal, skiff's deploys
     ///
     /// Example: skiff logs blog.example.com -f --kind access --since 10m
     Logs {
@@ -232,7 +232,7 @@ pub enum Command {
         #[arg(long, value_name = "NODE")]
         node: Option<String>,
         /// Only these logs (repeatable) [default: all]
-        #[arg(long, value_name = "KIND", value_parser = ["access", "error", "worker", "cron"])]
+        #[arg(long, value_name = "KIND", value_parser = ["access", "error", "worker", "cron", "deploy"])]
         kind: Vec<String>,
         /// Lines per log and node, without --since (the last ones)
         #[arg(short = 'n', long, default_value_t = 100, value_name = "N")]
