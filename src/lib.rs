@@ -25,6 +25,7 @@ pub mod commands;
 pub mod deploy;
 pub mod dev_server;
 pub mod error;
+pub mod failpoint;
 pub mod names;
 pub mod node_state;
 pub mod operate;

@@ -253,18 +253,52 @@ impl NodeState {
         n: u32,
         keep: usize,
     ) -> (NodeState, Vec<String>, Vec<u32>) {
+        let prev = self.apps.get(app).and_then(|a| {
+            if a.current != Some(n) {
+                a.current
+            } else {
+                a.prev
+            }
+        });
+        self.after_switch_to(app, n, prev, keep, None)
+    }
+
+    /// [`NodeState::after_switch`] for one node of several: `prev` is the one every node
+    /// gets (see `deploy::agreed_prev`), and a release outside `shared` (the versions
+    /// every node keeps) is pruned first, so that the nodes keep the same versions again
+    /// after a dead run left one on some of them only.
+    pub fn after_switch_to(
+        &self,
+        app: &str,
+        n: u32,
+        prev: Option<u32>,
+        keep: usize,
+        shared: Option<&std::collections::BTreeSet<u32>>,
+    ) -> (NodeState, Vec<String>, Vec<u32>) {
         let mut st = self.clone();
         if let Some(entry) = st.apps.get_mut(app) {
-            if entry.current != Some(n) {
-                entry.prev = entry.current;
-            }
             entry.current = Some(n);
+            entry.prev = prev.filter(|p| *p != n);
         }
         let freed = st.free_spare_slots(app);
-        let prune = st.prune_candidates(app, keep);
+        let mut prune = Vec::new();
+        if let (Some(shared), Some(a)) = (shared, st.apps.get(app)) {
+            prune = a
+                .releases
+                .iter()
+                .map(|r| r.number)
+                .filter(|r| !shared.contains(r) && Some(*r) != a.current && Some(*r) != a.prev)
+                .filter(|r| st.slot_of(app, *r).is_none())
+                .collect();
+        }
         if let Some(entry) = st.apps.get_mut(app) {
             entry.releases.retain(|r| !prune.contains(&r.number));
         }
+        let more = st.prune_candidates(app, keep);
+        if let Some(entry) = st.apps.get_mut(app) {
+            entry.releases.retain(|r| !more.contains(&r.number));
+        }
+        prune.extend(more);
         (st, freed, prune)
     }
 
@@ -541,6 +575,34 @@ mod tests {
         );
         // the state it came from is untouched
         assert_eq!(s.apps["a"].current, Some(2));
+    }
+
+    /// A node a dead run switched to 11 (prev 10) while another stayed on 10 and never
+    /// kept 11: the next switch to 12 gives both prev 10 and drops 11 here.
+    #[test]
+    fn after_switch_to_takes_the_agreed_prev_and_drops_versions_other_nodes_lack() {
+        let mut s = NodeState::default();
+        s.apps
+            .insert("a".into(), app(Some(11), Some(10), &[6, 8, 10, 11, 12]));
+        for (slot, release) in [("py01", 10), ("py02", 11), ("py03", 12)] {
+            s.slots.insert(
+                slot.into(),
+                SlotUse {
+                    app: "a".into(),
+                    release,
+                },
+            );
+        }
+        let shared = [6, 8, 10, 12].into_iter().collect();
+        let (next, freed, prune) = s.after_switch_to("a", 12, Some(10), 5, Some(&shared));
+        let a = &next.apps["a"];
+        assert_eq!((a.current, a.prev), (Some(12), Some(10)));
+        assert_eq!(freed, vec!["py02".to_string()]);
+        assert_eq!(prune, vec![11]);
+        assert_eq!(
+            a.releases.iter().map(|r| r.number).collect::<Vec<_>>(),
+            [6, 8, 10, 12]
+        );
     }
 
     #[test]

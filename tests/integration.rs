@@ -37,6 +37,8 @@ mod zero_downtime;
 
 #[path = "integration/defects.rs"]
 mod defects;
+#[path = "integration/faults.rs"]
+mod faults;
 #[path = "integration/security.rs"]
 mod security;
 

@@ -25,16 +25,59 @@ pub async fn activate(
         Choice::Prev => history::Run::start("rollback", &owner),
         Choice::Version(n) => history::Run::start("activate", &owner).version(Some(n)),
     };
+    // every node must go to the same version, and get the same prev after it
+    let shared = kept_everywhere(views.iter().map(|v| &v.state), &app);
+    let field = |f: fn(&crate::node_state::NodeApp) -> Option<u32>| -> Vec<Option<u32>> {
+        views
+            .iter()
+            .map(|v| v.state.apps.get(&app).and_then(f))
+            .collect()
+    };
+    let (olds, prevs) = (field(|a| a.current), field(|a| a.prev));
+    let target = match choice {
+        Choice::Version(v) => Some(v),
+        Choice::Prev if prevs.windows(2).all(|w| w[0] == w[1]) => prevs.first().copied().flatten(),
+        Choice::Prev => {
+            let each: Vec<String> = targets
+                .iter()
+                .zip(&prevs)
+                .map(|(t, p)| {
+                    format!(
+                        "{} has {}",
+                        t.name,
+                        p.map_or("none".into(), |v| v.to_string())
+                    )
+                })
+                .collect();
+            let e = Error::Failed {
+                message: format!(
+                    "the nodes of `{host}` disagree on its previous version ({}), so a rollback would leave them serving different versions",
+                    each.join(", ")
+                ),
+                hint: Some(format!(
+                    "activate the version you want on every node: `skiff activate {host} N` (see `skiff versions {host}`)"
+                )),
+            };
+            return Err(abort_all(targets, &app, &owner, None, &token, &run, e).await);
+        }
+    };
+    let recorded = cluster.apps.get(host).and_then(|a| a.current);
+    let agreed = target.and_then(|n| agreed_prev(&olds, &shared, recorded, n));
     let mut ready = Vec::new();
     for (t, view) in targets.iter().zip(views) {
-        match ready_to_activate(t, view, &app, host, choice, &owner, &token, &events).await {
+        match ready_to_activate(t, view, &app, host, choice, agreed, &owner, &token, &events).await
+        {
             Ok(r) => ready.push(r),
             Err(e) => return Err(abort_all(targets, &app, &owner, None, &token, &run, e).await),
         }
     }
     for (i, (t, r)) in targets.iter().zip(&ready).enumerate() {
         step(&events, &t.name, "switch");
-        if let Err(e) = remote::switch(&t.session, &app, &owner, &r.state, &r.routes).await {
+        let switched = match crate::failpoint::hit("activate:switch", Some(&t.name)) {
+            Ok(()) => remote::switch(&t.session, &app, &owner, &r.state, &r.routes).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = switched {
             for (done, d) in targets[..i].iter().zip(&ready) {
                 let old = routing::render_map(&d.before);
                 let _ = remote::switch(&done.session, &app, &owner, &d.before, &old).await;
@@ -92,6 +135,7 @@ pub(super) async fn ready_to_activate(
     app: &str,
     host: &str,
     choice: Choice,
+    agreed_prev: Option<u32>,
     owner: &str,
     token: &str,
     events: &EventFn,
@@ -190,9 +234,8 @@ pub(super) async fn ready_to_activate(
     let before = view.state;
     let a = st.apps.get_mut(app).expect("checked above");
     if a.current != Some(target) {
-        let old = a.current;
         a.current = Some(target);
-        a.prev = old;
+        a.prev = agreed_prev;
     }
     let freed = st.free_spare_slots(app);
     let routes = routing::render_map(&st);

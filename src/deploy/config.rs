@@ -81,6 +81,7 @@ pub async fn apply(state: &StateFile, host: &str, change: &Change) -> Result<Vec
             },
         })?;
         done.push(node.clone());
+        crate::failpoint::hit("config:applied", Some(node))?;
     }
     Ok(done)
 }

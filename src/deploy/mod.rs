@@ -152,6 +152,48 @@ pub(super) fn duty_node<'a>(names: impl IntoIterator<Item = &'a str>) -> String 
     names.into_iter().min().unwrap_or_default().to_string()
 }
 
+/// The one `prev` every node gets when a switch makes `n` current on several nodes:
+/// their old current when they all agree (the normal case). When a dead run left them
+/// disagreeing (killed between two nodes' switches), the version cluster.toml records as
+/// current if every node keeps it, else the newest old current every node keeps, else
+/// none: a `prev` that differs between nodes would send `prev.HOST` and `rollback` to
+/// different versions.
+pub(super) fn agreed_prev(
+    olds: &[Option<u32>],
+    kept_everywhere: &std::collections::BTreeSet<u32>,
+    recorded: Option<u32>,
+    n: u32,
+) -> Option<u32> {
+    let olds: Vec<Option<u32>> = olds.iter().map(|o| o.filter(|v| *v != n)).collect();
+    if olds.windows(2).all(|w| w[0] == w[1]) {
+        return olds.first().copied().flatten();
+    }
+    let everywhere = |v: &u32| kept_everywhere.contains(v);
+    recorded
+        .filter(|r| *r != n && everywhere(r) && olds.contains(&Some(*r)))
+        .or_else(|| olds.iter().flatten().copied().filter(everywhere).max())
+}
+
+/// The releases of `app` that every one of these node states keeps.
+pub(super) fn kept_everywhere<'a>(
+    states: impl IntoIterator<Item = &'a NodeState>,
+    app: &str,
+) -> std::collections::BTreeSet<u32> {
+    let mut all: Option<std::collections::BTreeSet<u32>> = None;
+    for st in states {
+        let mine: std::collections::BTreeSet<u32> = st
+            .apps
+            .get(app)
+            .map(|a| a.releases.iter().map(|r| r.number).collect())
+            .unwrap_or_default();
+        all = Some(match all {
+            None => mine,
+            Some(a) => a.intersection(&mine).copied().collect(),
+        });
+    }
+    all.unwrap_or_default()
+}
+
 /// The slot kind and pool for `runtime` on a node, if it needs one.
 pub(super) fn pool_for(begun: &Begun, runtime: Runtime) -> Option<(SlotKind, &[String])> {
     SlotKind::of(runtime).map(|k| match k {
@@ -275,4 +317,39 @@ pub fn app_for_host(
         ));
     }
     Ok((app.name.clone(), app.nodes.clone()))
+}
+
+#[cfg(test)]
+mod agreement_tests {
+    use super::agreed_prev;
+
+    #[test]
+    fn every_node_gets_one_prev() {
+        let kept = |v: &[u32]| v.iter().copied().collect();
+        // the usual case: they agree
+        assert_eq!(
+            agreed_prev(&[Some(4), Some(4)], &kept(&[3, 4, 5]), Some(4), 5),
+            Some(4)
+        );
+        assert_eq!(agreed_prev(&[None, None], &kept(&[1]), None, 1), None);
+        // a dead run switched the first node only: cluster.toml's current, kept on both
+        assert_eq!(
+            agreed_prev(&[Some(11), Some(10)], &kept(&[10, 12]), Some(10), 12),
+            Some(10)
+        );
+        // nothing recorded: the newest old current every node keeps
+        assert_eq!(
+            agreed_prev(&[Some(11), Some(10)], &kept(&[10, 11, 12]), None, 12),
+            Some(11)
+        );
+        assert_eq!(
+            agreed_prev(&[Some(11), Some(10)], &kept(&[12]), Some(10), 12),
+            None
+        );
+        // activating a node's own current leaves that node nothing to step back from
+        assert_eq!(
+            agreed_prev(&[Some(5), Some(5)], &kept(&[4, 5]), Some(5), 5),
+            None
+        );
+    }
 }

@@ -181,6 +181,9 @@ pub async fn update(
     let app = config.name.as_str();
     let owner = owner_line(app);
     let targets = lock_all(state, &cluster, &nodes, app, &owner, &events).await?;
+    if let Err(e) = crate::failpoint::hit("update:locked", None) {
+        return Err(release_all(targets, app, &owner, e).await);
+    }
     for t in &targets {
         if let Err(e) = routing::check_hosts_free(&t.begun.state, app, &hosts) {
             return Err(release_all(targets, app, &owner, e).await);
@@ -315,7 +318,8 @@ pub async fn update(
         r = stage_all(&targets, &plan) => r,
         _ = signals.recv() => Err(Error::Interrupted),
     };
-    let staged = match staged {
+    let staged = match staged.and_then(|s| crate::failpoint::hit("update:staged", None).map(|()| s))
+    {
         Ok(s) => s,
         Err(e) => return Err(abort_all(targets, app, &owner, Some(n), &token, &run, e).await),
     };
@@ -327,9 +331,20 @@ pub async fn update(
     let keep = config.keep.unwrap_or(DEFAULT_KEEP) as usize;
     let mut previous = None;
     let mut plans = Vec::new();
+    let shared = kept_everywhere(staged.iter().map(|p| &p.state), app);
+    let olds: Vec<Option<u32>> = staged
+        .iter()
+        .map(|p| p.before.apps.get(app).and_then(|a| a.current))
+        .collect();
+    let recorded = cluster.apps.get(&main).and_then(|a| a.current);
+    let prev = agreed_prev(&olds, &shared, recorded, n);
     for p in &staged {
         previous = previous.or(p.before.apps.get(app).and_then(|a| a.current));
-        let (st, freed, prune) = p.state.after_switch(app, n, keep);
+        let (st, freed, prune) = if staged.len() > 1 {
+            p.state.after_switch_to(app, n, prev, keep, Some(&shared))
+        } else {
+            p.state.after_switch(app, n, keep)
+        };
         let routes = routing::render_map(&st);
         plans.push((st, routes, freed, prune));
     }
@@ -340,7 +355,11 @@ pub async fn update(
             continue; // one node: switched and finished in its trial's round trip
         }
         step(&events, &t.name, "switch");
-        match remote::switch(&t.session, app, &owner, st, routes).await {
+        let switched = match crate::failpoint::hit("update:switch", Some(&t.name)) {
+            Ok(()) => remote::switch(&t.session, app, &owner, st, routes).await,
+            Err(e) => Err(e),
+        };
+        match switched {
             Ok(ph) => phases[i].extend(ph),
             Err(e) => {
                 for (done, p) in targets[..i].iter().zip(&staged) {
@@ -352,6 +371,8 @@ pub async fn update(
         }
     }
     let served_after = started.elapsed().as_secs_f64();
+    // past the switch nothing is undone: a failpoint here can only kill
+    let _ = crate::failpoint::hit("update:switched", None);
     let mut reports = Vec::new();
     let mut final_states = Vec::new();
     for (i, (t, p)) in targets.iter().zip(&staged).enumerate() {
@@ -394,7 +415,9 @@ pub async fn update(
             (name.clone(), record)
         })
         .collect();
+    let _ = crate::failpoint::hit("update:finished", None);
     record(state, app, &main, &final_states, Some(services), &events)?;
+    let _ = crate::failpoint::hit("update:recorded", None);
     for t in targets {
         let _ = t.session.close().await;
     }
@@ -490,6 +513,7 @@ pub(super) async fn sync_and_build(t: &Target, plan: &Plan<'_>) -> Result<Built>
     };
     step(plan.events, &t.name, "sync");
     let summary = sync::push(&t.session, plan.manifest, &releases, base, n, &options).await?;
+    crate::failpoint::hit("update:synced", Some(&t.name))?;
     let mut phases = PhaseTimes::new();
     phases.insert("connect".into(), t.connect_seconds);
     phases.insert("lock".into(), t.lock_seconds);
@@ -589,6 +613,7 @@ pub(super) async fn sync_and_build(t: &Target, plan: &Plan<'_>) -> Result<Built>
     };
     step(plan.events, &t.name, "build");
     let prepared = remote::prepare(&t.session, app, plan.owner, n, &prep).await?;
+    crate::failpoint::hit("update:prepared", Some(&t.name))?;
     phases.extend(prepared.phases);
     Ok(Built {
         phases,

@@ -604,6 +604,7 @@ impl Run {
         let script = remote::with_inputs(&inputs);
         self.sent += (script.len() + command_line(&[mode]).len() + 12) as u64;
         let out = session.script(&script, &[mode]).await?;
+        crate::failpoint::hit("sync:round", Some(session.node()))?;
         self.received += (out.stdout.len() + out.stderr.len()) as u64;
         self.check(mode, out, None)
     }
@@ -707,6 +708,7 @@ impl Run {
             count: counter.clone(),
         };
         let result = session.run_with_input(&argv, counted).await;
+        crate::failpoint::hit("sync:round", Some(session.node()))?;
         self.sent += counter.load(Ordering::Relaxed);
         let produced = match producer {
             None => None,

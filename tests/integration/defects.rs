@@ -12,7 +12,7 @@ use crate::update::{
 };
 
 /// A copy of the Python fixture as app `name` at `name.test`, printing `marker`.
-fn python_app(env: &TestEnv, name: &str) -> PathBuf {
+pub fn python_app(env: &TestEnv, name: &str) -> PathBuf {
     let src = fixture(env, "python");
     let dir = env.root().join(format!("app-{name}"));
     std::fs::rename(&src, &dir).unwrap();
@@ -30,7 +30,7 @@ fn python_app(env: &TestEnv, name: &str) -> PathBuf {
 }
 
 /// Sets the fixture's MESSAGE to `marker` (whatever it was).
-fn set_message(dir: &Path, marker: &str) {
+pub fn set_message(dir: &Path, marker: &str) {
     let file = dir.join("app.py");
     let text = std::fs::read_to_string(&file).unwrap();
     let line = text
@@ -57,7 +57,7 @@ fn versions(env: &TestEnv, host: &str) -> serde_json::Value {
 }
 
 /// The node's state.toml, parsed.
-fn node_state(node: &TestNode) -> toml::Table {
+pub fn node_state(node: &TestNode) -> toml::Table {
     toml::from_str(&node.exec("cat /var/lib/skiff/state.toml")).unwrap()
 }
 

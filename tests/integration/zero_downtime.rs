@@ -26,7 +26,13 @@ const MARGIN: Duration = Duration::from_millis(500);
 /// ~0.1 s; the bound leaves room for a busy machine.
 const RELOAD_OVERLAP: Duration = Duration::from_millis(300);
 
-/// Prints what a loop saw and asserts no request failed and no answer was non-2xx.
+/// The longest a request may take while a version switches. What a peer's restart costs
+/// (about 1 s) must fail here; the bound is generous for a busy 2-core test machine (the
+/// benchmark, bench/update.sh, holds the real goal of 0.1 s).
+const LONGEST: Duration = Duration::from_millis(500);
+
+/// Prints what a loop saw and asserts no request failed, no answer was non-2xx, and none
+/// took longer than [`LONGEST`].
 fn assert_clean(what: &str, report: &Report, expected: &[u32]) {
     eprintln!("{what}: {}", report.summary());
     if let Some(s) = report.longest() {
@@ -62,6 +68,84 @@ fn assert_clean(what: &str, report: &Report, expected: &[u32]) {
     if let Err(e) = report.check_order(expected, RELOAD_OVERLAP) {
         panic!("{what}: {e}");
     }
+    let longest = report.longest().map(|s| s.took).unwrap_or_default();
+    assert!(
+        longest <= LONGEST,
+        "{what}: a request took {:.0} ms (allowed {:.0} ms)",
+        longest.as_secs_f64() * 1000.0,
+        LONGEST.as_secs_f64() * 1000.0
+    );
+}
+
+/// PHP (mod_php), Ruby (Passenger slots) and a static site (NGINX alone), one after the
+/// other on one node: two updates and a rollback each under a request loop, with no
+/// failed, non-2xx or slow request and the versions in order (Python has its own test
+/// above).
+#[test]
+fn php_ruby_and_static_switch_with_no_failed_or_slow_request() {
+    if !nodes_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    let node = TestNode::launch_set_up(&env);
+    let apps = [
+        (
+            "php",
+            "phpapp.test",
+            "public/index.php",
+            "$message = \"hello\"",
+        ),
+        ("ruby", "rbapp.test", "config.ru", "MESSAGE = \"hello\""),
+        ("static", "site.test", "static/index.html", "MESSAGE=hello"),
+    ];
+    for (kind, host, file, line) in apps {
+        let dir = fixture(&env, kind);
+        let code_file = dir.join(file);
+        // the static page says its version itself (nothing renders it)
+        let version_line = |v: u32| format!("version={v} MESSAGE=m{v}");
+        if kind == "static" {
+            edit(&code_file, line, &version_line(1));
+        }
+        deploy(&env, &node, &dir);
+        // bounded by time rather than count here: on a loaded machine a first Ruby warm
+        // has taken over a minute, and the loop must still see the last version
+        let mut spec = Spec::new(&node.address, host);
+        spec.max_requests = 40_000;
+        spec.max_time = Duration::from_secs(180);
+        let traffic = Traffic::start(spec);
+        std::thread::sleep(MARGIN);
+        for v in 2..=3u32 {
+            let text = std::fs::read_to_string(&code_file).unwrap();
+            let changed = match kind {
+                "static" => text.replace(&version_line(v - 1), &version_line(v)),
+                _ if v == 2 => text.replacen("hello", "m2", 1),
+                _ => text.replacen("m2", "m3", 1),
+            };
+            assert_ne!(changed, text, "{kind}: the edit changed nothing");
+            std::fs::write(&code_file, changed).unwrap();
+            let t = Instant::now();
+            let report = deploy(&env, &node, &dir);
+            eprintln!(
+                "{kind}: update to {v}: {:.2} s, phases {}",
+                t.elapsed().as_secs_f64(),
+                report["nodes"][0]["phases"]
+            );
+            assert_eq!(report["version"], v);
+        }
+        std::thread::sleep(MARGIN);
+        assert_clean(&format!("{kind}: 2 updates"), &traffic.stop(), &[1, 2, 3]);
+        let traffic = Traffic::start(Spec::new(&node.address, host));
+        std::thread::sleep(MARGIN);
+        let out = env.skiff().args(["rollback", host]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(MARGIN);
+        assert_clean(&format!("{kind}: rollback"), &traffic.stop(), &[3, 2]);
+    }
+    env.assert_no_masters();
 }
 
 /// `MESSAGE = "FROM"` -> `MESSAGE = "TO"` in the Python fixture: a one-line change.
