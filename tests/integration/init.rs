@@ -426,7 +426,7 @@ fn init_names_the_app_after_its_folder() {
 #[test]
 fn list_nodes_json_parses() {
     let env = Env::new();
-    // No state file yet: an empty array.
+    // No state file yet: no nodes.
     let out = env
         .skiff()
         .args(["--json", "list-nodes"])
@@ -436,7 +436,10 @@ fn list_nodes_json_parses() {
         .stdout
         .clone();
     let doc: serde_json::Value = serde_json::from_slice(&out).expect("JSON");
-    assert_eq!(doc, serde_json::json!([]));
+    assert_eq!(
+        doc,
+        serde_json::json!({ "type": "list-nodes", "nodes": [] })
+    );
 
     // Two nodes written through the library, the second made default by the binary.
     let state = skiff::cluster::StateFile::new(env.state());
@@ -474,7 +477,7 @@ fn list_nodes_json_parses() {
         .stdout
         .clone();
     let doc: serde_json::Value = serde_json::from_slice(&out).expect("JSON");
-    let nodes = doc.as_array().expect("an array");
+    let nodes = doc["nodes"].as_array().expect("an array");
     assert_eq!(nodes.len(), 2);
     assert_eq!(nodes[0]["name"], "web1");
     assert_eq!(nodes[0]["address"], "10.250.0.11");
