@@ -310,8 +310,8 @@ fn init_asks_for_the_runtime_on_a_terminal() {
         assert!(!text.contains('\''), "{text}");
         format!("'{text}'")
     };
-    // `script` gives skiff a pseudo-terminal. Once the menu is drawn, arrow down once
-    // (python -> php) and press Enter.
+    // `script` gives skiff a pseudo-terminal. Once the choices are drawn, type `php`
+    // and press Enter (issue 17: a menu that ignored typing made a Python app).
     let command = format!(
         "{} --state {} init {}",
         quoted(Path::new(env!("CARGO_BIN_EXE_skiff"))),
@@ -357,7 +357,7 @@ fn init_asks_for_the_runtime_on_a_terminal() {
     {
         use std::io::Write;
         let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(b"\x1b[B\r").unwrap();
+        stdin.write_all(b"php\r").unwrap();
     }
     let start = std::time::Instant::now();
     let status = loop {
