@@ -217,6 +217,10 @@ fn etc_hosts(state: &StateFile, args: &UpdateArgs, printer: &Printer) -> Result<
     let address = cluster.node(&nodes[0])?.address.clone();
     let lines: Vec<String> = names.iter().map(|n| format!("{address} {n}")).collect();
     if !args.write {
+        if printer.json() {
+            printer.json_value("etc-hosts", &serde_json::json!({ "lines": lines }));
+            return Ok(());
+        }
         for l in &lines {
             printer.data(l);
         }
@@ -231,8 +235,17 @@ fn etc_hosts(state: &StateFile, args: &UpdateArgs, printer: &Printer) -> Result<
                 .any(|c| c.split_whitespace().eq(l.split_whitespace()))
         })
         .collect();
+    let report = |added: &[&String]| {
+        if printer.json() {
+            printer.json_value(
+                "etc-hosts",
+                &serde_json::json!({ "lines": lines, "added": added }),
+            );
+        }
+    };
     if missing.is_empty() {
         printer.status("Fresh", "/etc/hosts already has every line");
+        report(&[]);
         return Ok(());
     }
     if !printer.confirm(&format!("add {} lines to /etc/hosts", missing.len()))? {
@@ -270,5 +283,6 @@ fn etc_hosts(state: &StateFile, args: &UpdateArgs, printer: &Printer) -> Result<
         return Err(Error::failed("could not append to /etc/hosts"));
     }
     printer.status("Added", format!("{} lines to /etc/hosts", missing.len()));
+    report(&missing);
     Ok(())
 }

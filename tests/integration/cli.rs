@@ -437,6 +437,7 @@ fn every_json_value_is_an_object_with_a_type() {
         vec!["status"],
         vec!["config", "list"],
         vec!["update", "/nonexistent"],
+        vec!["update", "--etc-hosts"],
         vec!["setup-node", "nope"],
         vec!["destroy-node", "nope"],
         vec!["diff", "/nonexistent"],
