@@ -496,7 +496,7 @@ pub struct ActivateArgs {
     /// The app (its folder, name or host) [default: .], then the version; a lone number is
     /// the version of the app in this folder
     #[arg(value_name = "APP")]
-    pub app: String,
+    pub app: Option<String>,
     /// Version number to make current
     #[arg(value_name = "VERSION")]
     pub version: Option<u32>,
@@ -504,16 +504,21 @@ pub struct ActivateArgs {
 
 impl ActivateArgs {
     /// The app as given (`None`: this folder) and the version: `activate 3` means the
-    /// app in this folder, `activate blog 3` names it.
+    /// app in this folder, `activate blog 3` names it; no number is a usage error.
     pub fn app_and_version(&self) -> Result<(Option<&str>, u32), String> {
-        match self.version {
-            Some(v) => Ok((Some(self.app.as_str()), v)),
-            None => self.app.parse().map(|v| (None, v)).map_err(|_| {
-                format!(
-                    "no version number given: `skiff activate {} VERSION` (see `skiff versions {}`)",
-                    self.app, self.app
-                )
-            }),
+        let app = self.app.as_deref();
+        match (app, self.version) {
+            (app, Some(v)) => Ok((app, v)),
+            (Some(word), None) if word.parse::<u32>().is_ok() => {
+                Ok((None, word.parse().expect("checked")))
+            }
+            (Some(word), None) => Err(format!(
+                "no version number given: `skiff activate {word} VERSION` (see `skiff versions {word}`)"
+            )),
+            (None, None) => Err(
+                "no version number given: `skiff activate [APP] VERSION` (see `skiff versions`)"
+                    .to_string(),
+            ),
         }
     }
 }
@@ -768,6 +773,33 @@ mod tests {
         }
         assert!(parsed > 80, "the scan parsed only {parsed} commands");
         assert!(failed.is_empty(), "{}", failed.join("\n"));
+    }
+
+    /// `activate [APP] VERSION`: a lone number is the version of this folder's app.
+    #[test]
+    fn activate_takes_an_optional_app_before_the_version() {
+        use clap::Parser;
+        let parsed = |argv: &[&str]| match Cli::try_parse_from(argv).unwrap().command {
+            super::Command::Activate(a) => a
+                .app_and_version()
+                .map(|(app, v)| (app.map(str::to_string), v)),
+            _ => unreachable!(),
+        };
+        assert_eq!(parsed(&["skiff", "activate", "3"]), Ok((None, 3)));
+        assert_eq!(
+            parsed(&["skiff", "activate", "blog", "3"]),
+            Ok((Some("blog".into()), 3))
+        );
+        assert!(
+            parsed(&["skiff", "activate", "blog"])
+                .unwrap_err()
+                .contains("VERSION")
+        );
+        assert!(
+            parsed(&["skiff", "activate"])
+                .unwrap_err()
+                .contains("VERSION")
+        );
     }
 
     /// The placeholder filling itself.

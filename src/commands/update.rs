@@ -194,7 +194,7 @@ fn etc_hosts(state: &StateFile, args: &UpdateArgs, printer: &Printer) -> Result<
     let Some(main) = routing::main_host(&hosts).map(str::to_string) else {
         return Err(Error::usage(
             "no plain host name to print",
-            "add a host name to app.toml or pass `--host`",
+            "add a host name to app.toml or pass `--hostname`",
         ));
     };
     let cluster = state.load()?;
