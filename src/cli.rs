@@ -248,8 +248,9 @@ pub enum Command {
     },
 
     /// Show the app's logs from every node, merged by time, each line prefixed by its
-    /// node: access and error logs, workers' and cron jobs' journal
-    #[command(after_help = "Example:\n  skiff logs blog -f --kind access --since 10m")]
+    /// node: access and error logs, workers' and cron jobs' journal, skiff's deploys
+    #[command(after_help = "Example:
+  skiff logs blog -f --kind access --since 10m")]
     Logs {
         /// The app: its folder, its name or its host [default: .]
         #[arg(value_name = "APP")]
@@ -264,7 +265,7 @@ pub enum Command {
         #[arg(long, value_name = "NODE")]
         node: Option<String>,
         /// Only these logs (repeatable) [default: all]
-        #[arg(long, value_name = "KIND", value_parser = ["access", "error", "worker", "cron"])]
+        #[arg(long, value_name = "KIND", value_parser = ["access", "error", "worker", "cron", "deploy"])]
         kind: Vec<String>,
         /// Lines per log and node, without --since (the last ones)
         #[arg(short = 'n', long, default_value_t = 100, value_name = "N")]

@@ -42,13 +42,15 @@
     }
     $env = [];
     if (!empty($cfg['env_file']) && is_readable($cfg['env_file'])) {
+        // KEY=VALUE lines, values escaped (src/deploy/env_file.rs): \\ \n \r
         foreach (file($cfg['env_file'], FILE_IGNORE_NEW_LINES) as $line) {
-            $line = trim($line);
-            if ($line === '' || $line[0] === '#' || strpos($line, '=') === false) {
+            if (trim($line) === '' || $line[0] === '#' || strpos($line, '=') === false) {
                 continue;
             }
             [$k, $v] = explode('=', $line, 2);
-            $env[trim($k)] = $v;
+            $env[trim($k)] = preg_replace_callback('/\\\\([\\\\nr])/', function ($m) {
+                return ['n' => "\n", 'r' => "\r"][$m[1]] ?? '\\';
+            }, $v);
         }
     }
     foreach (($cfg['env'] ?? []) as $k => $v) {

@@ -32,6 +32,7 @@ import glob
 import importlib
 import json
 import os
+import re
 import sys
 import threading
 
@@ -63,14 +64,16 @@ def _idle():
 
 
 def _read_env_file(path):
+    # KEY=VALUE lines, values escaped (src/deploy/env_file.rs): \\ \n \r
     env = {}
     with open(path, encoding="utf-8") as f:
         for line in f:
-            line = line.strip()
-            if not line or line.startswith("#") or "=" not in line:
+            line = line.rstrip("\n")
+            if not line.strip() or line.startswith("#") or "=" not in line:
                 continue
             key, _, value = line.partition("=")
-            env[key.strip()] = value
+            env[key.strip()] = re.sub(
+                r"\\([\\nr])", lambda m: {"n": "\n", "r": "\r"}.get(m.group(1), "\\"), value)
     return env
 
 

@@ -18,11 +18,12 @@ else
   cfg = JSON.parse(File.read(slot))
   release = File.realpath(cfg.fetch("release"))
   if cfg["env_file"] && File.exist?(cfg["env_file"])
-    File.foreach(cfg["env_file"]) do |line|
-      line = line.strip
-      next if line.empty? || line.start_with?("#") || !line.include?("=")
+    # KEY=VALUE lines, values escaped (src/deploy/env_file.rs): \\ \n \r
+    File.foreach(cfg["env_file"], encoding: "UTF-8") do |line|
+      line = line.chomp
+      next if line.strip.empty? || line.start_with?("#") || !line.include?("=")
       key, value = line.split("=", 2)
-      ENV[key.strip] = value
+      ENV[key.strip] = value.gsub(/\\([\\nr])/) { { "n" => "\n", "r" => "\r" }.fetch(Regexp.last_match(1), "\\") }
     end
   end
   (cfg["env"] || {}).each { |k, v| ENV[k.to_s] = v.to_s }

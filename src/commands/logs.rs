@@ -14,6 +14,7 @@ pub fn kind(word: &str) -> Option<LogKind> {
         "error" => Some(LogKind::Error),
         "worker" => Some(LogKind::Worker),
         "cron" => Some(LogKind::Cron),
+        "deploy" => Some(LogKind::Deploy),
         _ => None,
     }
 }

@@ -19,8 +19,8 @@ pub enum Change {
     Unset(Vec<String>),
 }
 
-/// Checks a name and value for the env file: the name by grammar, the value on one line
-/// (the file holds `KEY=VALUE` lines: a newline would smuggle in another variable).
+/// Checks a name and value for the env file: the name by grammar; the value may hold any
+/// text (`env_file` escapes newlines) but no NUL, which no process environment can hold.
 pub fn check(name: &str, value: Option<&str>) -> Result<()> {
     crate::names::check_env_name(name).map_err(|e| {
         Error::usage(
@@ -28,12 +28,12 @@ pub fn check(name: &str, value: Option<&str>) -> Result<()> {
             "use letters, digits and `_`, not starting with a digit, e.g. `API_TOKEN`",
         )
     })?;
-    if let Some(v) = value
-        && let Some(bad) = v.chars().find(|c| *c == '\n' || *c == '\r' || *c == '\0')
-    {
+    if value.is_some_and(|v| v.contains('\0')) {
         return Err(Error::usage(
-            format!("the value of `{name}` contains {bad:?}; values are one line"),
-            "put multi-line data in a file the app reads, or encode it (base64)",
+            format!(
+                "the value of `{name}` contains a NUL byte, which no environment variable can hold"
+            ),
+            "encode binary data (base64) or put it in a file the app reads",
         ));
     }
     Ok(())
@@ -47,12 +47,7 @@ pub async fn list(state: &StateFile, host: &str) -> Result<BTreeMap<String, Stri
     let session = Session::for_node(node, cluster.node(node)?, state).await?;
     let text = remote::config(&session, &app, "list", "").await;
     let _ = session.close().await;
-    Ok(text?
-        .lines()
-        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect())
+    Ok(super::env_file::parse(&text?).into_iter().collect())
 }
 
 /// Applies `change` on every node of HOST's app; the nodes it was applied on.
@@ -64,8 +59,7 @@ pub async fn apply(state: &StateFile, host: &str, change: &Change) -> Result<Vec
             for (k, v) in vars {
                 check(k, Some(v))?;
             }
-            let lines: String = vars.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
-            ("set", lines)
+            ("set", super::env_file::lines(vars))
         }
         Change::Unset(keys) => {
             for k in keys {
@@ -189,11 +183,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_by_grammar_and_values_on_one_line() {
+    fn names_by_grammar_and_values_of_any_text_but_nul() {
         assert!(check("API_TOKEN", Some("a \"quoted\" $(id) = ünï")).is_ok());
+        assert!(check("MULTI", Some("a\nb\r\n")).is_ok());
         assert!(check("1BAD", Some("x")).is_err());
         assert!(check("BAD-NAME", None).is_err());
-        let e = check("MULTI", Some("a\nb")).unwrap_err().to_string();
-        assert!(e.contains("MULTI"), "{e}");
+        let e = check("NUL", Some("a\0b")).unwrap_err().to_string();
+        assert!(e.contains("NUL"), "{e}");
     }
 }

@@ -34,6 +34,9 @@ pub const SERVICES_DIR: &str = "/etc/skiff/services";
 pub const DATA_DIR: &str = "/srv/skiff/data";
 /// Runs an app's worker or cron job from its job file (installed by setup-node).
 pub const RUNNER: &str = "/usr/local/share/skiff/bin/skiff-run";
+/// The shell functions that read and write env files' escaped values (`env_export`,
+/// `env_encode`; the format is `env_file`'s), sourced by node.sh and skiff-run.
+pub const ENV_LIB: &str = "/usr/local/share/skiff/lib/envfile.sh";
 /// The node's web-cron secret (`SKIFF_CRON_SECRET=HEX`, root only): made by the first
 /// switch that enables a web cron, read by systemd for the web cron's unit.
 pub const CRON_SECRET: &str = "/etc/skiff/cron.secret";
@@ -166,6 +169,7 @@ pub fn prelude() -> Vec<(&'static str, String)> {
         ("CRON_SECRET", CRON_SECRET.into()),
         ("CRON_MAP", CRON_MAP.into()),
         ("SYSTEMD_DIR", SYSTEMD_DIR.into()),
+        ("ENV_LIB", ENV_LIB.into()),
         ("WORKER_GRACE", WORKER_GRACE.to_string()),
     ]
     .into_iter()

@@ -27,6 +27,7 @@ pub mod contract;
 pub mod deps;
 mod destroy;
 pub mod diff;
+pub mod env_file;
 pub mod history;
 mod locks;
 pub mod pool;

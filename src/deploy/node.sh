@@ -503,14 +503,16 @@ EOF
 # and executables (`bundle exec rake ...`); PHP: vendor/bin. Build commands, workers and
 # cron commands all run with it.
 release_env() {
+  # shellcheck source=/dev/null # env_export, env_encode (server-files/lib/envfile.sh)
+  . "$ENV_LIB"
   while IFS= read -r line; do
-    case $line in *=*) export "$line" ;; esac
+    case $line in *=*) env_export "$line" ;; esac
   done <<EOF
 $envlines
 EOF
   if [ -n "$envfile" ]; then
     while IFS= read -r line; do
-      case $line in '' | '#'*) ;; *=*) export "$line" ;; esac
+      case $line in '' | '#'*) ;; *=*) env_export "$line" ;; esac
     done <"$envfile"
   fi
   if [ -n "$bundle" ]; then bundle_env "$a/bundles/$bundle"; fi
@@ -560,7 +562,7 @@ units_step() {
       printf '%s\n' "$envlines" | grep '=' || true
       if [ -n "$envfile" ]; then grep -v '^#' "$envfile" | grep '=' || true; fi
       for _k in PATH VIRTUAL_ENV GEM_HOME BUNDLE_GEMFILE BUNDLE_PATH__SYSTEM BUNDLE_FROZEN BUNDLE_WITHOUT BUNDLE_APP_CONFIG; do
-        if _v=$(printenv "$_k"); then printf '%s=%s\n' "$_k" "$_v"; fi
+        if _v=$(printenv "$_k"); then printf '%s=%s\n' "$_k" "$(printf '%s' "$_v" | env_encode)"; fi
       done
     } >"$a/env/$n.run.tmp"
   )

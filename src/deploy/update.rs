@@ -497,7 +497,7 @@ pub(super) async fn sync_and_build(t: &Target, plan: &Plan<'_>) -> Result<Built>
 
     // The release's environment and meta.
     let env = release_env(config, n, plan.main);
-    let env_lines: String = env.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+    let env_lines = super::env_file::lines(&env);
     let release_dir = releases.release_dir(n);
     let mut venv = String::new();
     let mut requirements = String::new();

@@ -42,11 +42,67 @@ pub async fn run(
         ));
     }
     let (session, place) = locate(state, host, node, version).await?;
-    let line = exec_argv(&place, argv.iter().map(String::as_str));
+    let id = run_id();
+    let line = exec_argv(&place, &id, argv.iter().map(String::as_str));
     let argv: Vec<&str> = line.iter().map(String::as_str).collect();
-    let status = session.run_inherited(&argv).await;
+    let status = forwarding_signals(&session, &id, session.run_inherited(&argv)).await;
     let _ = session.close().await;
     status
+}
+
+/// How long a command has after Ctrl-C (or SIGTERM) before it is killed; a second
+/// Ctrl-C kills it at once.
+const GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Waits for `running` (the remote command) while passing skiff's Ctrl-C and SIGTERM on
+/// to it: without a terminal, a closed SSH channel never stops a remote command, so skiff
+/// signals its process group through `skiff-run --signal ID`, then kills it after
+/// [`GRACE`] or a second Ctrl-C, and still reports its exit status.
+async fn forwarding_signals<F>(session: &Session, id: &str, running: F) -> Result<Option<i32>>
+where
+    F: std::future::Future<Output = Result<Option<i32>>>,
+{
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return running.await;
+    };
+    tokio::pin!(running);
+    let sig = tokio::select! {
+        status = &mut running => return status,
+        _ = int.recv() => "INT",
+        _ = term.recv() => "TERM",
+    };
+    let send = |sig: &'static str| async move {
+        let _ = session.run(&[contract::RUNNER, "--signal", id, sig]).await;
+    };
+    send(sig).await;
+    tokio::select! {
+        status = &mut running => return status,
+        _ = int.recv() => {}
+        _ = tokio::time::sleep(GRACE) => {}
+    }
+    send("KILL").await;
+    running.await
+}
+
+/// A fresh id for one `skiff run` (16 hex digits), by which the node finds it again.
+fn run_id() -> String {
+    use std::io::Read;
+    let mut bytes = [0u8; 8];
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .is_err()
+    {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos() as u64;
+        bytes = (t ^ u64::from(std::process::id()).rotate_left(32)).to_le_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// `skiff shell HOST [--node N]`: an interactive shell in the current release, with a
@@ -59,20 +115,21 @@ pub async fn shell(state: &StateFile, host: &str, node: Option<&str>) -> Result<
         ));
     }
     let (session, place) = locate(state, host, node, None).await?;
-    let line = exec_argv(&place, ["sh", "-c", SHELL]);
+    let line = exec_argv(&place, &run_id(), ["sh", "-c", SHELL]);
     let argv: Vec<&str> = line.iter().map(String::as_str).collect();
     let status = tokio::task::block_in_place(|| session.run_tty(&argv));
     let _ = session.close().await;
     status
 }
 
-/// `skiff-run --exec APP N ARGV...`: the node-side argv.
-fn exec_argv<'a>(place: &Place, argv: impl IntoIterator<Item = &'a str>) -> Vec<String> {
+/// `skiff-run --exec APP N ID ARGV...`: the node-side argv.
+fn exec_argv<'a>(place: &Place, id: &str, argv: impl IntoIterator<Item = &'a str>) -> Vec<String> {
     let mut out = vec![
         contract::RUNNER.to_string(),
         "--exec".into(),
         place.app.clone(),
         place.release.to_string(),
+        id.to_string(),
     ];
     out.extend(argv.into_iter().map(str::to_string));
     out
@@ -129,7 +186,7 @@ async fn pick(
         })?,
     };
     let probe = session
-        .run(&["grep", "-q", "--", "--exec APP N", contract::RUNNER])
+        .run(&["grep", "-q", "--", "--exec APP N ID", contract::RUNNER])
         .await?;
     if !probe.success() {
         return Err(Error::Failed {
@@ -151,7 +208,11 @@ mod tests {
             node: "web1".into(),
             release: 7,
         };
-        let argv = exec_argv(&place, ["sh", "-c", "echo $HOME; exit 3"]);
+        let argv = exec_argv(
+            &place,
+            "00ff00ff00ff00ff",
+            ["sh", "-c", "echo $HOME; exit 3"],
+        );
         assert_eq!(
             argv,
             [
@@ -159,6 +220,7 @@ mod tests {
                 "--exec",
                 "blog",
                 "7",
+                "00ff00ff00ff00ff",
                 "sh",
                 "-c",
                 "echo $HOME; exit 3"
@@ -168,5 +230,16 @@ mod tests {
             crate::transport::command_line(&argv.iter().map(String::as_str).collect::<Vec<_>>());
         let tail = format!("sh -c {}", crate::transport::quote("echo $HOME; exit 3"));
         assert!(line.ends_with(&tail), "{line}");
+    }
+
+    #[test]
+    fn run_ids_are_what_the_node_accepts_and_differ() {
+        let (a, b) = (run_id(), run_id());
+        assert_eq!(a.len(), 16);
+        assert!(
+            a.chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        );
+        assert_ne!(a, b);
     }
 }

@@ -1,6 +1,7 @@
 //! `skiff logs HOST`: the app's access and error logs (NGINX's `skiff` access log, whose
 //! lines name the app; NGINX's and Apache's error logs, whose request lines name the
-//! host) and its workers' and cron jobs' journal, from every node of the app, merged by
+//! host), its workers' and cron jobs' journal and skiff's own deploy log (the history
+//! file `skiff history` reads), from every node of the app, merged by
 //! time. With `follow`, the node-side readers are tied to the SSH channel: they stop
 //! when skiff closes its input (Ctrl-C, SIGTERM) or the connection drops.
 
@@ -26,6 +27,8 @@ pub enum LogKind {
     Worker,
     /// The cron jobs' journal.
     Cron,
+    /// skiff's deploy log on the node (`update`, `rollback`, ... with their results).
+    Deploy,
 }
 
 /// What `skiff logs` reads.
@@ -64,9 +67,9 @@ pub struct LogLine {
 /// The node side: prints `tz +HHMM`, then `KIND<TAB>LINE` lines (`journal` for both
 /// workers and cron; JSON from journalctl). Arguments: app, main host, the app's host
 /// names (space separated), kinds, since (epoch seconds or empty), lines, follow (0/1),
-/// the access log, NGINX's and Apache's error logs.
+/// the access log, NGINX's and Apache's error logs, the app's deploy log.
 const SCRIPT: &str = r#"set -u
-app=$1 main=$2 hosts=" $3 " kinds=$4 since=$5 lines=$6 follow=$7 access=$8 nerr=$9 aerr=${10}
+app=$1 main=$2 hosts=" $3 " kinds=$4 since=$5 lines=$6 follow=$7 access=$8 nerr=$9 aerr=${10} hist=${11}
 printf 'tz %s\n' "$(date +%z)"
 # mawk (Debian's awk) reads a pipe in blocks unless told to read it line by line
 mawk=0
@@ -86,6 +89,7 @@ error_f() {
     print "error\t" $0; fflush()
   }'
 }
+deploy_f() { lawk '{ print "deploy\t" $0; fflush() }'; }
 journal() {
   [ -d /run/systemd/system ] || return 0
   set -- -u "skiff_${app}_*" -o json --output-fields=_SYSTEMD_UNIT,UNIT,MESSAGE --no-pager -q
@@ -103,6 +107,7 @@ if [ "$follow" = 1 ]; then
       access) tail -q -n "$n" -F "$access" 2>/dev/null | access_f & ;;
       error) tail -q -n "$n" -F "$nerr" "$aerr" 2>/dev/null | error_f & ;;
       journal) journal & ;;
+      deploy) tail -q -n "$n" -F "$hist" 2>/dev/null | deploy_f & ;;
     esac
   done
   # until skiff closes its end (Ctrl-C, exit) or the connection drops: then every
@@ -119,6 +124,7 @@ for k in $kinds; do
       for f in "$nerr" "$aerr"; do [ ! -f "$f" ] || error_f <"$f" | last; done
       ;;
     journal) journal ;;
+    deploy) [ ! -f "$hist" ] || deploy_f <"$hist" | last ;;
   esac
 done
 "#;
@@ -189,6 +195,7 @@ async fn read(
             LogKind::Error,
             LogKind::Worker,
             LogKind::Cron,
+            LogKind::Deploy,
         ]
     } else {
         req.kinds.clone()
@@ -199,6 +206,7 @@ async fn read(
             LogKind::Access => "access",
             LogKind::Error => "error",
             LogKind::Worker | LogKind::Cron => "journal",
+            LogKind::Deploy => "deploy",
         };
         if !node_kinds.contains(&word) {
             node_kinds.push(word);
@@ -218,6 +226,7 @@ async fn read(
         since: since.clone().unwrap_or_default(),
         lines: req.lines.to_string(),
         follow: if req.follow { "1" } else { "0" }.into(),
+        history: format!("{}/{app}.jsonl", contract::HISTORY_DIR),
     };
     let since_epoch: Option<f64> = since.and_then(|s| s.parse().ok());
 
@@ -252,6 +261,7 @@ struct NodeArgs {
     since: String,
     lines: String,
     follow: String,
+    history: String,
 }
 
 impl NodeArgs {
@@ -271,6 +281,7 @@ impl NodeArgs {
             contract::ACCESS_LOG,
             contract::NGINX_ERROR_LOG,
             contract::APACHE_ERROR_LOG,
+            &self.history,
         ]
     }
 }
@@ -432,6 +443,15 @@ impl Parser {
                 };
                 (kind, epoch, format!("{} {unit}: {message}", rfc3339(epoch)))
             }
+            "deploy" => {
+                let e: crate::deploy::history::Entry = serde_json::from_str(text).ok()?;
+                let epoch = humantime::parse_rfc3339_weak(&e.time)
+                    .ok()?
+                    .duration_since(UNIX_EPOCH)
+                    .ok()?
+                    .as_secs_f64();
+                (LogKind::Deploy, epoch, deploy_line(&e))
+            }
             _ => return None,
         };
         Some(LogLine {
@@ -457,6 +477,24 @@ fn is_cron_unit(unit: &str, app: &str) -> bool {
         && name
             .strip_prefix("cron")
             .is_some_and(|i| !i.is_empty() && i.chars().all(|c| c.is_ascii_digit()))
+}
+
+/// A deploy log entry as one line: `TIME VERB vN RESULT by WHO in S s (commit C) [: REASON]`.
+fn deploy_line(e: &crate::deploy::history::Entry) -> String {
+    let mut line = format!("{} {}", e.time, e.verb);
+    if let Some(v) = e.version {
+        line.push_str(&format!(" v{v}"));
+    }
+    line.push_str(&format!(" {} by {} in {:.1} s", e.result, e.who, e.seconds));
+    if let Some(c) = &e.commit {
+        let short: String = c.chars().take(12).collect();
+        let dirty = if e.dirty == Some(true) { "+dirty" } else { "" };
+        line.push_str(&format!(" (commit {short}{dirty})"));
+    }
+    if let Some(r) = &e.reason {
+        line.push_str(&format!(": {r}"));
+    }
+    line
 }
 
 fn rfc3339(epoch: f64) -> String {
@@ -568,6 +606,14 @@ mod tests {
             j.line
         );
         assert!(p.parse("garbage").is_none());
+        let d = p
+            .parse(r#"deploy	{"time":"2023-11-14T22:13:20Z","who":"ann@laptop pid=7","verb":"update","version":3,"commit":"0123456789abcdef","dirty":true,"seconds":1.25,"result":"failed","reason":"health check"}"#)
+            .unwrap();
+        assert_eq!((d.kind, d.epoch), (LogKind::Deploy, 1700000000.0));
+        assert_eq!(
+            d.line,
+            "2023-11-14T22:13:20Z update v3 failed by ann@laptop pid=7 in 1.2 s (commit 0123456789ab+dirty): health check"
+        );
     }
 
     #[test]

@@ -19,14 +19,14 @@ fn app(env: &TestEnv) -> PathBuf {
     std::fs::write(
         dir.join("app.toml"),
         format!(
-            "name = \"op\"\nruntime = \"python\"\nhostnames = [\"{HOST}\"]\n[processes]\nticker = \"while true; do echo worker-tick; sleep 1; done\"\n[python]\nwsgi = \"app:application\"\n[env]\nGREETING = {}\n",
+            "name = \"op\"\nruntime = \"python\"\nhostnames = [\"{HOST}\"]\n[processes]\nticker = \"while true; do echo worker-tick; printenv SECRET_TOKEN > /tmp/op-worker-token.tmp; mv -f /tmp/op-worker-token.tmp /tmp/op-worker-token; sleep 1; done\"\n[python]\nwsgi = \"app:application\"\n[env]\nGREETING = {}\n",
             toml::Value::String(GREETING.into())
         ),
     )
     .unwrap();
     std::fs::write(
         dir.join("app.py"),
-        "def application(environ, start_response):\n    if environ.get(\"PATH_INFO\") == \"/boom\":\n        raise RuntimeError(\"boom-here\")\n    start_response(\"200 OK\", [(\"Content-Type\", \"text/plain\"), (\"Content-Length\", \"3\")])\n    return [b\"op\\n\"]\n",
+        "import json, os\n\ndef application(environ, start_response):\n    if environ.get(\"PATH_INFO\") == \"/boom\":\n        raise RuntimeError(\"boom-here\")\n    if environ.get(\"PATH_INFO\") == \"/token\":\n        body = json.dumps(os.environ.get(\"SECRET_TOKEN\")).encode()\n        start_response(\"200 OK\", [(\"Content-Type\", \"application/json\")])\n        return [body]\n    start_response(\"200 OK\", [(\"Content-Type\", \"text/plain\"), (\"Content-Length\", \"3\")])\n    return [b\"op\\n\"]\n",
     )
     .unwrap();
     dir
@@ -130,6 +130,49 @@ fn run_and_shell_work_in_the_release_as_the_app() {
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout), "line one\nline two\n");
 
+    // Ctrl-C (SIGINT to skiff, no terminal) stops the command on the node, its children
+    // too, and skiff ends; the sleeps are told apart by their unusual lengths
+    let child = Reaped(
+        env.skiff_std()
+            .args(["run", HOST, "--", "sh", "-c", "sleep 4242 & sleep 4343"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let mut child = child;
+    let running = wait_until(Duration::from_secs(10), || {
+        !node
+            .exec("pgrep -f 'sleep 43[4]3' || true")
+            .trim()
+            .is_empty()
+    });
+    assert!(running, "the command never started on the node");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.0.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let start = Instant::now();
+    while child.0.try_wait().unwrap().is_none() && start.elapsed() < Duration::from_secs(15) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        child.0.try_wait().unwrap().is_some(),
+        "skiff run did not end on SIGINT"
+    );
+    let gone = wait_until(Duration::from_secs(5), || {
+        node.exec("pgrep -f 'sleep 4[23][24][23]' || true")
+            .trim()
+            .is_empty()
+    });
+    assert!(
+        gone,
+        "left running on the node:\n{}",
+        node.exec("pgrep -af 'sleep 4[23][24][23]' || true")
+    );
+
     // a version that is not kept is refused, naming the kept ones
     let out = env
         .skiff()
@@ -214,10 +257,15 @@ fn logs_show_requests_and_follow_leaves_nothing_behind() {
     });
     assert!(found, "no access line for the request:\n{seen}");
 
-    // the app's error (its traceback, from the slot's daemon) and its worker's journal
+    // the app's error (its traceback, from the slot's daemon), its worker's journal and
+    // skiff's deploy log
     let (code, _) = get(&node.address, HOST, "/boom");
     assert_eq!(code, 500);
-    for (kind, want) in [("error", "boom-here"), ("worker", "worker-tick")] {
+    for (kind, want) in [
+        ("error", "boom-here"),
+        ("worker", "worker-tick"),
+        ("deploy", " update v1 ok by "),
+    ] {
         let found = wait_until(Duration::from_secs(5), || {
             let out = env
                 .skiff()
@@ -320,9 +368,10 @@ impl Drop for Reaped {
     }
 }
 
-/// `skiff config`: a value of any bytes but newlines round-trips exactly, is masked in
-/// `list`, never in cluster.toml, rolls out as a new version with no failed request, and
-/// a rollback brings back the value the previous version ran with.
+/// `skiff config`: a value of any text (quotes, `$()`, newlines, CR, backslashes,
+/// non-ASCII, spaces at the ends) round-trips exactly to the web app, a worker and `run`,
+/// is masked in `list`, never in cluster.toml, rolls out as a new version with no failed
+/// request, and a rollback brings back the value the previous version ran with.
 #[test]
 fn config_reaches_the_app_with_the_next_update_and_rolls_back_with_it() {
     if !nodes_available() {
@@ -332,7 +381,7 @@ fn config_reaches_the_app_with_the_next_update_and_rolls_back_with_it() {
     let node = TestNode::launch_set_up(&env);
     let dir = app(&env);
     deploy(&env, &node, &dir);
-    let value = "a \"quoted\" 'one' $(id) `id` = ünï ✓";
+    let value = "  a \"quoted\" 'one' $(id) `id` = ünï ✓\nline two\\n not a newline\r\n\\ end  ";
     ok(&env
         .skiff()
         .args(["config", HOST, "set", &format!("SECRET_TOKEN={value}")])
@@ -341,22 +390,36 @@ fn config_reaches_the_app_with_the_next_update_and_rolls_back_with_it() {
     let list = env.skiff().args(["config", HOST, "list"]).output().unwrap();
     ok(&list);
     assert_eq!(String::from_utf8_lossy(&list.stdout), "SECRET_TOKEN=****\n");
-    let get = env
+    let got = env
         .skiff()
         .args(["config", HOST, "get", "SECRET_TOKEN"])
         .output()
         .unwrap();
-    assert_eq!(String::from_utf8_lossy(&get.stdout), format!("{value}\n"));
+    assert_eq!(String::from_utf8_lossy(&got.stdout), format!("{value}\n"));
     let state = std::fs::read_to_string(&env.state).unwrap();
     assert!(!state.contains("ünï"), "a value reached cluster.toml");
     assert_eq!(
         node.exec("stat -c '%a' /etc/skiff/env/op.env").trim(),
         "600"
     );
-    // a newline is refused, naming the variable; nothing changes
+    // the web app (the slot loader) and a worker (skiff-run's job) see it exactly
+    let (code, body) = get(&node.address, HOST, "/token");
+    assert_eq!(code, 200, "{body}");
+    let seen: Option<String> = serde_json::from_str(&body).unwrap();
+    assert_eq!(seen.as_deref(), Some(value), "the web app's value");
+    let want_worker = format!("{value}\n");
+    assert!(
+        wait_until(Duration::from_secs(10), || node
+            .exec("cat /tmp/op-worker-token 2>/dev/null")
+            == want_worker),
+        "the worker's value: {:?}",
+        node.exec("cat /tmp/op-worker-token 2>/dev/null")
+    );
+    // a value from stdin keeps its inner newlines (one trailing newline dropped); a NUL
+    // is refused, naming the variable, and nothing changes
     let mut child = env
         .skiff_std()
-        .args(["config", HOST, "set", "MULTI", "-"])
+        .args(["config", HOST, "set", "MULTI", "-", "--no-deploy"])
         .stdin(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -367,9 +430,29 @@ fn config_reaches_the_app_with_the_next_update_and_rolls_back_with_it() {
         .unwrap()
         .write_all(b"one\ntwo\n")
         .unwrap();
+    ok(&child.wait_with_output().unwrap());
+    let got = env
+        .skiff()
+        .args(["config", HOST, "get", "MULTI"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&got.stdout), "one\ntwo\n");
+    let mut child = env
+        .skiff_std()
+        .args(["config", HOST, "set", "NUL", "-", "--no-deploy"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"a\0b").unwrap();
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("MULTI"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("NUL"));
+    ok(&env
+        .skiff()
+        .args(["config", HOST, "unset", "MULTI", "--no-deploy"])
+        .output()
+        .unwrap());
 
     let printenv = || {
         let out = env
