@@ -38,7 +38,7 @@ sk() { "$SKIFF" --state "$state" "$@"; }
 now() { date +%s.%N; }
 since() { echo "$(now) - $1" | bc -l | xargs printf '%.2f'; }
 median() { sort -g | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
-address() { sk --json list-nodes | python3 -c "import json,sys; print([n['address'] for n in json.load(sys.stdin) if n['name'] == '$1'][0])"; }
+address() { sk --json list-nodes | python3 -c "import json,sys; print([n['address'] for n in json.load(sys.stdin)['nodes'] if n['name'] == '$1'][0])"; }
 KEY=${SKIFF_LOCAL_HOME:-/var/lib/skiff-local}/id_ed25519
 ssh_node() {
   local a=$1; shift

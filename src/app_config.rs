@@ -849,10 +849,13 @@ impl AppConfig {
     /// enough for the deploy, which sends them to the node on one command line that
     /// Linux caps at 128 KiB (`MAX_ARG_STRLEN`).
     fn validate_env(&self, c: &Checker) -> Result<()> {
-        let elsewhere = format!(
-            "put it in a file shipped with the app and read it from there, or as a `KEY=VALUE` line in `/etc/skiff/env/{}.env` on the node (see docs/node-layout.md)",
-            self.name
-        );
+        // `skiff config APP set NAME --file FILE` as cli.rs spells it (issue 17)
+        let elsewhere = |var: &str| {
+            format!(
+                "put it in a file shipped with the app and read it from there, or keep it on the node (`/etc/skiff/env/{app}.env`) with `skiff config {app} set {var} --file FILE`",
+                app = self.name
+            )
+        };
         for (name, value) in &self.env {
             let key = format!("env.{}", toml_span::quote_key(name));
             names::check_env_name(name)
@@ -864,7 +867,7 @@ impl AppConfig {
                         "the value of `{name}` contains the control character {:?}; values must be one line",
                         bad
                     ),
-                    &format!("write the value on one line; for a multi-line value, {elsewhere}"),
+                    &format!("write the value on one line; for a multi-line value, {}", elsewhere(name)),
                 ));
             }
             if value.len() > MAX_ENV_VALUE {
@@ -875,7 +878,7 @@ impl AppConfig {
                         value.len(),
                         MAX_ENV_VALUE / 1024
                     ),
-                    &format!("keep `[env]` for short settings; for a value this large, {elsewhere}"),
+                    &format!("keep `[env]` for short settings; for a value this large, {}", elsewhere(name)),
                 ));
             }
         }
@@ -893,7 +896,7 @@ impl AppConfig {
                     MAX_ENV_SENT / 1024,
                     value.len()
                 ),
-                &format!("keep `[env]` for short settings; for large values, {elsewhere}"),
+                &format!("keep `[env]` for short settings; for large values, {}", elsewhere(largest)),
             ));
         }
         Ok(())
@@ -2067,7 +2070,11 @@ mod tests {
             assert_eq!(problem(&err).key, "env.MOTD", "{shown}");
             assert!(shown.contains("one line"), "{shown}");
             assert!(shown.contains("/etc/skiff/env/blog.env"), "{shown}");
-            assert!(!shown.contains("skiff config"), "{shown}");
+            // issue 17: the way to put it on the node, as the CLI spells it
+            assert!(
+                shown.contains("`skiff config blog set MOTD --file FILE`"),
+                "{shown}"
+            );
         }
 
         // The issue's case: 200 KB made the deploy fail as "cannot reach node".

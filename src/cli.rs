@@ -15,8 +15,16 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     about = "Deploy apps to your own servers over SSH",
     long_about = "skiff provisions Debian and Ubuntu nodes over SSH, ships an app tree with a \
                   delta sync, and switches versions through NGINX with no downtime.",
-    after_help = "Exit codes: 0 success, 1 failure, 2 bad usage or configuration, \
-                  3 node unreachable, 130 interrupted."
+    after_help = "Common workflows:\n  \
+        skiff init blog --runtime python       # scaffold an app in blog/\n  \
+        skiff serve blog                       # run it here, reloading on change\n  \
+        skiff create-node web1 --host 203.0.113.7\n  \
+        skiff setup-node web1                  # nginx, apache and the runtimes\n  \
+        skiff update blog                      # deploy (alias: deploy); prints the URLs\n  \
+        skiff versions blog                    # then rollback, logs, config, run, status\n\n\
+        An app is named by its folder (default: the current one), its name or its host.\n\n\
+        Exit codes: 0 success, 1 failure, 2 bad usage or configuration, \
+        3 node unreachable, 130 interrupted."
 )]
 pub struct Cli {
     /// Flags every verb accepts.
@@ -28,31 +36,43 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The help heading of [`GlobalArgs`], below each verb's own options (as cargo does).
+pub const GLOBAL: &str = "Global options";
+
 /// Flags shared by every verb, so scripts can put them anywhere on the line.
 #[derive(Debug, Args, Clone)]
 pub struct GlobalArgs {
-    /// Cluster state file [default: $XDG_CONFIG_HOME/skiff/cluster.toml]
-    #[arg(long, global = true, env = "SKIFF_STATE", value_name = "FILE")]
+    /// Cluster state file [env: SKIFF_STATE] [default: $XDG_CONFIG_HOME/skiff/cluster.toml]
+    // SKIFF_STATE is read in `cluster::default_state_path`, not by clap: clap's `env`
+    // made usage lines show `--state <FILE>` as if it were required (issue 17).
+    #[arg(long, global = true, value_name = "FILE", help_heading = GLOBAL)]
     pub state: Option<PathBuf>,
 
     /// Print machine-readable JSON on stdout
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     pub json: bool,
 
     /// Print more detail (repeat for even more)
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = GLOBAL)]
     pub verbose: u8,
 
     /// Print only errors
-    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    #[arg(short, long, global = true, conflicts_with = "verbose", help_heading = GLOBAL)]
     pub quiet: bool,
 
     /// Answer yes to every question (for scripts; nothing prompts without a TTY anyway)
-    #[arg(short = 'y', long, global = true)]
+    #[arg(short = 'y', long, global = true, help_heading = GLOBAL)]
     pub yes: bool,
 
     /// When to use colour
-    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t = ColorChoice::Auto,
+        value_name = "WHEN",
+        help_heading = GLOBAL
+    )]
     pub color: ColorChoice,
 }
 
@@ -71,127 +91,139 @@ pub enum ColorChoice {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Scaffold an app: app.toml, static/ and the runtime's entry point
-    ///
-    /// Example: skiff init blog --runtime python
+    #[command(after_help = "Examples:\n  \
+        skiff init                             # this folder, named after it\n  \
+        skiff init blog --runtime python       # a new folder blog/")]
     Init(InitArgs),
 
     /// Run an app on this machine the way a node serves it
-    ///
-    /// Example: skiff serve blog --port 8000
+    #[command(after_help = "Examples:\n  \
+        skiff serve\n  \
+        skiff serve blog --port 8000 --listen 0.0.0.0")]
     Serve(ServeArgs),
 
     /// Make a node known: a server you have (ssh), a Vagrant VM, or a throwaway local node
-    ///
-    /// Example: skiff create-node web1 --provider ssh --host 203.0.113.7
+    #[command(after_help = "Examples:\n  \
+        skiff create-node web1 --host 203.0.113.7\n  \
+        skiff create-node test1 --provider local")]
     CreateNode(CreateNodeArgs),
 
     /// Provision a node as a skiff web host (idempotent)
-    ///
-    /// Example: skiff setup-node web1
+    #[command(after_help = "Examples:\n  \
+        skiff setup-node web1\n  \
+        skiff setup-node web1 --dry-run")]
     SetupNode(SetupNodeArgs),
 
     /// List the cluster's nodes
+    #[command(after_help = "Example:\n  skiff list-nodes --json")]
     ListNodes,
 
     /// Choose the node used when a command names none
-    ///
-    /// Example: skiff default-node web1
+    #[command(after_help = "Example:\n  skiff default-node web1")]
     DefaultNode(NodeNameArgs),
 
     /// Forget a node (and destroy it, for local and vagrant nodes)
-    ///
-    /// Example: skiff destroy-node web1 --yes
+    #[command(after_help = "Example:\n  skiff destroy-node web1 --yes")]
     DestroyNode(NodeNameArgs),
 
     /// Deploy a new version of an app
-    ///
-    /// Example: skiff update blog --host blog.example.com
+    #[command(
+        visible_alias = "deploy",
+        after_help = "Examples:\n  \
+            skiff update                           # the app in this folder\n  \
+            skiff update blog --node web1 --node web2"
+    )]
     Update(UpdateArgs),
 
-    /// Point HOST back at its previous version
-    ///
-    /// Example: skiff rollback blog.example.com
-    Rollback(HostArgs),
+    /// Point the app back at its previous version
+    #[command(after_help = APP_EXAMPLES_ROLLBACK)]
+    Rollback(AppArgs),
 
-    /// Point HOST at any kept version
-    ///
-    /// Example: skiff activate blog.example.com 3
+    /// Point the app at any kept version
+    #[command(
+        override_usage = "skiff activate [OPTIONS] [APP] <VERSION>",
+        after_help = "Examples:\n  \
+            skiff activate 3                       # the app in this folder\n  \
+            skiff activate blog.example.com 3"
+    )]
     Activate(ActivateArgs),
 
-    /// List the kept versions of HOST
-    ///
-    /// Example: skiff versions blog.example.com --json
-    Versions(HostArgs),
+    /// List the kept versions of the app
+    #[command(after_help = "Examples:\n  \
+        skiff versions                         # the app in this folder\n  \
+        skiff versions blog --json")]
+    Versions(AppArgs),
 
-    /// Every app (or HOST's) on every node: what serves, whether HOST answers, slots,
+    /// Every app (or one) on every node: what serves, whether its host answers, slots,
     /// workers, disk, and drift from cluster.toml; exits 1 when something is wrong
-    ///
-    /// Example: skiff status blog.example.com
+    #[command(after_help = "Examples:\n  \
+        skiff status\n  \
+        skiff status blog.example.com")]
     Status(StatusArgs),
 
     /// What `update` would change on a node, changing nothing: files (with a diff of small
     /// text files), `[env]` names, packages to install
-    ///
-    /// Example: skiff diff ./blog --node web1
+    #[command(after_help = "Example:\n  skiff diff ./blog --node web1")]
     Diff(DiffArgs),
 
-    /// The deploy log of HOST: who deployed, rolled back or activated what, when, and
-    /// how it went (failed runs too, with their reason)
-    ///
-    /// Example: skiff history blog.example.com
-    History(HostArgs),
+    /// The app's deploy log: who deployed, rolled back or activated what, when, and how
+    /// it went (failed runs too, with their reason)
+    #[command(after_help = "Example:\n  skiff history blog")]
+    History(AppArgs),
 
-    /// Drop old releases of HOST
-    ///
-    /// Example: skiff clean blog.example.com --keep 3
+    /// Drop old releases of the app
+    #[command(after_help = "Example:\n  skiff clean blog --keep 3")]
     Clean(CleanArgs),
 
     /// Remove an app from every node: releases, routes, slots, env (asks first)
-    ///
-    /// Example: skiff destroy-app blog.example.com --yes
-    DestroyApp(HostArgs),
+    #[command(after_help = "Example:\n  skiff destroy-app blog.example.com --yes")]
+    DestroyApp(DestroyAppArgs),
 
-    /// Back up HOST's services (databases, folders) into one archive on this machine
-    ///
-    /// Example: skiff backup blog.example.com --to backups/
+    /// Back up the app's services (databases, folders) into one archive on this machine
+    #[command(after_help = "Example:\n  skiff backup blog --to backups/")]
     Backup(BackupArgs),
 
-    /// Put a backup's data back into HOST's services (asks first)
-    ///
-    /// Example: skiff restore blog-20260528T202640Z.skiff-backup blog.example.com --yes
+    /// Put a backup's data back into the app's services (asks first)
+    #[command(
+        after_help = "Example:\n  skiff restore blog-20260528T202640Z.skiff-backup blog --yes"
+    )]
     Restore(RestoreArgs),
 
     /// Print a shell completion script
-    ///
-    /// Example: skiff completions bash > /etc/bash_completion.d/skiff
+    #[command(after_help = "Example:\n  skiff completions bash > /etc/bash_completion.d/skiff")]
     Completions(CompletionsArgs),
 
-    /// Print the man page (roff) on stdout
-    ///
-    /// Example: skiff man | man -l -
-    Man,
+    /// Print the man page (roff) on stdout: skiff's, or one verb's
+    #[command(after_help = "Examples:\n  \
+        skiff man | man -l -\n  \
+        skiff man update | man -l -")]
+    Man(ManArgs),
 
     /// The app's node-side environment (secrets): list, get, set, unset; a change is
     /// rolled out as a new version with the same files, and a rollback brings back the
     /// previous environment
-    ///
-    /// Example: skiff config blog.example.com set API_TOKEN=abc123
+    #[command(after_help = "Examples:\n  \
+        skiff config list                      # the app in this folder\n  \
+        skiff config blog.example.com set API_TOKEN=abc123")]
     Config {
-        /// The app's main host name
-        host: String,
+        /// The app: its folder, its name or its host [default: .]
+        #[arg(value_name = "APP")]
+        app: Option<String>,
         /// What to do
         #[command(subcommand)]
         action: ConfigAction,
     },
 
-    /// Run a command in a release of HOST on one node, as the app runs (www-data, the
+    /// Run a command in a release of the app on one node, as the app runs (www-data, the
     /// release folder, its environment); stdin and output pass through, and skiff exits
     /// with the command's code. No shell unless you run one (`-- sh -c '...'`)
-    ///
-    /// Example: skiff run blog.example.com -- python manage.py migrate --plan
+    #[command(after_help = "Examples:\n  \
+        skiff run -- python manage.py migrate --plan\n  \
+        skiff run blog.example.com --node web2 -- printenv")]
     Run {
-        /// The app's main host name
-        host: String,
+        /// The app: its folder, its name or its host [default: .]
+        #[arg(value_name = "APP")]
+        app: Option<String>,
         /// Node to run on [default: the app's first node]
         #[arg(long, value_name = "NODE")]
         node: Option<String>,
@@ -203,25 +235,26 @@ pub enum Command {
         command: Vec<String>,
     },
 
-    /// Open an interactive shell (bash, else sh) in HOST's current release on one node,
-    /// as the app runs, with a terminal
-    ///
-    /// Example: skiff shell blog.example.com --node web2
+    /// Open an interactive shell (bash, else sh) in the app's current release on one
+    /// node, as the app runs, with a terminal
+    #[command(after_help = "Example:\n  skiff shell blog --node web2")]
     Shell {
-        /// The app's main host name
-        host: String,
+        /// The app: its folder, its name or its host [default: .]
+        #[arg(value_name = "APP")]
+        app: Option<String>,
         /// Node to open it on [default: the app's first node]
         #[arg(long, value_name = "NODE")]
         node: Option<String>,
     },
 
-    /// Show HOST's logs from every node, merged by time, each line prefixed by its node:
-    /// access and error logs, workers' and cron jobs' journal, skiff's deploys
-    ///
-    /// Example: skiff logs blog.example.com -f --kind access --since 10m
+    /// Show the app's logs from every node, merged by time, each line prefixed by its
+    /// node: access and error logs, workers' and cron jobs' journal, skiff's deploys
+    #[command(after_help = "Example:
+  skiff logs blog -f --kind access --since 10m")]
     Logs {
-        /// The app's main host name
-        host: String,
+        /// The app: its folder, its name or its host [default: .]
+        #[arg(value_name = "APP")]
+        app: Option<String>,
         /// Keep showing new lines until Ctrl-C (which stops everything on the nodes)
         #[arg(short, long)]
         follow: bool,
@@ -240,6 +273,11 @@ pub enum Command {
     },
 }
 
+/// `rollback`'s examples (a const: `after_help` takes an expression).
+const APP_EXAMPLES_ROLLBACK: &str = "Examples:\n  \
+    skiff rollback                         # the app in this folder\n  \
+    skiff rollback blog                    # by name, host or folder";
+
 /// Runtimes an app can have; mirrors `runtime` in app.toml.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum RuntimeArg {
@@ -257,6 +295,7 @@ pub enum RuntimeArg {
 #[derive(Debug, Args)]
 pub struct InitArgs {
     /// Folder to scaffold (created when missing)
+    #[arg(default_value = ".")]
     pub dir: PathBuf,
     /// The app's runtime (asked on a terminal when omitted; required otherwise)
     #[arg(long, value_enum)]
@@ -278,9 +317,15 @@ pub struct ServeArgs {
     /// Port to listen on
     #[arg(long, short, default_value_t = 8000)]
     pub port: u16,
-    /// Address to listen on
-    #[arg(long, default_value = "127.0.0.1")]
-    pub host: String,
+    /// Address to listen on (`0.0.0.0` for every interface)
+    #[arg(
+        long,
+        default_value = "127.0.0.1",
+        value_name = "ADDR",
+        alias = "host",
+        alias = "bind"
+    )]
+    pub listen: String,
     /// Do not restart the runtime when files change
     #[arg(long)]
     pub no_reload: bool,
@@ -359,8 +404,9 @@ pub struct UpdateArgs {
     /// The app's folder
     #[arg(default_value = ".")]
     pub dir: PathBuf,
-    /// Host name to deploy (repeatable) [default: app.toml's hostnames]
-    #[arg(long = "host", value_name = "HOST")]
+    /// Host name to deploy (repeatable; the first is the main one) [default: app.toml's
+    /// hostnames]
+    #[arg(long = "hostname", value_name = "HOST", alias = "host")]
     pub hosts: Vec<String>,
     /// Node to deploy to (repeatable) [default: the default node]
     #[arg(long = "node", value_name = "NODE")]
@@ -413,8 +459,9 @@ pub enum ConfigAction {
 /// `skiff status`.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// One app's main host name [default: every app in cluster.toml]
-    pub host: Option<String>,
+    /// One app: its folder, its name or its host [default: every app in cluster.toml]
+    #[arg(value_name = "APP")]
+    pub app: Option<String>,
 }
 
 /// `skiff diff`.
@@ -428,27 +475,61 @@ pub struct DiffArgs {
     pub node: Option<String>,
 }
 
-/// A verb that takes one host name.
+/// A verb that acts on one deployed app (see [`crate::app_ref`]).
 #[derive(Debug, Args)]
-pub struct HostArgs {
-    /// The app's main host name
-    pub host: String,
+pub struct AppArgs {
+    /// The app: its folder (read from its app.toml), its name or its host [default: .]
+    #[arg(value_name = "APP")]
+    pub app: Option<String>,
 }
 
-/// `skiff activate`.
+/// `skiff destroy-app`: the app is never implied by the current folder.
+#[derive(Debug, Args)]
+pub struct DestroyAppArgs {
+    /// The app: its folder (`.` for this one), its name or its host
+    #[arg(value_name = "APP")]
+    pub app: String,
+}
+
+/// `skiff activate [APP] VERSION`.
 #[derive(Debug, Args)]
 pub struct ActivateArgs {
-    /// The app's main host name
-    pub host: String,
+    /// The app (its folder, name or host) [default: .], then the version; a lone number is
+    /// the version of the app in this folder
+    #[arg(value_name = "APP")]
+    pub app: Option<String>,
     /// Version number to make current
-    pub version: u32,
+    #[arg(value_name = "VERSION")]
+    pub version: Option<u32>,
+}
+
+impl ActivateArgs {
+    /// The app as given (`None`: this folder) and the version: `activate 3` means the
+    /// app in this folder, `activate blog 3` names it; no number is a usage error.
+    pub fn app_and_version(&self) -> Result<(Option<&str>, u32), String> {
+        let app = self.app.as_deref();
+        match (app, self.version) {
+            (app, Some(v)) => Ok((app, v)),
+            (Some(word), None) if word.parse::<u32>().is_ok() => {
+                Ok((None, word.parse().expect("checked")))
+            }
+            (Some(word), None) => Err(format!(
+                "no version number given: `skiff activate {word} VERSION` (see `skiff versions {word}`)"
+            )),
+            (None, None) => Err(
+                "no version number given: `skiff activate [APP] VERSION` (see `skiff versions`)"
+                    .to_string(),
+            ),
+        }
+    }
 }
 
 /// `skiff clean`.
 #[derive(Debug, Args)]
 pub struct CleanArgs {
-    /// The app's main host name
-    pub host: String,
+    /// The app: its folder, its name or its host [default: .]
+    #[arg(value_name = "APP")]
+    pub app: Option<String>,
     /// How many releases to keep (current and prev are always kept)
     #[arg(long, default_value_t = 5)]
     pub keep: u32,
@@ -457,8 +538,9 @@ pub struct CleanArgs {
 /// `skiff backup`.
 #[derive(Debug, Args)]
 pub struct BackupArgs {
-    /// The app's main host name
-    pub host: String,
+    /// The app: its folder, its name or its host [default: .]
+    #[arg(value_name = "APP")]
+    pub app: Option<String>,
     /// Folder to write the archive in [default: the current folder]
     #[arg(long, value_name = "DIR")]
     pub to: Option<PathBuf>,
@@ -469,8 +551,17 @@ pub struct BackupArgs {
 pub struct RestoreArgs {
     /// The archive `skiff backup` wrote
     pub archive: PathBuf,
-    /// The app's main host name
-    pub host: String,
+    /// The app: its folder, its name or its host [default: .]
+    #[arg(value_name = "APP")]
+    pub app: Option<String>,
+}
+
+/// `skiff man [VERB]`.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// A verb whose page to print (`skiff-VERB(1)`) [default: skiff's own page]
+    #[arg(value_name = "VERB")]
+    pub verb: Option<String>,
 }
 
 /// `skiff completions`.
@@ -503,19 +594,34 @@ mod tests {
         files
     }
 
-    /// Each `skiff VERB ...` the texts show the user: inside backticks anywhere, and
-    /// whole lines of Markdown (indented examples). Rust comments are for developers.
+    /// Each `skiff VERB ...` the texts show the user: inside backticks anywhere, whole
+    /// lines of Markdown (indented examples), and the example lines of help texts in
+    /// Rust strings (`after_help`: a piece of a string literal, between `\n`s, that
+    /// starts with `skiff `). Rust comments are for developers.
     fn shown_commands(file: &Path, text: &str) -> Vec<String> {
         let markdown = file.extension().is_some_and(|e| e == "md");
         let rust = file.extension().is_some_and(|e| e == "rs");
         let mut out = Vec::new();
+        // whether the line before ended in a string continuation (`\n  \`)
+        let mut continued = false;
         for line in text.lines() {
             let trimmed = line.trim_start();
+            let after_continuation = std::mem::replace(&mut continued, line.ends_with('\\'));
             if rust && trimmed.starts_with("//") {
                 continue;
             }
             if markdown && line.starts_with("    ") && trimmed.starts_with("skiff ") {
                 out.push(trimmed.split('#').next().unwrap_or("").to_string());
+            }
+            if rust {
+                for (i, piece) in line.split("\\n").enumerate() {
+                    let piece = piece.trim_start_matches([' ', '"', '\\']);
+                    let example_line = i > 0 || after_continuation;
+                    if example_line && piece.starts_with("skiff ") && !piece.contains('`') {
+                        let end = piece.find(['#', '"', '\\']).unwrap_or(piece.len());
+                        out.push(piece[..end].to_string());
+                    }
+                }
             }
             for (at, _) in line.match_indices("`skiff ") {
                 let rest = &line[at + 1..];
@@ -577,5 +683,142 @@ mod tests {
         }
         assert!(seen > 50, "the scan found only {seen} commands");
         assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    }
+
+    /// A shown command as argv, its placeholders (`HOST`, `NAME`, `{host}`) filled with
+    /// values clap accepts; `None` for a grammar (`[--reveal] | get NAME`) or a
+    /// fragment (`skiff ... --json`) rather than a command to type.
+    fn as_argv(shown: &str) -> Option<Vec<String>> {
+        let mut argv = Vec::new();
+        for word in shown.split_whitespace() {
+            if ["|", "&&", ">", "<", ";", "#"].contains(&word) {
+                break;
+            }
+            if word.contains('[') || word.contains("...") || word.contains('|') {
+                return None;
+            }
+            let word = word.trim_end_matches([',', ')', ':', ';']);
+            let placeholder = word.chars().any(|c| c.is_ascii_uppercase())
+                && word
+                    .chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+            let filled = if word.contains('{') {
+                // a format argument: a number where the texts put one
+                let numeric = ["{}", "{n}", "{version}", "{port}"].contains(&word);
+                if numeric { "3" } else { "blog" }.to_string()
+            } else if !placeholder {
+                word.to_string()
+            } else {
+                match word {
+                    "N" | "V" | "VERSION" => "3",
+                    "AGE" => "10m",
+                    "RUNTIME" => "python",
+                    "WHEN" => "never",
+                    "SHELL" => "bash",
+                    _ => "x",
+                }
+                .to_string()
+            };
+            argv.push(filled);
+        }
+        Some(argv)
+    }
+
+    /// Every command the texts show parses as skiff's CLI would parse it (issue 17:
+    /// hints named `skiff setup-node --node NAME` and `skiff create-node NAME`, which
+    /// clap or the verb refuse): each is run through `try_get_matches_from`.
+    #[test]
+    fn texts_show_commands_that_parse() {
+        let mut failed = Vec::new();
+        let mut parsed = 0;
+        for file in texts() {
+            let Ok(text) = std::fs::read_to_string(&file) else {
+                continue;
+            };
+            for shown in shown_commands(&file, &text) {
+                let Some(argv) = as_argv(&shown) else {
+                    continue;
+                };
+                // `skiff ...` alone, or prose such as `skiff provisions` in a sentence
+                let Some(verb) = argv.get(1) else { continue };
+                if Cli::command().find_subcommand(verb).is_none() {
+                    continue;
+                }
+                parsed += 1;
+                if let Err(e) = Cli::command().try_get_matches_from(&argv) {
+                    use clap::error::ErrorKind;
+                    let shows_help = matches!(
+                        e.kind(),
+                        ErrorKind::DisplayHelp
+                            | ErrorKind::DisplayVersion
+                            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+                    );
+                    // `skiff run` alone in a sentence names the verb, and `skiff
+                    // setup-node --apt-proxy` a flag: mentions, not command lines
+                    let mention = (argv.len() == 2
+                        && e.kind() == ErrorKind::MissingRequiredArgument)
+                        || (argv.last().is_some_and(|w| w.starts_with("--"))
+                            && e.kind() == ErrorKind::InvalidValue);
+                    if mention {
+                        continue;
+                    }
+                    if !shows_help {
+                        failed.push(format!(
+                            "{}: `{shown}`: {}",
+                            file.display(),
+                            e.render().to_string().lines().next().unwrap_or("")
+                        ));
+                    }
+                }
+            }
+        }
+        assert!(parsed > 80, "the scan parsed only {parsed} commands");
+        assert!(failed.is_empty(), "{}", failed.join("\n"));
+    }
+
+    /// `activate [APP] VERSION`: a lone number is the version of this folder's app.
+    #[test]
+    fn activate_takes_an_optional_app_before_the_version() {
+        use clap::Parser;
+        let parsed = |argv: &[&str]| match Cli::try_parse_from(argv).unwrap().command {
+            super::Command::Activate(a) => a
+                .app_and_version()
+                .map(|(app, v)| (app.map(str::to_string), v)),
+            _ => unreachable!(),
+        };
+        assert_eq!(parsed(&["skiff", "activate", "3"]), Ok((None, 3)));
+        assert_eq!(
+            parsed(&["skiff", "activate", "blog", "3"]),
+            Ok((Some("blog".into()), 3))
+        );
+        assert!(
+            parsed(&["skiff", "activate", "blog"])
+                .unwrap_err()
+                .contains("VERSION")
+        );
+        assert!(
+            parsed(&["skiff", "activate"])
+                .unwrap_err()
+                .contains("VERSION")
+        );
+    }
+
+    /// The placeholder filling itself.
+    #[test]
+    fn shown_commands_become_argv() {
+        assert_eq!(
+            as_argv("skiff activate HOST N").unwrap(),
+            ["skiff", "activate", "x", "3"]
+        );
+        assert_eq!(
+            as_argv("skiff config {host} set A=1 # note").unwrap(),
+            ["skiff", "config", "blog", "set", "A=1"]
+        );
+        assert!(as_argv("skiff logs HOST [-f]").is_none());
+        let rust = "after_help = \"Example:\\n  skiff clean blog --keep 3\\n  skiff man\")]";
+        assert_eq!(
+            shown_commands(Path::new("x.rs"), rust),
+            ["skiff clean blog --keep 3", "skiff man"]
+        );
     }
 }

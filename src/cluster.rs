@@ -356,6 +356,9 @@ pub fn default_state_path(flag: Option<&Path>) -> Result<PathBuf> {
     if let Some(p) = flag {
         return Ok(p.to_path_buf());
     }
+    if let Some(p) = std::env::var_os("SKIFF_STATE").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(p));
+    }
     let base = match std::env::var_os("XDG_CONFIG_HOME").filter(|v| !v.is_empty()) {
         Some(x) => PathBuf::from(x),
         None => match std::env::var_os("HOME").filter(|v| !v.is_empty()) {

@@ -99,6 +99,19 @@ pub fn finish_stdout() -> std::io::Result<()> {
     }
 }
 
+/// `value` as an object with a `type` field (see [`Printer::json_value`]).
+fn typed(kind: &str, value: &serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::Object(map) => {
+            let mut map = map.clone();
+            map.entry("type")
+                .or_insert_with(|| serde_json::Value::String(kind.to_string()));
+            serde_json::Value::Object(map)
+        }
+        other => serde_json::json!({ "type": kind, "value": other }),
+    }
+}
+
 const GREEN: &str = "\x1b[1;32m";
 const YELLOW: &str = "\x1b[1;33m";
 const RED: &str = "\x1b[1;31m";
@@ -279,9 +292,13 @@ impl Printer {
         self.out(format!("{text}\n").as_bytes());
     }
 
-    /// Data for stdout as one JSON document.
-    pub fn json_value(&self, value: &serde_json::Value) {
-        self.out(format!("{value}\n").as_bytes());
+    /// Data for stdout as one JSON document: an object with a `type` field, as every
+    /// JSON value skiff prints is (README, "JSON output"). `kind` becomes its `type`
+    /// unless the value has one (serve's events are tagged by their own type); a value
+    /// that is not an object goes under `value`.
+    pub fn json_value(&self, kind: &str, value: &serde_json::Value) {
+        let doc = typed(kind, value);
+        self.out(format!("{doc}\n").as_bytes());
     }
 
     /// Data for stdout as it is: a generated document (completions, the man page).
@@ -379,11 +396,15 @@ mod tests {
     #[test]
     fn json_mode_puts_documents_and_errors_on_stdout() {
         let (p, c) = Printer::capture(&flags(true, false, 0, ColorChoice::Auto));
-        p.json_value(&serde_json::json!({"app": "blog", "version": 3}));
+        p.json_value("update", &serde_json::json!({"app": "blog", "version": 3}));
+        p.json_value("listening", &serde_json::json!({"type": "access"}));
+        p.json_value("list-nodes", &serde_json::json!([1]));
         p.error(&Error::usage("bad", "do this"));
         assert_eq!(
             c.stdout(),
-            "{\"app\":\"blog\",\"version\":3}\n\
+            "{\"app\":\"blog\",\"type\":\"update\",\"version\":3}\n\
+             {\"type\":\"access\"}\n\
+             {\"type\":\"list-nodes\",\"value\":[1]}\n\
              {\"exit_code\":2,\"hint\":\"do this\",\"message\":\"bad\",\"type\":\"error\"}\n"
         );
         assert_eq!(c.stderr(), "error: bad\n\nhint: do this\n");

@@ -42,6 +42,13 @@ pub struct Written {
     pub files: Vec<PathBuf>,
     /// Those of `files` that existed before (only with `force`).
     pub overwritten: Vec<PathBuf>,
+    /// Files another runtime's scaffold wrote, unchanged, removed (only with `force`):
+    /// `init --force` from static to python must not leave `static/index.html`, which
+    /// would answer `/` before the app.
+    pub removed: Vec<PathBuf>,
+    /// Files another runtime's scaffold wrote that the user changed since: kept, and
+    /// named so the user decides.
+    pub kept: Vec<PathBuf>,
 }
 
 /// The app name for `dir`: `--name` when given, else the folder's own name. Either is
@@ -202,6 +209,11 @@ pub fn write(plan: &Plan, force: bool) -> Result<Written> {
             "pass `--force` to overwrite, or choose another folder",
         ));
     }
+    let (removed, kept) = if force {
+        other_scaffolds(plan)
+    } else {
+        (Vec::new(), Vec::new())
+    };
     let mut written = Vec::new();
     for (rel, contents) in &plan.files {
         let target = plan.dir.join(rel);
@@ -226,10 +238,80 @@ pub fn write(plan: &Plan, force: bool) -> Result<Written> {
         file.write_all(contents.as_bytes()).map_err(write_err)?;
         written.push(rel.clone());
     }
+    for rel in &removed {
+        let target = plan.dir.join(rel);
+        fs::remove_file(&target).map_err(|source| Error::Write {
+            path: target.clone(),
+            source,
+        })?;
+        // a folder only that scaffold made (`public/`) goes too once empty
+        if let Some(parent) = rel.parent().filter(|p| !p.as_os_str().is_empty()) {
+            let _ = fs::remove_dir(plan.dir.join(parent));
+        }
+    }
     Ok(Written {
         files: written,
         overwritten: existing,
+        removed,
+        kept,
     })
+}
+
+/// The files of the other runtimes' scaffolds (for the plan's name, or the name in the
+/// app.toml being replaced) that are in the folder and not in the plan: those still
+/// exactly as skiff wrote them (to remove), and those changed since (to keep).
+fn other_scaffolds(plan: &Plan) -> (Vec<PathBuf>, Vec<PathBuf>) {
+    let mut names = vec![plan.name.clone()];
+    let old = fs::read_to_string(plan.dir.join(FILE_NAME))
+        .ok()
+        .and_then(|text| text.parse::<toml::Table>().ok())
+        .and_then(|t| t.get("name").and_then(|n| n.as_str()).map(str::to_string));
+    names.extend(old.filter(|o| *o != plan.name));
+    let ours: Vec<&PathBuf> = plan.files.iter().map(|(rel, _)| rel).collect();
+    let (mut removed, mut kept) = (Vec::new(), Vec::new());
+    for runtime in [
+        Runtime::Python,
+        Runtime::Php,
+        Runtime::Ruby,
+        Runtime::Static,
+    ] {
+        if runtime == plan.runtime {
+            continue;
+        }
+        for (rel, _) in plan_files(&plan.dir, runtime, &names) {
+            if ours.contains(&&rel) || removed.contains(&rel) || kept.contains(&rel) {
+                continue;
+            }
+            let Ok(on_disk) = fs::read(plan.dir.join(&rel)) else {
+                continue;
+            };
+            let unchanged = names.iter().any(|name| {
+                self::plan(&plan.dir, name, runtime)
+                    .files
+                    .iter()
+                    .any(|(r, text)| *r == rel && text.as_bytes() == on_disk.as_slice())
+            });
+            if unchanged {
+                removed.push(rel);
+            } else {
+                kept.push(rel);
+            }
+        }
+    }
+    (removed, kept)
+}
+
+/// Every file path the scaffold of `runtime` writes (for any of `names`).
+fn plan_files(dir: &Path, runtime: Runtime, names: &[String]) -> Vec<(PathBuf, String)> {
+    let mut files: Vec<(PathBuf, String)> = Vec::new();
+    for name in names {
+        for (rel, text) in plan(dir, name, runtime).files {
+            if !files.iter().any(|(r, _)| *r == rel) {
+                files.push((rel, text));
+            }
+        }
+    }
+    files
 }
 
 /// app.toml with a comment on every key, so the file documents itself.
@@ -305,8 +387,9 @@ rackup = "config.ru"
         r#"
 # Plain settings for the app's environment, as strings of one line (at most 16 KiB
 # each; a larger one belongs in a file shipped with the app). Secrets do not belong
-# here: put them on the node as `KEY=VALUE` lines in /etc/skiff/env/{name}.env, which
-# each deploy snapshots for the new release. Names use A-Z, a-z, 0-9 and `_`;
+# here: once the app is deployed, run `skiff config set NAME=VALUE` in this folder (or
+# `skiff config {name} set NAME=VALUE` anywhere); it keeps them on the node, in
+# /etc/skiff/env/{name}.env, and rolls them out. Names use A-Z, a-z, 0-9 and `_`;
 # SKIFF_* is reserved: skiff sets SKIFF_APP, SKIFF_VERSION, SKIFF_HOST and
 # SKIFF_CANONICAL_HOST itself.
 [env]

@@ -13,6 +13,9 @@ mod nodes;
 #[path = "integration/init.rs"]
 mod init;
 
+#[path = "integration/cli.rs"]
+mod cli;
+
 #[path = "integration/state.rs"]
 mod state;
 

@@ -1,27 +1,29 @@
-//! `skiff backup HOST [--to DIR]`: HOST's services into one archive on this machine.
+//! `skiff backup [APP] [--to DIR]`: the app's services into one archive on this machine.
 
 use std::sync::Arc;
 
 use indicatif::HumanBytes;
 
-use crate::cli::BackupArgs;
 use crate::cluster::StateFile;
 use crate::deploy::backup::{self, BackupProgress, ProgressFn};
 use crate::error::Result;
 use crate::printer::Printer;
 use crate::transport;
 
-/// Runs `skiff backup`.
-pub fn run(state: &StateFile, args: &BackupArgs, printer: &Printer) -> Result<()> {
+/// Runs `skiff backup` of the app at `host`, into `to` (else the current folder).
+pub fn run(
+    state: &StateFile,
+    host: &str,
+    to: Option<&std::path::Path>,
+    printer: &Printer,
+) -> Result<()> {
     let progress = progress_line(printer, "Backing up");
-    let report = transport::block_on(backup::backup(
-        state,
-        &args.host,
-        args.to.as_deref(),
-        progress,
-    ))??;
+    let report = transport::block_on(backup::backup(state, host, to, progress))??;
     if printer.json() {
-        printer.json_value(&serde_json::to_value(&report).expect("report serializes"));
+        printer.json_value(
+            "backup",
+            &serde_json::to_value(&report).expect("report serializes"),
+        );
         return Ok(());
     }
     for part in &report.parts {

@@ -21,7 +21,10 @@ pub fn run(state: &StateFile, host: &str, action: &ConfigAction, printer: &Print
                 .map(|(k, v)| (k, if *reveal { v.clone() } else { mask(v) }))
                 .collect();
             if printer.json() {
-                printer.json_value(&serde_json::to_value(&shown).expect("map serializes"));
+                printer.json_value(
+                    "config-list",
+                    &serde_json::json!({ "host": host, "vars": shown }),
+                );
             } else if shown.is_empty() {
                 printer.status("Config", format!("{host} has no node-side variables"));
             } else {
@@ -40,7 +43,10 @@ pub fn run(state: &StateFile, host: &str, action: &ConfigAction, printer: &Print
                 )
             })?;
             if printer.json() {
-                printer.json_value(&serde_json::json!({ name: value }));
+                printer.json_value(
+                    "config-get",
+                    &serde_json::json!({ "host": host, "name": name, "value": value }),
+                );
             } else {
                 printer.data(value);
             }
@@ -86,8 +92,14 @@ fn change(
     let nodes = transport::block_on(config::apply(state, host, &change))??;
     if no_deploy {
         if printer.json() {
-            printer
-                .json_value(&serde_json::json!({ "host": host, "names": names, "nodes": nodes }));
+            let kind = match verb {
+                "Set" => "config-set",
+                _ => "config-unset",
+            };
+            printer.json_value(
+                kind,
+                &serde_json::json!({ "host": host, "names": names, "nodes": nodes }),
+            );
         } else {
             printer.status(
                 verb,

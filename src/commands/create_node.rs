@@ -27,17 +27,20 @@ pub fn run(state: &StateFile, args: &CreateNodeArgs, printer: &Printer) -> Resul
     let created = transport::block_on(providers::create(&req, state, &mut status))??;
     let node = &created.node;
     if printer.json() {
-        printer.json_value(&serde_json::json!({
-            "name": created.name,
-            "provider": node.provider.to_string(),
-            "address": node.address,
-            "user": node.user,
-            "port": node.port,
-            "os": node.os,
-            "host_key": node.host_key,
-            "previous_host_key": created.previous_host_key,
-            "provider_data": node.provider_data,
-        }));
+        printer.json_value(
+            "create-node",
+            &serde_json::json!({
+                "name": created.name,
+                "provider": node.provider.to_string(),
+                "address": node.address,
+                "user": node.user,
+                "port": node.port,
+                "os": node.os,
+                "host_key": node.host_key,
+                "previous_host_key": created.previous_host_key,
+                "provider_data": node.provider_data,
+            }),
+        );
         return Ok(());
     }
     let key = node.host_key.as_deref().unwrap_or("-");

@@ -12,7 +12,7 @@ pub fn run(state: &StateFile, name: &str, printer: &Printer) -> Result<()> {
         Ok(())
     })?;
     if printer.json() {
-        printer.json_value(&serde_json::json!({ "default_node": name }));
+        printer.json_value("default-node", &serde_json::json!({ "default_node": name }));
     } else {
         printer.status("Default", format!("node is now `{name}`"));
     }

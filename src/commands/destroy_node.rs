@@ -58,13 +58,16 @@ pub fn run(state: &StateFile, name: &str, printer: &Printer) -> Result<()> {
         ));
     }
     if printer.json() {
-        printer.json_value(&serde_json::json!({
-            "name": done.name,
-            "provider": done.provider.to_string(),
-            "destroyed": done.provider != Provider::Ssh,
-            "apps": done.apps,
-            "was_default": done.was_default,
-        }));
+        printer.json_value(
+            "destroy-node",
+            &serde_json::json!({
+                "name": done.name,
+                "provider": done.provider.to_string(),
+                "destroyed": done.provider != Provider::Ssh,
+                "apps": done.apps,
+                "was_default": done.was_default,
+            }),
+        );
         return Ok(());
     }
     match done.provider {

@@ -16,7 +16,10 @@ pub fn run(state: &StateFile, args: &DiffArgs, printer: &Printer) -> Result<()> 
         args.node.clone(),
     ))??;
     if printer.json() {
-        printer.json_value(&serde_json::to_value(&report).expect("report serializes"));
+        printer.json_value(
+            "diff",
+            &serde_json::to_value(&report).expect("report serializes"),
+        );
         return Ok(());
     }
     let against = match report.current {

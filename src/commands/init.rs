@@ -1,7 +1,9 @@
-//! `skiff init DIR [--runtime R] [--name NAME] [--force]`: scaffold an app.
+//! `skiff init [DIR] [--runtime R] [--name NAME] [--force]`: scaffold an app (in the
+//! current folder by default).
 //!
-//! Asks for the runtime on a terminal when `--runtime` is missing; without a terminal it
-//! never prompts and fails naming `--runtime`, so scripts cannot hang.
+//! Asks for the runtime on a terminal when `--runtime` is missing (typed: a name or a
+//! prefix of one); without a terminal it never prompts and fails naming `--runtime`, so
+//! scripts cannot hang.
 
 use crate::app_config::Runtime;
 use crate::cli::{InitArgs, RuntimeArg};
@@ -27,6 +29,18 @@ pub fn run(args: &InitArgs, printer: &Printer) -> Result<()> {
     };
     let plan = scaffold::plan(&args.dir, &name, runtime);
     let written = scaffold::write(&plan, args.force)?;
+    // warnings go to stderr, with --json too
+    for file in &written.kept {
+        printer.warn(format!(
+            "kept `{}`: another runtime's scaffold file that you changed; remove it if the new app does not need it{}",
+            plan.dir.join(file).display(),
+            if file.starts_with(scaffold::STATIC_DIR) {
+                " (static/ is served before the app)"
+            } else {
+                ""
+            }
+        ));
+    }
     if printer.json() {
         let files: Vec<String> = written
             .files
@@ -38,14 +52,19 @@ pub fn run(args: &InitArgs, printer: &Printer) -> Result<()> {
             .iter()
             .map(|f| f.display().to_string())
             .collect();
-        printer.json_value(&serde_json::json!({
-            "dir": plan.dir.display().to_string(),
-            "name": plan.name,
-            "runtime": plan.runtime.to_string(),
-            "hostnames": plan.hostnames,
-            "files": files,
-            "overwritten": overwritten,
-        }));
+        printer.json_value(
+            "init",
+            &serde_json::json!({
+                "dir": plan.dir.display().to_string(),
+                "name": plan.name,
+                "runtime": plan.runtime.to_string(),
+                "hostnames": plan.hostnames,
+                "files": files,
+                "overwritten": overwritten,
+                "removed": shown(&written.removed),
+                "kept": shown(&written.kept),
+            }),
+        );
         return Ok(());
     }
     for file in &written.files {
@@ -56,14 +75,26 @@ pub fn run(args: &InitArgs, printer: &Printer) -> Result<()> {
         };
         printer.status(verb, plan.dir.join(file).display());
     }
-    printer.status(
-        "Ready",
-        format!(
-            "`{name}` ({runtime}); try `skiff serve {}`",
-            plan.dir.display()
-        ),
-    );
+    for file in &written.removed {
+        printer.status(
+            "Removed",
+            format!(
+                "{} (another runtime's scaffold, unchanged)",
+                plan.dir.join(file).display()
+            ),
+        );
+    }
+    let serve = if plan.dir == std::path::Path::new(".") {
+        "skiff serve".to_string()
+    } else {
+        format!("skiff serve {}", plan.dir.display())
+    };
+    printer.status("Ready", format!("`{name}` ({runtime}); try `{serve}`"));
     Ok(())
+}
+
+fn shown(files: &[std::path::PathBuf]) -> Vec<String> {
+    files.iter().map(|f| f.display().to_string()).collect()
 }
 
 fn from_arg(arg: RuntimeArg) -> Runtime {
@@ -75,7 +106,28 @@ fn from_arg(arg: RuntimeArg) -> Runtime {
     }
 }
 
-/// Asks for the runtime on the terminal; refuses without one.
+/// The runtime a typed answer names: its name or a prefix of one (`p` is ambiguous).
+fn typed_runtime(answer: &str) -> Option<Runtime> {
+    let answer = answer.trim().to_ascii_lowercase();
+    if answer.is_empty() {
+        return None;
+    }
+    let mut matches = CHOICES
+        .iter()
+        .map(|(r, _)| *r)
+        .filter(|r| r.as_str().starts_with(&answer));
+    let first = matches.next()?;
+    // an exact name wins over a longer one it starts (none today, but keep it so)
+    if first.as_str() == answer || matches.next().is_none() {
+        Some(first)
+    } else {
+        None
+    }
+}
+
+/// Asks for the runtime on the terminal (a typed answer: a name or a prefix of one,
+/// Enter for python); refuses without one. Ctrl-C leaves the terminal as it was, the
+/// cursor shown.
 fn ask_runtime(printer: &Printer) -> Result<Runtime> {
     if !printer.interactive() {
         return Err(Error::usage(
@@ -83,16 +135,51 @@ fn ask_runtime(printer: &Printer) -> Result<Runtime> {
             "pass `--runtime python`, `--runtime php`, `--runtime ruby` or `--runtime static`",
         ));
     }
-    let labels: Vec<&str> = CHOICES.iter().map(|(_, label)| *label).collect();
-    let picked = dialoguer::Select::new()
+    let term = dialoguer::console::Term::stderr();
+    for (_, label) in CHOICES {
+        let _ = term.write_line(&format!("  {label}"));
+    }
+    let answer = dialoguer::Input::<String>::new()
         .with_prompt("Runtime of the new app")
-        .items(&labels)
-        .default(0)
-        .interact_opt()
-        .map_err(|e| Error::failed(format!("could not read the answer: {e}")))?;
-    match picked {
-        Some(i) => Ok(CHOICES[i].0),
-        // Esc or q: the user backed out.
-        None => Err(Error::Interrupted),
+        .default(Runtime::Python.as_str().to_string())
+        .validate_with(|typed: &String| -> std::result::Result<(), String> {
+            match typed_runtime(typed) {
+                Some(_) => Ok(()),
+                None => Err(format!(
+                    "`{typed}` is not a runtime: type python, php, ruby or static"
+                )),
+            }
+        })
+        .interact_text_on(&term);
+    // Whatever happened (Ctrl-C included), the cursor is visible again.
+    let _ = term.show_cursor();
+    match answer {
+        Ok(typed) => typed_runtime(&typed).ok_or_else(|| {
+            Error::usage(
+                format!("`{typed}` is not a runtime"),
+                "pass `--runtime python`, `--runtime php`, `--runtime ruby` or `--runtime static`",
+            )
+        }),
+        Err(dialoguer::Error::IO(e)) if e.kind() == std::io::ErrorKind::Interrupted => {
+            let _ = term.write_line("");
+            Err(Error::Interrupted)
+        }
+        Err(e) => Err(Error::failed(format!("could not read the answer: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typed_answers_name_runtimes() {
+        assert_eq!(typed_runtime("php"), Some(Runtime::Php));
+        assert_eq!(typed_runtime(" Ruby "), Some(Runtime::Ruby));
+        assert_eq!(typed_runtime("py"), Some(Runtime::Python));
+        assert_eq!(typed_runtime("s"), Some(Runtime::Static));
+        assert_eq!(typed_runtime("p"), None, "python or php");
+        assert_eq!(typed_runtime("go"), None);
+        assert_eq!(typed_runtime(""), None);
     }
 }

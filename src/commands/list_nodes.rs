@@ -1,4 +1,5 @@
-//! `skiff list-nodes`: the cluster's nodes as a table, or a JSON array with `--json`.
+//! `skiff list-nodes`: the cluster's nodes as a table, or with `--json` one object whose
+//! `nodes` array lists them.
 
 use crate::cluster::StateFile;
 use crate::error::Result;
@@ -25,13 +26,13 @@ pub fn run(state: &StateFile, printer: &Printer) -> Result<()> {
                 })
             })
             .collect();
-        printer.json_value(&serde_json::Value::Array(nodes));
+        printer.json_value("list-nodes", &serde_json::json!({ "nodes": nodes }));
         return Ok(());
     }
     if cluster.nodes.is_empty() {
         printer.status(
             "Empty",
-            "no nodes yet; add one with `skiff create-node NAME`",
+            "no nodes yet; add a server you have with `skiff create-node NAME --host ADDRESS`, or a throwaway local one (as root) with `skiff create-node NAME --provider local`",
         );
         return Ok(());
     }

@@ -1,4 +1,5 @@
-//! `skiff logs`: `NODE | LINE`, or JSON lines `{node, time, kind, line}` with `--json`.
+//! `skiff logs`: `NODE | LINE`, or JSON lines `{type: "log", node, time, kind, line}`
+//! with `--json`.
 
 use crate::cluster::StateFile;
 use crate::error::Result;
@@ -22,7 +23,10 @@ pub fn kind(word: &str) -> Option<LogKind> {
 pub fn run(state: &StateFile, req: LogsRequest, printer: &Printer) -> Result<()> {
     let mut show = |line: LogLine| {
         if printer.json() {
-            printer.json_value(&serde_json::to_value(&line).expect("a log line serializes"));
+            printer.json_value(
+                "log",
+                &serde_json::to_value(&line).expect("a log line serializes"),
+            );
         } else {
             printer.data(format!("{} | {}", line.node, line.line));
         }

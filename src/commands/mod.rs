@@ -1,10 +1,11 @@
 //! One file per verb. Each parses nothing (clap did), calls one library function and
 //! renders its result through the [`Printer`].
 
+use crate::app_ref;
 use crate::cli::{Cli, Command};
 use crate::cluster::{self, StateFile};
 use crate::deploy::Choice;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::operate;
 use crate::printer::Printer;
 
@@ -39,52 +40,99 @@ pub fn dispatch(cli: &Cli, printer: &Printer) -> Result<()> {
         Command::Serve(args) => serve::run(args, printer),
         Command::Update(args) => update::run(&state_file(cli)?, args, printer),
         Command::Rollback(args) => {
-            versions::activate(&state_file(cli)?, &args.host, Choice::Prev, printer)
+            let (state, host) = app(cli, args.app.as_deref())?;
+            versions::activate(&state, &host, Choice::Prev, printer)
         }
-        Command::Activate(args) => versions::activate(
-            &state_file(cli)?,
-            &args.host,
-            Choice::Version(args.version),
-            printer,
-        ),
-        Command::Versions(args) => versions::versions(&state_file(cli)?, &args.host, printer),
-        Command::Status(args) => status::run(&state_file(cli)?, args.host.as_deref(), printer),
+        Command::Activate(args) => {
+            let (given, version) = args
+                .app_and_version()
+                .map_err(|m| Error::usage(m, "e.g. `skiff activate 3` in the app's folder"))?;
+            let (state, host) = app(cli, given)?;
+            versions::activate(&state, &host, Choice::Version(version), printer)
+        }
+        Command::Versions(args) => {
+            let (state, host) = app(cli, args.app.as_deref())?;
+            versions::versions(&state, &host, printer)
+        }
+        Command::Status(args) => {
+            let state = state_file(cli)?;
+            let host = match &args.app {
+                Some(given) => Some(app_ref::resolve(&state.load()?, Some(given))?.host),
+                None => None,
+            };
+            status::run(&state, host.as_deref(), printer)
+        }
         Command::Diff(args) => diff::run(&state_file(cli)?, args, printer),
-        Command::History(args) => versions::history(&state_file(cli)?, &args.host, printer),
-        Command::DestroyApp(args) => destroy_app::run(&state_file(cli)?, &args.host, printer),
-        Command::Clean(args) => versions::clean(&state_file(cli)?, &args.host, args.keep, printer),
-        Command::Backup(args) => backup::run(&state_file(cli)?, args, printer),
-        Command::Restore(args) => restore::run(&state_file(cli)?, args, printer),
+        Command::History(args) => {
+            let (state, host) = app(cli, args.app.as_deref())?;
+            versions::history(&state, &host, printer)
+        }
+        Command::DestroyApp(args) => {
+            let (state, host) = app(cli, Some(&args.app))?;
+            destroy_app::run(&state, &host, printer)
+        }
+        Command::Clean(args) => {
+            let (state, host) = app(cli, args.app.as_deref())?;
+            versions::clean(&state, &host, args.keep, printer)
+        }
+        Command::Backup(args) => {
+            let (state, host) = app(cli, args.app.as_deref())?;
+            backup::run(&state, &host, args.to.as_deref(), printer)
+        }
+        Command::Restore(args) => {
+            let (state, host) = app(cli, args.app.as_deref())?;
+            restore::run(&state, &args.archive, &host, printer)
+        }
         Command::Completions(args) => completions::completions(args.shell, printer),
-        Command::Man => completions::man(printer),
-        Command::Config { host, action } => config::run(&state_file(cli)?, host, action, printer),
+        Command::Man(args) => completions::man(args.verb.as_deref(), printer),
+        Command::Config { app: given, action } => {
+            let (state, host) = app(cli, given.as_deref())?;
+            config::run(&state, &host, action, printer)
+        }
         Command::Run {
-            host,
+            app: given,
             node,
             version,
             command,
-        } => run::run(&state_file(cli)?, host, node.as_deref(), *version, command),
-        Command::Shell { host, node } => run::shell(&state_file(cli)?, host, node.as_deref()),
+        } => {
+            let (state, host) = app(cli, given.as_deref())?;
+            run::run(&state, &host, node.as_deref(), *version, command)
+        }
+        Command::Shell { app: given, node } => {
+            let (state, host) = app(cli, given.as_deref())?;
+            run::shell(&state, &host, node.as_deref())
+        }
         Command::Logs {
-            host,
+            app: given,
             follow,
             since,
             node,
             kind,
             lines,
-        } => logs::run(
-            &state_file(cli)?,
-            operate::LogsRequest {
-                host: host.clone(),
-                node: node.clone(),
-                kinds: kind.iter().filter_map(|k| logs::kind(k)).collect(),
-                since: *since,
-                lines: *lines,
-                follow: *follow,
-            },
-            printer,
-        ),
+        } => {
+            let (state, host) = app(cli, given.as_deref())?;
+            logs::run(
+                &state,
+                operate::LogsRequest {
+                    host,
+                    node: node.clone(),
+                    kinds: kind.iter().filter_map(|k| logs::kind(k)).collect(),
+                    since: *since,
+                    lines: *lines,
+                    follow: *follow,
+                },
+                printer,
+            )
+        }
     }
+}
+
+/// The state file and the main host of the deployed app the user named (a folder, a
+/// name or a host; this folder when `None`), through the one resolver, [`app_ref`].
+fn app(cli: &Cli, given: Option<&str>) -> Result<(StateFile, String)> {
+    let state = state_file(cli)?;
+    let host = app_ref::resolve(&state.load()?, given)?.host;
+    Ok((state, host))
 }
 
 /// The state file chosen by `--state`, `SKIFF_STATE` or the XDG default.

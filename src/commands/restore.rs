@@ -1,8 +1,8 @@
-//! `skiff restore ARCHIVE HOST`: a backup's data back into HOST's services (asks first).
+//! `skiff restore ARCHIVE [APP]`: a backup's data back into the app's services (asks
+//! first).
 
 use indicatif::HumanBytes;
 
-use crate::cli::RestoreArgs;
 use crate::cluster::StateFile;
 use crate::deploy::backup;
 use crate::error::{Error, Result};
@@ -13,9 +13,14 @@ use super::backup::progress_line;
 
 /// Runs `skiff restore`: opens the archive and checks it belongs to HOST's app, asks,
 /// then restores (every part's sha256 is checked before the node is touched).
-pub fn run(state: &StateFile, args: &RestoreArgs, printer: &Printer) -> Result<()> {
-    let archive = backup::open_archive(&args.archive)?;
-    let app = backup::check_app(state, &args.host, &archive)?;
+pub fn run(
+    state: &StateFile,
+    archive_path: &std::path::Path,
+    host: &str,
+    printer: &Printer,
+) -> Result<()> {
+    let archive = backup::open_archive(archive_path)?;
+    let app = backup::check_app(state, host, &archive)?;
     let m = &archive.manifest;
     let services: Vec<String> = m
         .parts
@@ -28,7 +33,7 @@ pub fn run(state: &StateFile, args: &RestoreArgs, printer: &Printer) -> Result<(
         .unwrap_or_default();
     let question = format!(
         "Replace the data of app `{app}` ({}): {} with the backup taken {}{version}?",
-        args.host,
+        host,
         services.join(", "),
         m.time
     );
@@ -36,9 +41,12 @@ pub fn run(state: &StateFile, args: &RestoreArgs, printer: &Printer) -> Result<(
         return Err(Error::Interrupted);
     }
     let progress = progress_line(printer, "Restoring");
-    let report = transport::block_on(backup::restore(state, &args.host, &archive, progress))??;
+    let report = transport::block_on(backup::restore(state, host, &archive, progress))??;
     if printer.json() {
-        printer.json_value(&serde_json::to_value(&report).expect("report serializes"));
+        printer.json_value(
+            "restore",
+            &serde_json::to_value(&report).expect("report serializes"),
+        );
         return Ok(());
     }
     for part in &report.parts {

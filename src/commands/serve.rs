@@ -1,6 +1,7 @@
 //! `skiff serve`: runs the app locally (see [`crate::dev_server`]) and renders its
 //! events: status lines and the access log on stderr, or JSON Lines on stdout with
-//! `--json`. Ctrl-C (or SIGTERM) stops the app's process and exits 0.
+//! `--json`. Ctrl-C (or SIGTERM) stops the app's process and exits 130, as an
+//! interrupted skiff does (README, "Exit codes").
 
 use std::sync::Arc;
 
@@ -21,7 +22,7 @@ pub fn run(args: &ServeArgs, printer: &Printer) -> Result<()> {
         let shutdown = shutdown_signal()?;
         let options = Options {
             dir: args.dir.clone(),
-            host: args.host.clone(),
+            host: args.listen.clone(),
             port: args.port,
             reload: !args.no_reload,
         };
@@ -30,7 +31,11 @@ pub fn run(args: &ServeArgs, printer: &Printer) -> Result<()> {
             printer.status("Stopped", "the app and every process it started");
         }
         Ok(())
-    })
+    })?;
+    // Only a signal ends serve without an error: exit as interrupted, with no error
+    // line (stopping serve is how it is used, not a failure).
+    let _ = crate::printer::finish_stdout();
+    std::process::exit(crate::error::EXIT_INTERRUPTED)
 }
 
 /// Resolves on the first SIGINT or SIGTERM. The handlers are installed now, so a
@@ -55,7 +60,7 @@ fn sink(printer: &Printer) -> EventSink {
     Arc::new(move |event: Event| {
         if printer.json() {
             if let Ok(value) = serde_json::to_value(&event) {
-                printer.json_value(&value);
+                printer.json_value("serve", &value);
             }
             return;
         }

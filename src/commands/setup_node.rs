@@ -16,7 +16,16 @@ use crate::transport::{self, Session};
 pub fn run(state: &StateFile, args: &SetupNodeArgs, printer: &Printer) -> Result<()> {
     let cluster = state.load()?;
     provision::render::set_override_dir(state.dir().join("templates"));
-    let name = cluster.pick_node(args.name.as_deref())?;
+    // setup-node takes the node by position, not `--node` (issue 17)
+    let name = cluster
+        .pick_node(args.name.as_deref())
+        .map_err(|e| match e {
+            crate::Error::NoNode => crate::Error::usage(
+                "no node given and no default node set",
+                "name it: `skiff setup-node NAME` (see `skiff list-nodes`), or set a default with `skiff default-node NAME`",
+            ),
+            other => other,
+        })?;
     let node = cluster.node(&name)?.clone();
     let choices = Choices {
         apt_proxy: args
@@ -110,7 +119,7 @@ pub fn run(state: &StateFile, args: &SetupNodeArgs, printer: &Printer) -> Result
             "seconds": (total * 1000.0).round() / 1000.0,
             "digest": outcome.digest,
         });
-        printer.json_value(&doc);
+        printer.json_value("setup-node", &doc);
         return Ok(());
     }
     if args.dry_run {

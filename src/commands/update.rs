@@ -31,7 +31,10 @@ pub fn deploy_and_report(state: &StateFile, req: &UpdateRequest, printer: &Print
     let events = event_printer(printer);
     let report = transport::block_on(deploy::update(state, req, events))??;
     if printer.json() {
-        printer.json_value(&serde_json::to_value(&report).expect("report serializes"));
+        printer.json_value(
+            "update",
+            &serde_json::to_value(&report).expect("report serializes"),
+        );
         return Ok(());
     }
     for node in &report.nodes {
@@ -191,7 +194,7 @@ fn etc_hosts(state: &StateFile, args: &UpdateArgs, printer: &Printer) -> Result<
     let Some(main) = routing::main_host(&hosts).map(str::to_string) else {
         return Err(Error::usage(
             "no plain host name to print",
-            "add a host name to app.toml or pass `--host`",
+            "add a host name to app.toml or pass `--hostname`",
         ));
     };
     let cluster = state.load()?;
@@ -214,6 +217,10 @@ fn etc_hosts(state: &StateFile, args: &UpdateArgs, printer: &Printer) -> Result<
     let address = cluster.node(&nodes[0])?.address.clone();
     let lines: Vec<String> = names.iter().map(|n| format!("{address} {n}")).collect();
     if !args.write {
+        if printer.json() {
+            printer.json_value("etc-hosts", &serde_json::json!({ "lines": lines }));
+            return Ok(());
+        }
         for l in &lines {
             printer.data(l);
         }
@@ -228,8 +235,17 @@ fn etc_hosts(state: &StateFile, args: &UpdateArgs, printer: &Printer) -> Result<
                 .any(|c| c.split_whitespace().eq(l.split_whitespace()))
         })
         .collect();
+    let report = |added: &[&String]| {
+        if printer.json() {
+            printer.json_value(
+                "etc-hosts",
+                &serde_json::json!({ "lines": lines, "added": added }),
+            );
+        }
+    };
     if missing.is_empty() {
         printer.status("Fresh", "/etc/hosts already has every line");
+        report(&[]);
         return Ok(());
     }
     if !printer.confirm(&format!("add {} lines to /etc/hosts", missing.len()))? {
@@ -267,5 +283,6 @@ fn etc_hosts(state: &StateFile, args: &UpdateArgs, printer: &Printer) -> Result<
         return Err(Error::failed("could not append to /etc/hosts"));
     }
     printer.status("Added", format!("{} lines to /etc/hosts", missing.len()));
+    report(&missing);
     Ok(())
 }

@@ -11,26 +11,33 @@ use super::update::event_printer;
 
 /// `rollback HOST` (`choice` = prev) and `activate HOST N`.
 pub fn activate(state: &StateFile, host: &str, choice: Choice, printer: &Printer) -> Result<()> {
+    let kind = match choice {
+        Choice::Prev => "rollback",
+        Choice::Version(_) => "activate",
+    };
     let report = transport::block_on(deploy::activate(
         state,
         host,
         choice,
         event_printer(printer),
     ))??;
-    print_switch(&report, printer, "Switched");
+    print_switch(&report, printer, kind, "Switched");
     Ok(())
 }
 
 /// `clean HOST --keep N`.
 pub fn clean(state: &StateFile, host: &str, keep: u32, printer: &Printer) -> Result<()> {
     let report = transport::block_on(deploy::clean(state, host, keep, event_printer(printer)))??;
-    print_switch(&report, printer, "Cleaned");
+    print_switch(&report, printer, "clean", "Cleaned");
     Ok(())
 }
 
-fn print_switch(report: &SwitchReport, printer: &Printer, verb: &str) {
+fn print_switch(report: &SwitchReport, printer: &Printer, kind: &str, verb: &str) {
     if printer.json() {
-        printer.json_value(&serde_json::to_value(report).expect("report serializes"));
+        printer.json_value(
+            kind,
+            &serde_json::to_value(report).expect("report serializes"),
+        );
         return;
     }
     let show = |v: Option<u32>| v.map(|n| n.to_string()).unwrap_or_else(|| "-".into());
@@ -55,6 +62,7 @@ pub fn history(state: &StateFile, host: &str, printer: &Printer) -> Result<()> {
     let (app, node, entries) = transport::block_on(deploy::history::history(state, host))??;
     if printer.json() {
         printer.json_value(
+            "history",
             &serde_json::json!({ "app": app, "host": host, "node": node, "runs": entries }),
         );
         return Ok(());
@@ -100,7 +108,10 @@ pub fn history(state: &StateFile, host: &str, printer: &Printer) -> Result<()> {
 pub fn versions(state: &StateFile, host: &str, printer: &Printer) -> Result<()> {
     let report = transport::block_on(deploy::versions(state, host))??;
     if printer.json() {
-        printer.json_value(&serde_json::to_value(&report).expect("report serializes"));
+        printer.json_value(
+            "versions",
+            &serde_json::to_value(&report).expect("report serializes"),
+        );
         return Ok(());
     }
     printer.data(format!(

@@ -52,7 +52,7 @@ pub struct UpdateReport {
     pub seconds: f64,
 }
 
-/// The hosts to deploy: `--host`s (validated) or app.toml's.
+/// The hosts to deploy: `--hostname`s (validated) or app.toml's.
 pub(super) fn hosts_for(config: &AppConfig, requested: &[String]) -> Result<Vec<String>> {
     let hosts = if requested.is_empty() {
         config.hostnames.clone()
@@ -60,7 +60,7 @@ pub(super) fn hosts_for(config: &AppConfig, requested: &[String]) -> Result<Vec<
         for h in requested {
             crate::names::check_hostname(h).map_err(|e| {
                 Error::usage(
-                    format!("invalid `--host`: {e}"),
+                    format!("invalid `--hostname`: {e}"),
                     "pass a host name like `blog.example.com`",
                 )
             })?;
@@ -70,7 +70,7 @@ pub(super) fn hosts_for(config: &AppConfig, requested: &[String]) -> Result<Vec<
     if hosts.is_empty() {
         return Err(Error::usage(
             format!("app `{}` has no host names", config.name),
-            "add `hostnames = [\"blog.example.com\"]` to app.toml or pass `--host`",
+            "add `hostnames = [\"blog.example.com\"]` to app.toml or pass `--hostname`",
         ));
     }
     if routing::main_host(&hosts).is_none() {

@@ -359,7 +359,7 @@ fn a_host_name_that_is_another_apps_version_host_is_refused() {
             .skiff()
             .args(["update"])
             .arg(&other)
-            .args(["--node", &node.name, "--host", host])
+            .args(["--node", &node.name, "--hostname", host])
             .output()
             .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);

@@ -310,8 +310,8 @@ fn init_asks_for_the_runtime_on_a_terminal() {
         assert!(!text.contains('\''), "{text}");
         format!("'{text}'")
     };
-    // `script` gives skiff a pseudo-terminal. Once the menu is drawn, arrow down once
-    // (python -> php) and press Enter.
+    // `script` gives skiff a pseudo-terminal. Once the choices are drawn, type `php`
+    // and press Enter (issue 17: a menu that ignored typing made a Python app).
     let command = format!(
         "{} --state {} init {}",
         quoted(Path::new(env!("CARGO_BIN_EXE_skiff"))),
@@ -357,7 +357,7 @@ fn init_asks_for_the_runtime_on_a_terminal() {
     {
         use std::io::Write;
         let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(b"\x1b[B\r").unwrap();
+        stdin.write_all(b"php\r").unwrap();
     }
     let start = std::time::Instant::now();
     let status = loop {
@@ -426,7 +426,7 @@ fn init_names_the_app_after_its_folder() {
 #[test]
 fn list_nodes_json_parses() {
     let env = Env::new();
-    // No state file yet: an empty array.
+    // No state file yet: no nodes.
     let out = env
         .skiff()
         .args(["--json", "list-nodes"])
@@ -436,7 +436,10 @@ fn list_nodes_json_parses() {
         .stdout
         .clone();
     let doc: serde_json::Value = serde_json::from_slice(&out).expect("JSON");
-    assert_eq!(doc, serde_json::json!([]));
+    assert_eq!(
+        doc,
+        serde_json::json!({ "type": "list-nodes", "nodes": [] })
+    );
 
     // Two nodes written through the library, the second made default by the binary.
     let state = skiff::cluster::StateFile::new(env.state());
@@ -474,7 +477,7 @@ fn list_nodes_json_parses() {
         .stdout
         .clone();
     let doc: serde_json::Value = serde_json::from_slice(&out).expect("JSON");
-    let nodes = doc.as_array().expect("an array");
+    let nodes = doc["nodes"].as_array().expect("an array");
     assert_eq!(nodes.len(), 2);
     assert_eq!(nodes[0]["name"], "web1");
     assert_eq!(nodes[0]["address"], "10.250.0.11");

@@ -102,9 +102,10 @@ fn local_node_lifecycle_leaves_nothing_behind() {
     );
     let out = env.skiff().args(["--json", "list-nodes"]).output().unwrap();
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(json[0]["name"], "web1");
-    assert_eq!(json[0]["provider"], "local");
-    assert_eq!(json[0]["os"], "debian 12");
+    assert_eq!(json["type"], "list-nodes");
+    assert_eq!(json["nodes"][0]["name"], "web1");
+    assert_eq!(json["nodes"][0]["provider"], "local");
+    assert_eq!(json["nodes"][0]["os"], "debian 12");
 
     // a command runs on it through the transport, over one master
     let target = Target::for_node("web1", &node);

@@ -447,7 +447,8 @@ fn status_reports_health_and_drift_from_cluster_toml() {
     let out = env.skiff().args(["--json", "status"]).output().unwrap();
     ok(&out);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let n = &report[0]["nodes"][0];
+    assert_eq!(report["type"], "status", "{report}");
+    let n = &report["apps"][0]["nodes"][0];
     assert_eq!(n["current"], 2, "{report}");
     assert_eq!(n["healthy"], true, "{report}");
     assert!(n["http"].as_str().unwrap().starts_with('2'), "{report}");

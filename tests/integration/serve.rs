@@ -501,7 +501,7 @@ fn serve_runtime_fixture(fixture_name: &str, app_says: &str, entry: &str) {
     }
 
     let status = served.interrupt();
-    assert!(status.success(), "serve exited with {status}");
+    assert_eq!(status.code(), Some(130), "serve exited with {status}");
     assert_no_process_left(&served.child_pids());
 }
 
@@ -602,7 +602,7 @@ fn serve_python_env_and_dotenv_and_static_edits() {
     );
 
     // SIGTERM stops serve as cleanly as Ctrl-C.
-    assert!(served.signal(Signal::SIGTERM).success());
+    assert_eq!(served.signal(Signal::SIGTERM).code(), Some(130));
     let pids = served.child_pids();
     assert!(pids.len() >= 3, "{pids:?}");
     assert_no_process_left(&pids);
@@ -633,7 +633,7 @@ fn serve_python_uses_the_apps_venv() {
         started["command"].as_str().unwrap().starts_with("python "),
         "{started}"
     );
-    assert!(served.interrupt().success());
+    assert_eq!(served.interrupt().code(), Some(130), "Ctrl-C: exit 130");
     assert_no_process_left(&served.child_pids());
 }
 
@@ -657,7 +657,7 @@ fn serve_python_import_error_shows_traceback_then_recovers() {
     std::fs::write(dir.join("app.py"), &good).unwrap();
     served.wait_for("/", "python says hi", EDIT_SHOWS_WITHIN);
     served.wait_stderr(&["Reloading app.py changed"]);
-    assert!(served.interrupt().success());
+    assert_eq!(served.interrupt().code(), Some(130), "Ctrl-C: exit 130");
     // The access log: method, path, status, milliseconds, who answered.
     let log = served.stderr_text();
     let line = log
@@ -694,7 +694,7 @@ fn serve_python_process_that_dies_is_shown_and_restarted_on_change() {
 
     std::fs::write(dir.join("app.py"), &good).unwrap();
     served.wait_for("/", "python says hi", EDIT_SHOWS_WITHIN);
-    assert!(served.interrupt().success());
+    assert_eq!(served.interrupt().code(), Some(130), "Ctrl-C: exit 130");
     assert_no_process_left(&served.child_pids());
 }
 
@@ -713,7 +713,7 @@ fn serve_ruby_bad_config_ru_shows_error_then_recovers() {
     assert!(page.body.contains("config.ru"), "{}", page.body);
     std::fs::write(dir.join("config.ru"), &good).unwrap();
     served.wait_for("/", "ruby says hi", EDIT_SHOWS_WITHIN);
-    assert!(served.interrupt().success());
+    assert_eq!(served.interrupt().code(), Some(130), "Ctrl-C: exit 130");
     assert_no_process_left(&served.child_pids());
 }
 
@@ -795,7 +795,7 @@ fn serve_ruby_app_with_a_bundle() {
     // an edit restarts the process, which now finds its bundle
     std::fs::write(&config, std::fs::read_to_string(&config).unwrap() + "\n").unwrap();
     served.wait_for("/", "greeting=from-skiff-greet", START_STOP_BOUND);
-    assert!(served.interrupt().success());
+    assert_eq!(served.interrupt().code(), Some(130), "Ctrl-C: exit 130");
     assert_no_process_left(&served.child_pids());
 }
 
@@ -840,7 +840,7 @@ fn serve_static_app() {
 
     std::fs::write(dir.join("static/index.html"), "<h1>edited</h1>\n").unwrap();
     served.wait_for("/", "edited", EDIT_SHOWS_WITHIN);
-    assert!(served.interrupt().success());
+    assert_eq!(served.interrupt().code(), Some(130), "Ctrl-C: exit 130");
     assert!(
         served.child_pids().is_empty(),
         "a static app started a process"
@@ -966,7 +966,7 @@ fn serve_runs_what_skiff_init_scaffolds() {
                 .starts_with("text/css"),
             "{runtime}: {css:?}"
         );
-        assert!(served.interrupt().success());
+        assert_eq!(served.interrupt().code(), Some(130), "Ctrl-C: exit 130");
         // The home page comes from the app, except for a static app.
         let source = if runtime == "static" { "static" } else { "app" };
         assert!(
