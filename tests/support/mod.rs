@@ -156,41 +156,55 @@ impl Drop for TestEnv {
     }
 }
 
-/// Whether real nodes can run here. When not, prints why (and how to fix it) and returns
-/// false; under `CI=true` that is a failure, so it panics instead.
+/// The variable that lets real-node tests be skipped where they cannot run.
+pub const SKIP_VAR: &str = "SKIFF_SKIP_NODE_TESTS";
+
+/// Whether real nodes can run here. When not, the test fails, naming why and how to fix
+/// it, unless the user opted out with `SKIFF_SKIP_NODE_TESTS=1` (never under `CI=true`):
+/// then it is counted, and the run ends with one visible line saying how many real-node
+/// tests did not run. A skipped test must never look like a passed one.
 pub fn nodes_available() -> bool {
-    let why = node_problem();
-    match why {
-        None => true,
-        Some(why) => {
-            let msg = format!(
-                "real test nodes are unavailable: {why}\n  \
-                 (run as root on Linux after `.ci/prepare-nodes.sh`)"
-            );
-            if std::env::var("CI").is_ok_and(|v| v == "true") {
-                panic!("{msg}");
-            }
-            eprintln!("SKIPPED: {msg}");
-            announce_skips(&why);
-            false
-        }
+    let Some(why) = node_problem() else {
+        return true;
+    };
+    let msg = format!(
+        "real test nodes are unavailable: {why}\n  \
+         (run as root on Linux after `.ci/prepare-nodes.sh`, or `bash .ci/run` as root)"
+    );
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+    let opted_out = std::env::var(SKIP_VAR).is_ok_and(|v| v == "1");
+    if ci || !opted_out {
+        panic!("{msg}\n  to skip the real-node tests instead, set {SKIP_VAR}=1 (not under CI=true)");
     }
+    count_skip(&why);
+    false
 }
 
-/// Says once per test run, where the user sees it, that real-node tests are skipped:
-/// the harness captures `eprintln!` of passing tests, so a skipped test would look like
-/// a passed one. A write through the `stderr()` handle is not captured (only the print
-/// macros are), so this line shows among the test names.
-fn announce_skips(msg: &str) {
-    use std::io::Write;
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
+/// Counts one skipped real-node test; the first one registers the line printed when the
+/// test binary exits: the harness captures the print macros of passing tests, but not
+/// a write through the `stderr()` handle at exit.
+fn count_skip(why: &str) {
+    static SKIPPED: AtomicUsize = AtomicUsize::new(0);
+    static WHY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    extern "C" fn report() {
+        use std::io::Write;
+        let n = SKIPPED.load(Ordering::SeqCst);
+        let why = WHY.get().map(String::as_str).unwrap_or("");
         let _ = writeln!(
             std::io::stderr().lock(),
-            "\nNOTE: every real-node test in this run passes without running: {msg}.\n      \
-             For the full suite run `bash .ci/run` as root (CI=true turns a skip into a failure).\n"
+            "\nSKIPPED: {n} real-node test(s) did not run ({SKIP_VAR}=1): {why}\n"
         );
-    });
+    }
+    unsafe extern "C" {
+        fn atexit(cb: extern "C" fn()) -> std::ffi::c_int;
+    }
+    if SKIPPED.fetch_add(1, Ordering::SeqCst) == 0 {
+        let _ = WHY.set(why.to_string());
+        // SAFETY: registers a plain function with no captured state to run at exit.
+        unsafe {
+            atexit(report);
+        }
+    }
 }
 
 fn node_problem() -> Option<String> {
