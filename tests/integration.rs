@@ -42,6 +42,8 @@ mod zero_downtime;
 mod defects;
 #[path = "integration/faults.rs"]
 mod faults;
+#[path = "integration/hostile.rs"]
+mod hostile;
 #[path = "integration/security.rs"]
 mod security;
 

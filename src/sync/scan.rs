@@ -74,7 +74,7 @@ pub fn scan(root: &Path, options: &ScanOptions) -> Result<Manifest> {
         source,
     })?;
     if !root.is_dir() {
-        return Err(Error::Failed {
+        return Err(Error::Usage {
             message: format!("`{}` is not a folder", root.display()),
             hint: Some("pass the app's folder (the one holding app.toml)".into()),
         });
@@ -136,7 +136,7 @@ pub fn scan(root: &Path, options: &ScanOptions) -> Result<Manifest> {
         } else if ft.is_file() {
             files.push((rel, path.to_path_buf(), meta));
         } else {
-            return Err(Error::Failed {
+            return Err(Error::Usage {
                 message: format!(
                     "`{}` is not a file, folder or symlink (a socket, FIFO or device)",
                     path.display()
@@ -199,12 +199,12 @@ fn builtin_matcher(root: &Path) -> Result<Gitignore> {
     if top.is_file()
         && let Some(err) = b.add(&top)
     {
-        return Err(Error::Failed {
+        return Err(Error::Usage {
             message: format!("cannot use `{}`: {err}", top.display()),
             hint: Some("fix the line; the syntax is that of .gitignore".into()),
         });
     }
-    b.build().map_err(|err| Error::Failed {
+    b.build().map_err(|err| Error::Usage {
         message: format!("cannot use `{}`: {err}", top.display()),
         hint: Some("fix the line; the syntax is that of .gitignore".into()),
     })
@@ -229,7 +229,7 @@ fn rel_path(root: &Path, path: &Path) -> Result<String> {
         match c.as_os_str().to_str() {
             Some(s) => parts.push(s),
             None => {
-                return Err(Error::Failed {
+                return Err(Error::Usage {
                     message: format!("the name `{}` is not valid UTF-8", path.display()),
                     hint: Some(format!(
                         "rename it, or add it to {IGNORE_FILE}; skiff ships UTF-8 names only"

@@ -174,7 +174,9 @@ pub fn nodes_available() -> bool {
     let ci = std::env::var("CI").is_ok_and(|v| v == "true");
     let opted_out = std::env::var(SKIP_VAR).is_ok_and(|v| v == "1");
     if ci || !opted_out {
-        panic!("{msg}\n  to skip the real-node tests instead, set {SKIP_VAR}=1 (not under CI=true)");
+        panic!(
+            "{msg}\n  to skip the real-node tests instead, set {SKIP_VAR}=1 (not under CI=true)"
+        );
     }
     count_skip(&why);
     false
