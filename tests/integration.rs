@@ -44,6 +44,8 @@ mod defects;
 mod faults;
 #[path = "integration/hostile.rs"]
 mod hostile;
+#[path = "integration/load.rs"]
+mod load;
 #[path = "integration/security.rs"]
 mod security;
 
