@@ -220,8 +220,12 @@ cmd_boot() {
       (( $(date +%s) < deadline )) || break
       ttl_args=(timeout --foreground -s TERM $((deadline - $(date +%s))))
     fi
-    # --register=no --keep-unit: the host may have no systemd/machined bus
+    # --register=no --keep-unit: the host may have no systemd/machined bus.
+    # CAP_NET_ADMIN: nspawn drops it unless it makes the network itself, so nftables
+    # (skiff's firewall) could not run; the node has its own network namespace, so it
+    # only ever changes the node's own interfaces, routes and rules, never the host's.
     "${ttl_args[@]}" systemd-nspawn -q -D "$R" -M "node$n" --register=no --keep-unit \
+      --capability=CAP_NET_ADMIN \
       --network-namespace-path="/run/netns/node$n" --resolv-conf=off --timezone=off \
       --link-journal=no --console=pipe -b </dev/null &
     echo $! >"$d/nspawn.pid"

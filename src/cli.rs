@@ -389,6 +389,11 @@ pub struct SetupNodeArgs {
     /// for Python]; never fewer than the node has; deploys add more when needed
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(0..=99))]
     pub ruby_slots: Option<u8>,
+    /// Leave the node's firewall to you: no nftables table from skiff (a node that has
+    /// one loses it). Without it: SSH, HTTP and HTTPS open, database ports only to the
+    /// apps' own nodes, everything else dropped
+    #[arg(long)]
+    pub no_firewall: bool,
 }
 
 /// A verb that takes one node name.

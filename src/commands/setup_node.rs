@@ -37,6 +37,11 @@ pub fn run(state: &StateFile, args: &SetupNodeArgs, printer: &Printer) -> Result
         ruby_slots: args.ruby_slots.map(usize::from),
         operator_keys: provision::operator_keys(node.identity.as_deref()),
         skiff_version: env!("CARGO_PKG_VERSION").into(),
+        firewall: !args.no_firewall,
+    };
+    let login = provision::KeyLogin {
+        target: transport::Target::for_node(&name, &node),
+        ssh_dir: state.dir(),
     };
     let started = Instant::now();
     // on a terminal, a live line with the node, its current step and the time; status
@@ -75,8 +80,7 @@ pub fn run(state: &StateFile, args: &SetupNodeArgs, printer: &Printer) -> Result
             Event::Done(s) => say(&verb(&s.step), format!("{} ({:.2} s)", s.detail, s.seconds)),
         };
         let result =
-            provision::setup_node(&session, &node.user, &choices, args.dry_run, &mut on_event)
-                .await;
+            provision::setup_node(&session, &login, &choices, args.dry_run, &mut on_event).await;
         let closed = session.close().await;
         let outcome = result?;
         closed?;
@@ -148,6 +152,9 @@ fn verb(step: &str) -> String {
         "apache-modules" => "Configured",
         "config-test" => "Tested",
         "services" => "Services",
+        "firewall" => "Firewall",
+        "key-only-ssh" => "Hardened",
+        "key-only-ssh-skipped" => "Skipped",
         "check" => "Checked",
         "stamp" => "Stamped",
         other => other,
@@ -233,6 +240,27 @@ fn print_plan(plan: &Plan, printer: &Printer) {
     let services = plan.service_phrases();
     if !services.is_empty() {
         printer.data(format!("  services: {}", services.join(", ")));
+    }
+    let contract = crate::deploy::contract::FIREWALL_TABLE;
+    match plan.firewall {
+        provision::plan::FirewallAction::Load => printer.data(format!(
+            "  firewall: check (nft -c) and load nftables table {contract}, enabled at boot \
+             (--no-firewall leaves the firewall to you)"
+        )),
+        provision::plan::FirewallAction::Unload => printer.data(format!(
+            "  firewall: delete nftables table {contract} and disable its unit (--no-firewall)"
+        )),
+        provision::plan::FirewallAction::None => {}
+    }
+    if let Some(f) = &plan.sshd {
+        printer.data(format!(
+            "  key-only SSH: once key logins of the login user and the deploy user work, \
+             write {} ({} {}), check with sshd -t, reload sshd",
+            f.path, f.mode, f.owner
+        ));
+        for line in f.diff.lines() {
+            printer.data(format!("    {line}"));
+        }
     }
     for note in &plan.notes {
         printer.data(format!("  note: {note}"));

@@ -60,6 +60,32 @@ pub const CHECK_PORT: u16 = 8079;
 /// Apache's loopback port behind NGINX (setup-node's ports.conf).
 pub const APACHE_PORT: u16 = 8080;
 
+/// skiff's nftables ruleset (`table inet skiff`), written by setup-node unless
+/// `--no-firewall`; loaded at boot by [`FIREWALL_UNIT`], and again by `skiff-node
+/// service-ensure` when an app's other nodes change. skiff-node keeps its own copy of
+/// this path (`FIREWALL=`; a unit test holds the two together).
+pub const FIREWALL: &str = "/etc/skiff/firewall.nft";
+/// Files the ruleset includes (`*.nft`): `db-IDENT.nft` (from service-ensure) add the
+/// app's other nodes to the `db_clients` set; an operator may add `add element inet skiff
+/// open_tcp { PORT }` lines in a file of their own.
+pub const FIREWALL_DIR: &str = "/etc/skiff/firewall.d";
+/// The nftables table skiff owns; no other table is touched.
+pub const FIREWALL_TABLE: &str = "inet skiff";
+/// The unit that loads [`FIREWALL`] at boot (systemd nodes).
+pub const FIREWALL_UNIT: &str = "skiff-firewall.service";
+/// TCP ports open to everyone: SSH, HTTP, HTTPS.
+pub const OPEN_TCP_PORTS: [u16; 3] = [22, 80, 443];
+/// Database ports, open only to the `db_clients` set (PostgreSQL, MariaDB).
+pub const DB_PORTS: [u16; 2] = [5432, 3306];
+/// sshd's drop-in for key-only logins, written once a key login of the login user and
+/// of the deploy user is confirmed. Named to sort before the distributions' and
+/// cloud-init's `50-*.conf`: sshd keeps the first value it reads.
+pub const SSHD_DROPIN: &str = "/etc/ssh/sshd_config.d/10-skiff.conf";
+/// Turns on the daily apt run and unattended-upgrades (APT::Periodic).
+pub const AUTO_UPGRADES: &str = "/etc/apt/apt.conf.d/20auto-upgrades";
+/// Limits unattended-upgrades to the distribution's security archive.
+pub const UPGRADES_ORIGINS: &str = "/etc/apt/apt.conf.d/52skiff-security-only";
+
 /// Exit codes of the node scripts' steps that the laptop tells apart.
 pub mod exit {
     /// Bad input (a value that fails its grammar).
@@ -213,6 +239,18 @@ fn exit_codes() -> Vec<(&'static str, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn skiff_node_keeps_the_firewall_paths_of_the_contract() {
+        let text = crate::assets::server_file("bin/skiff-node").text();
+        for line in [
+            format!("FIREWALL={FIREWALL}"),
+            format!("FIREWALL_DIR={FIREWALL_DIR}"),
+            format!("FIREWALL_TABLE='{FIREWALL_TABLE}'"),
+        ] {
+            assert!(text.lines().any(|l| l == line), "skiff-node lacks `{line}`");
+        }
+    }
 
     /// The deploy's node.sh reads every name of the contract (but the sync's exit codes)
     /// and defines none of them itself; every `$NAME` in upper case it uses is one of them

@@ -8,6 +8,7 @@ use tera::Context;
 
 use super::render::render;
 use crate::assets;
+use crate::deploy::contract;
 use crate::error::Result;
 
 /// The deploy user `setup-node` creates.
@@ -89,6 +90,14 @@ impl Distro {
         }
     }
 
+    /// `/etc/os-release`'s ID: `debian`, `ubuntu`.
+    pub fn id(self) -> &'static str {
+        match self {
+            Distro::Debian12 => "debian",
+            Distro::Ubuntu2204 | Distro::Ubuntu2404 => "ubuntu",
+        }
+    }
+
     /// How people write it.
     pub fn label(self) -> &'static str {
         match self {
@@ -117,6 +126,9 @@ impl Distro {
             "sudo",
             "tar",
             "gzip",
+            // hardening: skiff's firewall table, security updates every day
+            "nftables",
+            "unattended-upgrades",
         ]
     }
 }
@@ -134,7 +146,8 @@ pub enum Affects {
 }
 
 impl Affects {
-    fn of(path: &str) -> Affects {
+    /// The service that re-reads `path`.
+    pub fn of(path: &str) -> Affects {
         if path.starts_with("/etc/nginx/") {
             Affects::Nginx
         } else if path.starts_with("/etc/apache2/") {
@@ -264,6 +277,8 @@ pub struct Choices {
     pub operator_keys: Vec<String>,
     /// The skiff version doing the setup.
     pub skiff_version: String,
+    /// skiff's firewall (`setup-node --no-firewall` turns it off: the operator runs one).
+    pub firewall: bool,
 }
 
 /// Everything setup-node installs.
@@ -285,6 +300,16 @@ pub struct Desired {
     pub stamp: DesiredFile,
     /// Rendered ports.conf, also written before apt installs apache2.
     pub ports_conf: String,
+    /// Whether skiff's firewall is wanted (its files are in `files`, else in `absent`).
+    pub firewall: bool,
+    /// sshd's key-only drop-in: written by its own step, after a key login of the login
+    /// user and of the deploy user is confirmed (never with the other files).
+    pub sshd: DesiredFile,
+}
+
+/// Where the firewall's unit file lives.
+pub fn firewall_unit_path() -> String {
+    format!("{}/{}", contract::SYSTEMD_DIR, contract::FIREWALL_UNIT)
 }
 
 /// Names of the Python slots: py01, py02, ...
@@ -329,6 +354,13 @@ impl Desired {
         ctx.insert("version", &choices.skiff_version);
         ctx.insert("digest", assets::digest());
         ctx.insert("os", &facts.os);
+        ctx.insert("distro", distro.id());
+        ctx.insert("table", contract::FIREWALL_TABLE);
+        ctx.insert("firewall", contract::FIREWALL);
+        ctx.insert("dir", contract::FIREWALL_DIR);
+        ctx.insert("open_ports", &contract::OPEN_TCP_PORTS);
+        ctx.insert("db_ports", &contract::DB_PORTS);
+        ctx.insert("origins", contract::UPGRADES_ORIGINS);
         let r = |t: &str| render(t, &ctx);
 
         let mut dirs = vec![
@@ -397,7 +429,39 @@ impl Desired {
                 validate: Some("sudoers"),
                 ..DesiredFile::new("/etc/sudoers.d/skiff", r("system/sudoers.tera")?, 0o440)
             },
+            // security updates every day, and only those
+            DesiredFile::new(
+                contract::AUTO_UPGRADES,
+                r("system/auto-upgrades.tera")?,
+                0o644,
+            ),
+            DesiredFile::new(
+                contract::UPGRADES_ORIGINS,
+                r("system/upgrades-origins.tera")?,
+                0o644,
+            ),
         ];
+        // the firewall: skiff's table, loaded at boot by its unit (systemd nodes)
+        let mut absent = vec![
+            "/etc/nginx/sites-enabled/default".to_string(),
+            "/etc/apache2/sites-enabled/000-default.conf".to_string(),
+        ];
+        let unit = firewall_unit_path();
+        if choices.firewall {
+            dirs.push(dir(contract::FIREWALL_DIR, 0o755, "root"));
+            files.push(DesiredFile {
+                validate: Some("nft"),
+                ..DesiredFile::new(contract::FIREWALL, r("system/firewall.nft.tera")?, 0o644)
+            });
+            files.push(DesiredFile::new(
+                unit.clone(),
+                r("system/skiff-firewall.service.tera")?,
+                0o644,
+            ));
+        } else {
+            absent.push(contract::FIREWALL.to_string());
+            absent.push(unit);
+        }
         if let Some(url) = &choices.apt_proxy {
             let mut c = ctx.clone();
             c.insert("url", url);
@@ -487,10 +551,7 @@ impl Desired {
             user,
             dirs,
             files,
-            absent: vec![
-                "/etc/nginx/sites-enabled/default".into(),
-                "/etc/apache2/sites-enabled/000-default.conf".into(),
-            ],
+            absent,
             apache: ApacheWanted {
                 mods: vec![
                     "mpm_prefork",
@@ -508,6 +569,12 @@ impl Desired {
             },
             stamp,
             ports_conf,
+            firewall: choices.firewall,
+            sshd: DesiredFile::new(
+                contract::SSHD_DROPIN,
+                r("system/sshd-key-only.conf.tera")?,
+                0o644,
+            ),
         })
     }
 
@@ -528,6 +595,7 @@ mod tests {
             ruby_slots: Some(2),
             operator_keys: vec!["ssh-ed25519 AAAAC3Nza test".into()],
             skiff_version: "0.1.0".into(),
+            firewall: true,
         }
     }
 

@@ -11,7 +11,11 @@
 //! 4. **apply**: user, folders, files, Apache modules, then `nginx -t` and
 //!    `apache2ctl configtest` gate the reloads (a rejected config is replaced by the
 //!    previous one and nothing reloads), then a check that unknown hosts get skiff's 404,
-//!    then the stamp `/var/lib/skiff/setup.toml`.
+//!    then the stamp `/var/lib/skiff/setup.toml`; the firewall (skiff's nftables table,
+//!    unless `--no-firewall`) and unattended security upgrades are part of it;
+//! 5. **key-only SSH**: once a fresh key login of the login user and of the deploy user
+//!    works, sshd's drop-in turns passwords off (`sshd -t`, `sshd -T`, a reload); without
+//!    a confirmed key login the step is skipped and says why.
 //!
 //! The node layout this builds, and why Apache gets a pool of slots declared ahead (grown
 //! in batches by deploys), is described in docs/node-layout.md.
@@ -22,14 +26,14 @@ pub mod probe;
 pub mod render;
 pub mod scripts;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde::Serialize;
 
 use crate::assets;
 use crate::error::{Error, Result};
-use crate::transport::{Output, Session};
+use crate::transport::{Output, Session, Target};
 
 pub use desired::{
     Choices, DEFAULT_PYTHON_SLOTS, DEFAULT_RUBY_SLOTS, Distro, MAX_SLOTS, default_slots, pool_size,
@@ -75,6 +79,34 @@ pub struct Outcome {
     pub digest: String,
     /// The operating system found.
     pub os: String,
+}
+
+/// How setup-node checks, over fresh connections, that key logins work before it turns
+/// passwords off: the node's target (address, port, login user, identity file) and the
+/// folder of skiff's known_hosts.
+#[derive(Debug, Clone)]
+pub struct KeyLogin {
+    /// The node as the session reached it.
+    pub target: Target,
+    /// The folder of skiff's known_hosts (beside cluster.toml).
+    pub ssh_dir: PathBuf,
+}
+
+impl KeyLogin {
+    /// Logs in as the login user and as `deploy_user` with a key alone; `Err` names who
+    /// could not and why.
+    pub async fn confirm(&self, deploy_user: &str) -> std::result::Result<(), String> {
+        let mut users = vec![self.target.user.as_str()];
+        if deploy_user != self.target.user {
+            users.push(deploy_user);
+        }
+        for user in users {
+            crate::transport::ssh::key_login(&self.target, &self.ssh_dir, user)
+                .await
+                .map_err(|why| format!("no key login of `{user}` confirmed ({why})"))?;
+        }
+        Ok(())
+    }
 }
 
 /// Runs provisioning scripts as root over a session.
@@ -348,21 +380,83 @@ fn apply_detail(step: &str, plan: &Plan) -> Option<String> {
             })
             .collect::<Vec<_>>()
             .join(", "),
+        "firewall" => match plan.firewall {
+            plan::FirewallAction::Load => format!(
+                "nftables table {} loaded: TCP {} open, {} to the apps' nodes only",
+                crate::deploy::contract::FIREWALL_TABLE,
+                ports(&crate::deploy::contract::OPEN_TCP_PORTS),
+                ports(&crate::deploy::contract::DB_PORTS),
+            ),
+            plan::FirewallAction::Unload => format!(
+                "nftables table {} removed (--no-firewall)",
+                crate::deploy::contract::FIREWALL_TABLE
+            ),
+            plan::FirewallAction::None => return None,
+        },
         "check" => "unknown hosts get skiff's 404 page".into(),
         "stamp" => "recorded in /var/lib/skiff/setup.toml".into(),
         _ => return None,
     })
 }
 
+/// A setup script's end: a check that rejected a config (its `@@fail` marker: the
+/// previous files are back, but for the unknown-host check and nftables, which put
+/// nothing in place), or the script's own failure.
+fn script_result(
+    node: &str,
+    command: &str,
+    out: &Output,
+    failure: Option<(String, String)>,
+) -> Result<()> {
+    if let Some((what, output)) = failure {
+        let restored = what != "check" && what != "nft";
+        return Err(scripts::rejected(node, &what, output, restored));
+    }
+    if !out.success() {
+        return Err(Error::Remote {
+            node: node.into(),
+            command: command.into(),
+            status: out.status,
+            output: out.tail(30),
+            hint: Some("setup-node can be run again safely".into()),
+        });
+    }
+    Ok(())
+}
+
+fn ports(list: &[u16]) -> String {
+    list.iter()
+        .map(u16::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The error for a node where nftables cannot run (a container without CAP_NET_ADMIN).
+fn no_nftables(node: &str, why: &str) -> Error {
+    Error::Failed {
+        message: format!(
+            "node `{node}` cannot run nftables, so setup-node cannot turn its firewall on: `nft \
+             list tables` said: {why}"
+        ),
+        hint: Some(
+            "a container needs CAP_NET_ADMIN in its own network namespace (systemd-nspawn: \
+             `--capability=CAP_NET_ADMIN`); or run `skiff setup-node --no-firewall` and \
+             firewall the node from its host"
+                .into(),
+        ),
+    }
+}
+
 /// Sets up the node behind `session`: probe, plan, and unless `dry_run`, packages and
 /// apply. `events` receives progress (one `Done` per step, with its time).
 pub async fn setup_node(
     session: &Session,
-    login_user: &str,
+    login: &KeyLogin,
     choices: &Choices,
     dry_run: bool,
     events: &mut dyn FnMut(Event),
 ) -> Result<Outcome> {
+    let login_user = login.target.user.as_str();
     let node = session.node().to_string();
     let shell = RootShell::new(session, login_user);
     let mut steps = Vec::new();
@@ -424,6 +518,9 @@ pub async fn setup_node(
              authorized_keys (create the node with `--identity FILE` to use that key)",
             desired.user
         ));
+    }
+    if let (true, probe::FirewallState::Unsupported(why)) = (desired.firewall, &facts.firewall) {
+        return Err(no_nftables(&node, why));
     }
     let first_plan = plan.clone();
     let summary = if plan.is_empty() {
@@ -503,51 +600,69 @@ pub async fn setup_node(
         facts = probe(&shell, &desired, login_user).await?;
         plan = plan::compute(&node, distro.label(), &desired, &desired, &facts)?;
         plan.notes.extend(pool_notes(&facts, &choices));
+        if let (true, probe::FirewallState::Unsupported(why)) = (desired.firewall, &facts.firewall)
+        {
+            return Err(no_nftables(&node, why));
+        }
     }
 
     // 3. apply, or just make sure the node is healthy
-    if plan.is_empty() {
-        if let Some(err) = failing_test(&node, &facts) {
-            return Err(err);
+    let mut changed = !steps.iter().all(|s| s.step == "inspect");
+    if plan.needs_apply() {
+        let lib = assets::server_file("lib/services.sh").text();
+        let script = scripts::apply_script(&plan, &desired, lib)?;
+        let out = shell.run(&script).await?;
+        let report = scripts::parse_report(&out.stdout_text());
+        for s in &report.steps {
+            if let Some(detail) = apply_detail(&s.name, &plan) {
+                let step = StepDone {
+                    step: s.name.clone(),
+                    seconds: (s.seconds * 1000.0).round() / 1000.0,
+                    detail,
+                };
+                events(Event::Done(step.clone()));
+                steps.push(step);
+            }
         }
-        return Ok(Outcome {
-            changed: !steps.iter().all(|s| s.step == "inspect"),
-            plan: first_plan,
-            steps,
-            digest: assets::digest().to_string(),
-            os: distro.label().into(),
-        });
+        script_result(&node, "setup-node apply", &out, report.failure)?;
+        changed = true;
+    } else if let Some(err) = failing_test(&node, &facts) {
+        return Err(err);
     }
-    let lib = assets::server_file("lib/services.sh").text();
-    let script = scripts::apply_script(&plan, &desired, lib)?;
-    let out = shell.run(&script).await?;
-    let report = scripts::parse_report(&out.stdout_text());
-    for s in &report.steps {
-        if let Some(detail) = apply_detail(&s.name, &plan) {
-            let step = StepDone {
-                step: s.name.clone(),
-                seconds: (s.seconds * 1000.0).round() / 1000.0,
-                detail,
-            };
-            events(Event::Done(step.clone()));
-            steps.push(step);
+
+    // 4. key-only SSH, once a key login of both users works over a fresh connection
+    if let Some(change) = &plan.sshd {
+        let t = Instant::now();
+        match login.confirm(desired.user).await {
+            Ok(()) => {
+                let out = shell.run(&scripts::ssh_script(change)?).await?;
+                let report = scripts::parse_report(&out.stdout_text());
+                script_result(&node, "setup-node key-only SSH", &out, report.failure)?;
+                done(
+                    events,
+                    &mut steps,
+                    "key-only-ssh",
+                    t,
+                    format!(
+                        "passwords off in sshd ({}; key logins of `{login_user}` and `{}` \
+                         confirmed), sshd reloaded",
+                        change.path, desired.user
+                    ),
+                );
+                changed = true;
+            }
+            Err(why) => done(
+                events,
+                &mut steps,
+                "key-only-ssh-skipped",
+                t,
+                format!("key-only SSH not turned on: {why}; passwords still work"),
+            ),
         }
-    }
-    if let Some((what, output)) = report.failure {
-        return Err(scripts::rejected(&node, &what, output, what != "check"));
-    }
-    if !out.success() {
-        return Err(Error::Remote {
-            node,
-            command: "setup-node apply".into(),
-            status: out.status,
-            output: out.tail(30),
-            hint: Some("setup-node can be run again safely".into()),
-        });
     }
     Ok(Outcome {
         plan: first_plan,
-        changed: true,
+        changed,
         steps,
         digest: assets::digest().to_string(),
         os: distro.label().into(),

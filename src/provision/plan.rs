@@ -119,6 +119,18 @@ impl ServiceAction {
     }
 }
 
+/// What happens to skiff's firewall table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FirewallAction {
+    /// Nothing: loaded as wanted, or off and absent.
+    None,
+    /// Check the ruleset (`nft -c -f`), load it, enable its unit.
+    Load,
+    /// `--no-firewall` on a node that has it: delete the table, disable the unit.
+    Unload,
+}
+
 /// Everything setup-node would change on a node.
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
@@ -144,6 +156,10 @@ pub struct Plan {
     pub nginx: ServiceAction,
     /// Apache: start, reload (graceful), restart or nothing.
     pub apache2: ServiceAction,
+    /// skiff's nftables table: load, unload or nothing.
+    pub firewall: FirewallAction,
+    /// sshd's key-only drop-in to write (after a key login is confirmed), reloading sshd.
+    pub sshd: Option<FileChange>,
     /// Things said about the node that change nothing (shown in `--dry-run`).
     pub notes: Vec<String>,
 }
@@ -151,7 +167,13 @@ pub struct Plan {
 impl Plan {
     /// Whether a re-run has nothing to do.
     pub fn is_empty(&self) -> bool {
-        self.packages.is_empty()
+        !self.needs_apply() && self.sshd.is_none()
+    }
+
+    /// Whether the apply script has anything to do (everything but sshd's drop-in, which
+    /// has its own step).
+    pub fn needs_apply(&self) -> bool {
+        !(self.packages.is_empty()
             && !self.repair_dpkg
             && self.create_user.is_none()
             && self.dirs.is_empty()
@@ -160,6 +182,7 @@ impl Plan {
             && self.apache.is_empty()
             && self.nginx == ServiceAction::None
             && self.apache2 == ServiceAction::None
+            && self.firewall == FirewallAction::None)
     }
 
     /// Whether apt must run.
@@ -260,6 +283,8 @@ pub fn compute(
         apache: ApacheChanges::default(),
         nginx: ServiceAction::None,
         apache2: ServiceAction::None,
+        firewall: FirewallAction::None,
+        sshd: None,
         notes: Vec::new(),
     };
     let fresh_web = plan.packages.iter().any(|p| p == "nginx" || p == "apache2");
@@ -298,73 +323,50 @@ pub fn compute(
             .all_files()
             .find(|f| f.path == file.path)
             .map(|f| f.content.as_slice());
-        let meta = facts.stat.get(&file.path);
-        if let Some(m) = meta
-            && m.kind != "regular file"
-        {
-            return Err(Error::Failed {
-                message: format!(
-                    "`{}` on node `{node}` is a {}, where skiff needs a file",
-                    file.path, m.kind
-                ),
-                hint: Some(format!(
-                    "move `{}` away, then run setup-node again",
-                    file.path
-                )),
-            });
+        if let Some(change) = file_change(node, file, facts, hint)? {
+            touched.insert(file.affects);
+            plan.files.push(change);
         }
-        let current = node_content(file, facts, hint);
-        let (new, action) = match (file.kind, current) {
-            (FileKind::CreateOnly, Some(_)) => continue,
-            (FileKind::CreateOnly, None) | (_, None) => (file.content.clone(), FileAction::Create),
-            (FileKind::Lines, Some(cur)) => {
-                let merged = merge_lines(cur, &file.content);
-                let action = if merged != cur {
-                    FileAction::Update
-                } else {
-                    FileAction::Chmod
-                };
-                (merged, action)
-            }
-            (FileKind::Managed, Some(cur)) => {
-                let action = if sha(cur) != file.sha256() {
-                    FileAction::Update
-                } else {
-                    FileAction::Chmod
-                };
-                (file.content.clone(), action)
-            }
-        };
-        let meta_ok = meta
-            .is_some_and(|m| m.mode == file.mode && m.owner == file.owner && m.group == file.group);
-        if action == FileAction::Chmod && meta_ok {
-            continue;
-        }
-        let diff = if action == FileAction::Chmod {
-            String::new()
-        } else {
-            unified_diff(&file.path, current, &new)
-        };
-        touched.insert(file.affects);
-        plan.files.push(FileChange {
-            path: file.path.clone(),
-            action,
-            mode: format!("{:04o}", file.mode),
-            owner: format!("{}:{}", file.owner, file.group),
-            diff,
-            create_only: file.kind == FileKind::CreateOnly,
-            content: new,
-            file: file.clone(),
-        });
     }
+    plan.sshd = if facts.sshd {
+        file_change(
+            node,
+            &desired.sshd,
+            facts,
+            Some(probed.sshd.content.as_slice()),
+        )?
+    } else {
+        plan.notes.push(
+            "no OpenSSH server (/usr/sbin/sshd) on the node: key-only SSH is left to you".into(),
+        );
+        None
+    };
+    let firewall_files = [
+        crate::deploy::contract::FIREWALL.to_string(),
+        super::desired::firewall_unit_path(),
+    ];
+    let rules_change = plan.files.iter().any(|f| firewall_files.contains(&f.path));
+    plan.firewall = if desired.firewall {
+        if rules_change
+            || facts.firewall != super::probe::FirewallState::Loaded
+            || (facts.systemd && !facts.firewall_unit)
+        {
+            FirewallAction::Load
+        } else {
+            FirewallAction::None
+        }
+    } else if facts.firewall == super::probe::FirewallState::Loaded || facts.firewall_unit {
+        FirewallAction::Unload
+    } else {
+        FirewallAction::None
+    };
 
     for path in &desired.absent {
         if facts.existing_absent.contains(path) {
             plan.removals.push(path.clone());
-            touched.insert(if path.starts_with("/etc/nginx/") {
-                Affects::Nginx
-            } else {
-                Affects::Apache
+            touched.insert(match Affects::of(path) {
+                Affects::Nothing => continue,
+                a => a,
             });
         } else if fresh_web {
             plan.notes.push(format!(
@@ -372,7 +374,82 @@ pub fn compute(
             ));
         }
     }
+    finish(plan, desired, facts, touched)
+}
 
+/// The change `file` needs on the node (`None`: it is as wanted).
+fn file_change(
+    node: &str,
+    file: &DesiredFile,
+    facts: &Facts,
+    hint: Option<&[u8]>,
+) -> Result<Option<FileChange>> {
+    let meta = facts.stat.get(&file.path);
+    if let Some(m) = meta
+        && m.kind != "regular file"
+    {
+        return Err(Error::Failed {
+            message: format!(
+                "`{}` on node `{node}` is a {}, where skiff needs a file",
+                file.path, m.kind
+            ),
+            hint: Some(format!(
+                "move `{}` away, then run setup-node again",
+                file.path
+            )),
+        });
+    }
+    let current = node_content(file, facts, hint);
+    let (new, action) = match (file.kind, current) {
+        (FileKind::CreateOnly, Some(_)) => return Ok(None),
+        (FileKind::CreateOnly, None) | (_, None) => (file.content.clone(), FileAction::Create),
+        (FileKind::Lines, Some(cur)) => {
+            let merged = merge_lines(cur, &file.content);
+            let action = if merged != cur {
+                FileAction::Update
+            } else {
+                FileAction::Chmod
+            };
+            (merged, action)
+        }
+        (FileKind::Managed, Some(cur)) => {
+            let action = if sha(cur) != file.sha256() {
+                FileAction::Update
+            } else {
+                FileAction::Chmod
+            };
+            (file.content.clone(), action)
+        }
+    };
+    let meta_ok =
+        meta.is_some_and(|m| m.mode == file.mode && m.owner == file.owner && m.group == file.group);
+    if action == FileAction::Chmod && meta_ok {
+        return Ok(None);
+    }
+    let diff = if action == FileAction::Chmod {
+        String::new()
+    } else {
+        unified_diff(&file.path, current, &new)
+    };
+    Ok(Some(FileChange {
+        path: file.path.clone(),
+        action,
+        mode: format!("{:04o}", file.mode),
+        owner: format!("{}:{}", file.owner, file.group),
+        diff,
+        create_only: file.kind == FileKind::CreateOnly,
+        content: new,
+        file: file.clone(),
+    }))
+}
+
+/// Apache's switches and the services' actions, once files and removals are known.
+fn finish(
+    mut plan: Plan,
+    desired: &Desired,
+    facts: &Facts,
+    touched: BTreeSet<Affects>,
+) -> Result<Plan> {
     let a = &desired.apache;
     let ap = &mut plan.apache;
     ap.disable_mods = a
@@ -436,10 +513,14 @@ pub fn compute(
 #[cfg(test)]
 mod tests {
     use super::super::desired::{Choices, Distro, RenderFacts};
-    use super::super::probe::{Meta, TestResult};
+    use super::super::probe::{FirewallState, Meta, TestResult};
     use super::*;
 
     fn desired() -> Desired {
+        desired_with(true)
+    }
+
+    fn desired_with(firewall: bool) -> Desired {
         let facts = RenderFacts {
             ipv6: true,
             os: "debian 12".into(),
@@ -452,6 +533,7 @@ mod tests {
             ruby_slots: Some(1),
             operator_keys: vec!["ssh-ed25519 AAAAkey op@laptop".into()],
             skiff_version: "0.1.0".into(),
+            firewall,
         };
         Desired::build(Distro::Debian12, &facts, &choices).unwrap()
     }
@@ -463,6 +545,10 @@ mod tests {
             os_version: "12".into(),
             uid: Some(0),
             user_exists: true,
+            systemd: true,
+            firewall: FirewallState::Loaded,
+            firewall_unit: true,
+            sshd: true,
             ..Facts::default()
         };
         for p in &d.packages {
@@ -479,7 +565,7 @@ mod tests {
                 },
             );
         }
-        for file in d.all_files() {
+        for file in d.all_files().chain(std::iter::once(&d.sshd)) {
             f.stat.insert(
                 file.path.clone(),
                 Meta {
@@ -616,5 +702,57 @@ mod tests {
         assert_eq!(plan.apache2, ServiceAction::Start);
         assert_eq!(plan.nginx, ServiceAction::None);
         assert!(!plan.is_empty());
+    }
+
+    #[test]
+    fn the_firewall_is_loaded_until_its_unit_is_enabled_and_unloaded_when_turned_off() {
+        let d = desired();
+        let mut facts = set_up(&d);
+        facts.firewall_unit = false;
+        let plan = compute("n1", "Debian 12", &d, &d, &facts).unwrap();
+        assert_eq!(plan.firewall, FirewallAction::Load);
+        assert!(plan.files.is_empty() && plan.needs_apply());
+        // an init-less node has no unit to enable
+        facts.systemd = false;
+        let plan = compute("n1", "Debian 12", &d, &d, &facts).unwrap();
+        assert!(plan.is_empty(), "{plan:#?}");
+        // a flushed ruleset is loaded again
+        facts.firewall = FirewallState::Absent;
+        let plan = compute("n1", "Debian 12", &d, &d, &facts).unwrap();
+        assert_eq!(plan.firewall, FirewallAction::Load);
+        // --no-firewall: the table and its files go, and nothing else reloads
+        let off = desired_with(false);
+        let mut facts_off = set_up(&d);
+        facts_off
+            .existing_absent
+            .insert(crate::deploy::contract::FIREWALL.into());
+        let plan = compute("n1", "Debian 12", &off, &off, &facts_off).unwrap();
+        assert_eq!(plan.firewall, FirewallAction::Unload);
+        assert_eq!(plan.removals, vec![crate::deploy::contract::FIREWALL]);
+        assert_eq!(plan.nginx, ServiceAction::None);
+        assert_eq!(plan.apache2, ServiceAction::None);
+    }
+
+    #[test]
+    fn the_key_only_drop_in_is_planned_apart_from_the_files() {
+        let d = desired();
+        let mut facts = set_up(&d);
+        facts.content.insert(
+            d.sshd.path.clone(),
+            b"PasswordAuthentication yes\n".to_vec(),
+        );
+        let plan = compute("n1", "Debian 12", &d, &d, &facts).unwrap();
+        let sshd = plan.sshd.as_ref().expect("the drop-in differs");
+        assert_eq!(sshd.action, FileAction::Update);
+        assert!(
+            sshd.diff.contains("+PasswordAuthentication no"),
+            "{}",
+            sshd.diff
+        );
+        assert!(!plan.needs_apply() && !plan.is_empty());
+        facts.sshd = false;
+        let plan = compute("n1", "Debian 12", &d, &d, &facts).unwrap();
+        assert!(plan.sshd.is_none() && plan.is_empty());
+        assert!(plan.notes.iter().any(|n| n.contains("key-only")));
     }
 }

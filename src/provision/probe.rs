@@ -34,6 +34,20 @@ pub struct TestResult {
     pub output: String,
 }
 
+/// What nftables on the node can do, and whether skiff's table is loaded.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum FirewallState {
+    /// `nft` is not installed (yet).
+    #[default]
+    NoNft,
+    /// nftables works; skiff's table is not loaded.
+    Absent,
+    /// skiff's table is loaded.
+    Loaded,
+    /// `nft` cannot even list the tables (no CAP_NET_ADMIN: a container), with its words.
+    Unsupported(String),
+}
+
 /// What the probe found.
 #[derive(Debug, Clone, Default)]
 pub struct Facts {
@@ -71,6 +85,12 @@ pub struct Facts {
     pub running: BTreeMap<String, bool>,
     /// Config tests, by service (`nginx`, `apache2`), when the service is installed.
     pub tests: BTreeMap<String, TestResult>,
+    /// nftables and skiff's table.
+    pub firewall: FirewallState,
+    /// The firewall's unit is enabled (systemd nodes).
+    pub firewall_unit: bool,
+    /// An OpenSSH server is installed (`sshd`).
+    pub sshd: bool,
 }
 
 impl Facts {
@@ -111,12 +131,16 @@ pub fn script(desired: &Desired, login_user: &str, services_lib: &str) -> Result
     ctx.insert("login_user", login_user);
     let mut stat_paths: Vec<&str> = desired.dirs.iter().map(|d| d.path.as_str()).collect();
     stat_paths.extend(desired.all_files().map(|f| f.path.as_str()));
+    stat_paths.push(&desired.sshd.path);
     ctx.insert("stat_paths", &stat_paths);
     let checks: Vec<serde_json::Value> = desired
         .all_files()
+        .chain(std::iter::once(&desired.sshd))
         .filter(|f| f.kind == FileKind::Managed)
         .map(|f| serde_json::json!({"sha": f.sha256(), "path": f.path}))
         .collect();
+    ctx.insert("fw_table", crate::deploy::contract::FIREWALL_TABLE);
+    ctx.insert("fw_unit", crate::deploy::contract::FIREWALL_UNIT);
     ctx.insert("checks", &checks);
     let always: Vec<&str> = desired
         .all_files()
@@ -212,6 +236,14 @@ pub fn parse(node: &str, out: &str) -> Result<Facts> {
                     },
                 );
             }
+            ["firewall", "loaded"] => f.firewall = FirewallState::Loaded,
+            ["firewall", "absent"] => f.firewall = FirewallState::Absent,
+            ["firewall", "unsupported", data] => {
+                let why = String::from_utf8_lossy(&b64(node, "nft output", data)?).into_owned();
+                f.firewall = FirewallState::Unsupported(why.trim().to_string());
+            }
+            ["firewall_unit", v] => f.firewall_unit = *v == "1",
+            ["sshd", v] => f.sshd = *v == "1",
             ["end"] => ended = true,
             _ => {}
         }
@@ -247,7 +279,8 @@ mod tests {
                    changed\t/etc/x\ncontent\t/etc/x\taGVsbG8K\n\
                    enabled\tmods\twsgi\nexists\t/etc/nginx/sites-enabled/default\n\
                    running\tnginx\t1\nrunning\tapache2\t0\n\
-                   test\tnginx\t1\tYmFkIGluIC9ldGMvbmdpbngvc2l0ZXMtZW5hYmxlZC94OjE=\nend\n";
+                   test\tnginx\t1\tYmFkIGluIC9ldGMvbmdpbngvc2l0ZXMtZW5hYmxlZC94OjE=\n\
+                   firewall\tunsupported\tT3BlcmF0aW9uIG5vdCBwZXJtaXR0ZWQ=\nfirewall_unit\t1\nsshd\t1\nend\n";
         let f = parse("n1", out).unwrap();
         assert_eq!(f.os(), "debian 12");
         assert_eq!(f.mem_kib, Some(2048000));
@@ -266,6 +299,11 @@ mod tests {
         assert!(f.is_running("nginx") && !f.is_running("apache2"));
         assert_eq!(f.tests["nginx"].status, 1);
         assert!(f.tests["nginx"].output.contains("sites-enabled/x:1"));
+        assert_eq!(
+            f.firewall,
+            FirewallState::Unsupported("Operation not permitted".into())
+        );
+        assert!(f.firewall_unit && f.sshd);
     }
 
     #[test]

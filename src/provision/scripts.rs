@@ -90,6 +90,10 @@ pub fn apply_script(plan: &Plan, desired: &Desired, services_lib: &str) -> Resul
     }) || !plan.removals.is_empty()
         || !plan.apache.is_empty();
     ctx.insert("snapshot", &web);
+    ctx.insert("firewall", &plan.firewall);
+    ctx.insert("fw_file", crate::deploy::contract::FIREWALL);
+    ctx.insert("fw_unit", crate::deploy::contract::FIREWALL_UNIT);
+    ctx.insert("fw_table", crate::deploy::contract::FIREWALL_TABLE);
     ctx.insert("nginx_action", &plan.nginx);
     ctx.insert("apache_action", &plan.apache2);
     let stamp = &desired.stamp;
@@ -101,6 +105,16 @@ pub fn apply_script(plan: &Plan, desired: &Desired, services_lib: &str) -> Resul
         }),
     );
     render("setup/apply.sh.tera", &ctx)
+}
+
+/// The key-only SSH step: writes sshd's drop-in, checks it (`sshd -t`, `sshd -T`),
+/// reloads sshd. Run only once key logins are confirmed.
+pub fn ssh_script(change: &super::plan::FileChange) -> Result<String> {
+    let mut ctx = Context::new();
+    ctx.insert("path", &change.file.path);
+    ctx.insert("mode", &format!("{:04o}", change.file.mode));
+    ctx.insert("b64", &b64(&change.content));
+    render("setup/ssh.sh.tera", &ctx)
 }
 
 /// One step of the apply script, as timed on the node.
@@ -184,6 +198,8 @@ pub fn rejected(node: &str, what: &str, output: String, restored: bool) -> Error
         "nginx" => "nginx -t",
         "apache2" => "apache2ctl configtest",
         "sudoers" => "visudo -cf",
+        "nft" => "nft -c -f",
+        "sshd" => "sshd -t",
         "check" => "the unknown-host check",
         other => other,
     }
@@ -199,6 +215,15 @@ pub fn rejected(node: &str, what: &str, output: String, restored: bool) -> Error
              /etc/nginx/conf.d/ and /etc/nginx/sites-enabled/ for another default server"
         ),
         ("sudoers", _) => "this is a bug in skiff's sudoers template; please report it".into(),
+        ("nft", _) => format!(
+            "nftables on node `{node}` refused skiff's table ({after}); if the node runs a \
+             firewall of its own, run setup-node with `--no-firewall`"
+        ),
+        ("sshd", _) => format!(
+            "sshd on node `{node}` did not take the key-only settings; the previous file is \
+             back and sshd was not reloaded (passwords still work): fix the file named above, \
+             then run setup-node again"
+        ),
         (_, Some(file)) => {
             format!("fix or remove `{file}` on node `{node}`, then run setup-node again ({after})")
         }
@@ -267,5 +292,78 @@ mod tests {
         let hint = e.hint().unwrap();
         assert!(hint.contains("`/etc/nginx/sites-enabled/broken`"), "{hint}");
         assert_eq!(e.to_string(), "`nginx -t` failed on node `n1` (exit 1)");
+    }
+
+    /// `sh -n` and, when installed, `shellcheck -s sh -S warning` on a rendered script.
+    fn check_sh(name: &str, text: &str) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let out = std::process::Command::new("sh")
+            .arg("-n")
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "sh -n {name}: {out:?}");
+        if let Ok(out) = std::process::Command::new("shellcheck")
+            .args(["-s", "sh", "-S", "warning"])
+            .arg(&path)
+            .output()
+        {
+            assert!(
+                out.status.success(),
+                "shellcheck {name}:\n{}",
+                String::from_utf8_lossy(&out.stdout)
+            );
+        }
+    }
+
+    #[test]
+    fn rendered_setup_scripts_parse_and_pass_shellcheck() {
+        use super::super::desired::{Choices, Distro, RenderFacts};
+        use super::super::probe::Facts;
+        for firewall in [true, false] {
+            let choices = Choices {
+                apt_proxy: Some("http://10.0.0.1:3142".into()),
+                python_slots: Some(2),
+                ruby_slots: Some(1),
+                operator_keys: vec!["ssh-ed25519 AAAAkey op@laptop".into()],
+                skiff_version: "0.1.0".into(),
+                firewall,
+            };
+            let facts = RenderFacts {
+                ipv6: true,
+                os: "debian 12".into(),
+                python_slots: 2,
+                ruby_slots: 1,
+            };
+            let d = Desired::build(Distro::Debian12, &facts, &choices).unwrap();
+            let mut node = Facts {
+                os_id: "debian".into(),
+                os_version: "12".into(),
+                sshd: true,
+                ..Facts::default()
+            };
+            if !firewall {
+                node.firewall = super::super::probe::FirewallState::Loaded;
+                node.firewall_unit = true;
+            }
+            let plan = super::super::plan::compute("n1", "Debian 12", &d, &d, &node).unwrap();
+            let lib = crate::assets::server_file("lib/services.sh").text();
+            let apply = apply_script(&plan, &d, lib).unwrap();
+            if firewall {
+                assert!(apply.contains("nft -c -f /var/lib/skiff/firewall.check"));
+                assert!(apply.contains("systemctl enable --quiet skiff-firewall.service"));
+            } else {
+                assert!(apply.contains("nft delete table inet skiff"));
+            }
+            check_sh("apply.sh", &apply);
+            check_sh("apt.sh", &apt_script(&plan, &d).unwrap());
+            check_sh(
+                "probe.sh",
+                &super::super::probe::script(&d, "root", lib).unwrap(),
+            );
+            check_sh("ssh.sh", &ssh_script(plan.sshd.as_ref().unwrap()).unwrap());
+        }
     }
 }

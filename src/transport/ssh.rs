@@ -444,6 +444,65 @@ fn chain(err: &dyn std::error::Error) -> String {
     out
 }
 
+/// Whether `user` logs in to `target`'s node with a key and nothing else: a fresh
+/// connection (no master), `PreferredAuthentications=publickey`, `BatchMode=yes` (no
+/// password or keyboard-interactive prompt), the pinned host key, the node's identity
+/// file when it has one (else the agent and `~/.ssh/config`), running `true`. `Err` says
+/// why not, in ssh's own words. setup-node asks this before it turns passwords off.
+pub async fn key_login(
+    target: &Target,
+    ssh_dir: &Path,
+    user: &str,
+) -> std::result::Result<(), String> {
+    crate::names::check_login_user(user)?;
+    let known_hosts = known_hosts_path(ssh_dir);
+    let mut cmd = tokio::process::Command::new("ssh");
+    cmd.args([
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "PreferredAuthentications=publickey",
+    ])
+    .args(["-o", "StrictHostKeyChecking=yes", "-o", "ControlMaster=no"])
+    .args(["-o", "ControlPath=none", "-o", "ConnectTimeout=10"])
+    .arg("-o")
+    .arg(format!(
+        "UserKnownHostsFile={}",
+        ssh_config_path(&known_hosts)
+    ))
+    .arg("-p")
+    .arg(target.port.to_string())
+    .arg("-l")
+    .arg(user);
+    if let Some(identity) = &target.identity {
+        cmd.arg("-i")
+            .arg(identity)
+            .args(["-o", "IdentitiesOnly=yes"]);
+    }
+    cmd.arg("--")
+        .arg(&target.address)
+        .arg("true")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let run = tokio::time::timeout(Duration::from_secs(30), cmd.output()).await;
+    match run {
+        Err(_) => Err("no answer within 30 s".into()),
+        Ok(Err(e)) => Err(format!("could not start `ssh`: {e}")),
+        Ok(Ok(out)) if out.status.success() => Ok(()),
+        Ok(Ok(out)) => {
+            let said = String::from_utf8_lossy(&out.stderr);
+            let line = said
+                .lines()
+                .map(str::trim)
+                .rfind(|l| !l.is_empty())
+                .unwrap_or("ssh failed with no message");
+            Err(line.to_string())
+        }
+    }
+}
+
 /// Creates `ssh_dir` (0700) and an empty `known_hosts` (0600) in it when missing.
 fn ensure_known_hosts(ssh_dir: &Path) -> Result<PathBuf> {
     fs::DirBuilder::new()
