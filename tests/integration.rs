@@ -22,6 +22,8 @@ mod state;
 #[path = "integration/files_and_output.rs"]
 mod files_and_output;
 
+#[path = "integration/hardening.rs"]
+mod hardening;
 #[path = "integration/serve.rs"]
 mod serve;
 #[path = "integration/setup_node.rs"]

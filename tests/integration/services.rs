@@ -319,13 +319,33 @@ fn a_two_node_app_reaches_its_database_on_the_first_node_and_no_one_else_does() 
         "the other node runs no database server"
     );
 
-    // only the app's nodes may connect
+    // only the app's nodes may connect: skiff's firewall drops anyone else's packets
+    // (setup-node's table, `db_clients` filled by service-ensure), and PostgreSQL itself
+    // refuses them (no pg_hba.conf line) when the firewall lets them through
     let allowed = pg_handshake(other, &db_node.address);
     assert!(allowed.starts_with('R'), "{allowed}");
+    let dropped = outsider.exec_output(&format!(
+        "timeout 20 python3 -c \"import socket; socket.create_connection(('{}', 5432), timeout=3)\"",
+        db_node.address
+    ));
+    assert!(
+        String::from_utf8_lossy(&dropped.stderr).contains("timed out"),
+        "the firewall let an outsider through: {dropped:?}"
+    );
+    db_node.exec(&format!(
+        "nft add element inet skiff db_clients {{ {} }}",
+        outsider.address
+    ));
     let refused = pg_handshake(&outsider, &db_node.address);
     assert!(
         refused.starts_with('E') && refused.contains("no pg_hba.conf entry"),
         "{refused}"
+    );
+    db_node.exec("systemctl restart skiff-firewall.service");
+    assert!(
+        !db_node
+            .exec("nft list set inet skiff db_clients")
+            .contains(&outsider.address)
     );
     assert_eq!(
         other
