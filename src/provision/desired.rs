@@ -694,4 +694,60 @@ mod tests {
             .unwrap();
         assert!(String::from_utf8_lossy(&f.content).contains("listen [::]:80 default_server;"));
     }
+
+    #[test]
+    fn hardening_files_follow_the_distribution_and_the_firewall_choice() {
+        let facts = RenderFacts {
+            ipv6: true,
+            os: "debian 12".into(),
+            python_slots: 2,
+            ruby_slots: 1,
+        };
+        let text = |d: &Desired, p: &str| {
+            let f = d.files.iter().find(|f| f.path == p).unwrap();
+            String::from_utf8(f.content.clone()).unwrap()
+        };
+        let debian = Desired::build(Distro::Debian12, &facts, &choices()).unwrap();
+        let rules = text(&debian, contract::FIREWALL);
+        assert!(rules.contains("policy drop;"), "{rules}");
+        assert!(rules.contains("elements = { 22, 80, 443 }"), "{rules}");
+        assert!(rules.contains("tcp dport { 5432, 3306 } ip saddr @db_clients accept"));
+        assert!(rules.contains("ct state established,related accept"));
+        assert!(rules.contains("meta l4proto ipv6-icmp accept"));
+        assert!(rules.contains("include \"/etc/skiff/firewall.d/*.nft\""));
+        assert!(rules.starts_with("#!/usr/sbin/nft -f\n"));
+        assert!(!rules.contains("flush ruleset"), "never touch other tables");
+        let unit = text(&debian, &firewall_unit_path());
+        assert!(unit.contains("ExecStart=/usr/sbin/nft -f /etc/skiff/firewall.nft"));
+        assert!(
+            text(&debian, contract::AUTO_UPGRADES)
+                .contains("APT::Periodic::Unattended-Upgrade \"1\";")
+        );
+        let origins = text(&debian, contract::UPGRADES_ORIGINS);
+        assert!(origins.contains("label=Debian-Security"), "{origins}");
+        assert!(!origins.contains("Allowed-Origins {"), "{origins}");
+        let ubuntu = Desired::build(Distro::Ubuntu2404, &facts, &choices()).unwrap();
+        let origins = text(&ubuntu, contract::UPGRADES_ORIGINS);
+        assert!(
+            origins.contains("\"${distro_id}:${distro_codename}-security\";"),
+            "{origins}"
+        );
+        assert!(origins.contains("#clear Unattended-Upgrade::Origins-Pattern;"));
+        let sshd = String::from_utf8(debian.sshd.content.clone()).unwrap();
+        assert!(sshd.contains("\nPasswordAuthentication no\n"), "{sshd}");
+        assert!(!debian.files.iter().any(|f| f.path == contract::SSHD_DROPIN));
+
+        let off = Desired::build(
+            Distro::Debian12,
+            &facts,
+            &Choices {
+                firewall: false,
+                ..choices()
+            },
+        )
+        .unwrap();
+        assert!(!off.files.iter().any(|f| f.path == contract::FIREWALL));
+        assert!(off.absent.iter().any(|p| p == contract::FIREWALL));
+        assert!(off.absent.contains(&firewall_unit_path()));
+    }
 }

@@ -130,6 +130,8 @@ fn the_firewall_drops_unlisted_ports_from_nodes_and_the_host_and_no_firewall_rem
         "000"
     );
 
+    // an operator's own table is never touched: not by --no-firewall, not by a reload
+    a.exec("nft add table inet operator && nft add chain inet operator mine");
     // the dry run shows the step; --no-firewall removes the table, its unit and files
     let dry = run(&env, &["setup-node", &a.name, "--dry-run", "--no-firewall"]);
     ok(&dry);
@@ -169,6 +171,16 @@ fn the_firewall_drops_unlisted_ports_from_nodes_and_the_host_and_no_firewall_rem
     stop_listener(&a, &pid);
     let again = ok(&run(&env, &["setup-node", &a.name]));
     assert!(again.contains("nothing changed"), "{again}");
+    a.exec("systemctl restart skiff-firewall.service");
+    let tables = a.exec("nft list tables");
+    assert!(
+        tables.contains("table inet operator") && tables.contains("table inet skiff"),
+        "{tables}"
+    );
+    assert!(
+        a.exec("nft list table inet operator")
+            .contains("chain mine")
+    );
 }
 
 /// Asks PostgreSQL at `host` for a session from `from` (a raw startup message): `R` = it
