@@ -546,6 +546,26 @@ pub async fn setup_node(
     done(events, &mut steps, "inspect", t, summary);
 
     if dry_run {
+        let mut first_plan = first_plan;
+        // say now whether the key-only step would run (the same fresh logins it tries)
+        if first_plan.sshd.is_some() {
+            first_plan.notes.push(if !facts.user_exists {
+                format!(
+                    "key-only SSH: `{}` does not exist yet; its key login is tried once it \
+                     is made",
+                    desired.user
+                )
+            } else {
+                match login.confirm(desired.user).await {
+                    Ok(()) => format!(
+                        "key-only SSH: key logins of `{login_user}` and `{}` work now, so \
+                         passwords would go off",
+                        desired.user
+                    ),
+                    Err(why) => format!("key-only SSH would be skipped now: {why}"),
+                }
+            });
+        }
         return Ok(Outcome {
             plan: first_plan,
             changed: false,

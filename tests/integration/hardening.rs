@@ -324,11 +324,14 @@ fn sshd_takes_keys_only_once_key_logins_work_and_security_upgrades_are_on() {
     assert!(password_login(&env, &node, "root").contains("publickey,password"));
     let dry = run(&env, &["setup-node", &node.name, "--dry-run"]);
     ok(&dry);
+    let plan = String::from_utf8_lossy(&dry.stdout);
     assert!(
-        String::from_utf8_lossy(&dry.stdout)
-            .contains("key-only SSH: once key logins of the login user and the deploy user work"),
-        "{}",
-        String::from_utf8_lossy(&dry.stdout)
+        plan.contains("key-only SSH: once key logins of the login user and the deploy user work"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("key-only SSH would be skipped now: no key login of `skiff` confirmed"),
+        "{plan}"
     );
     let skipped = ok(&run(&env, &["setup-node", &node.name]));
     assert!(
