@@ -75,6 +75,19 @@ fn stop_listener(node: &TestNode, pid: &str) {
     node.exec(&format!("kill {pid} 2>/dev/null; true"));
 }
 
+/// `setup-node --dry-run` names the firewall step; then setup-node loads the table.
+fn dry_run_then_load(env: &TestEnv, node: &str) {
+    let dry = run(env, &["setup-node", node, "--dry-run"]);
+    ok(&dry);
+    let plan = String::from_utf8_lossy(&dry.stdout);
+    assert!(
+        plan.contains("firewall: check (nft -c) and load nftables table inet skiff"),
+        "{plan}"
+    );
+    let said = ok(&run(env, &["setup-node", node]));
+    assert!(said.contains("nftables table inet skiff loaded"), "{said}");
+}
+
 fn run(env: &TestEnv, args: &[&str]) -> std::process::Output {
     env.skiff().args(args).output().unwrap()
 }
@@ -156,16 +169,7 @@ fn the_firewall_drops_unlisted_ports_from_nodes_and_the_host_and_no_firewall_rem
     assert!(again.contains("nothing changed"), "{again}");
 
     // and setup-node puts it back, shown first by the dry run
-    let dry = run(&env, &["setup-node", &a.name, "--dry-run"]);
-    ok(&dry);
-    assert!(
-        String::from_utf8_lossy(&dry.stdout)
-            .contains("firewall: check (nft -c) and load nftables table inet skiff"),
-        "{}",
-        String::from_utf8_lossy(&dry.stdout)
-    );
-    let on = ok(&run(&env, &["setup-node", &a.name]));
-    assert!(on.contains("nftables table inet skiff loaded"), "{on}");
+    dry_run_then_load(&env, &a.name);
     assert_eq!(from_host(&a.address, UNLISTED), "dropped");
     assert_eq!(from_node(&b, &a.address, UNLISTED), "dropped");
     stop_listener(&a, &pid);
@@ -361,4 +365,34 @@ fn sshd_takes_keys_only_once_key_logins_work_and_security_upgrades_are_on() {
         dry.trim(),
         "Allowed origins are: origin=Debian,codename=bookworm-security,label=Debian-Security"
     );
+}
+
+#[test]
+fn a_node_without_systemd_gets_the_firewall_loaded_by_setup_node() {
+    if !nodes_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    let rootfs = crate::support::setup::set_up_rootfs();
+    ok(&env
+        .skiff()
+        .env("SKIFF_LOCAL_ROOTFS", &rootfs)
+        .env("SKIFF_LOCAL_INIT", "none")
+        .args(["create-node", "plain", "--provider", "local", "--yes"])
+        .output()
+        .unwrap());
+    let node = TestNode::adopt(&env, "plain");
+    assert_ne!(node.exec("ps -p 1 -o comm=").trim(), "systemd");
+    // nothing loads the table at boot without systemd: setup-node does
+    assert!(!node.exec("nft list tables").contains("skiff"));
+    dry_run_then_load(&env, "plain");
+    let pid = start_listener(&node, UNLISTED);
+    assert_eq!(from_host(&node.address, UNLISTED), "dropped");
+    assert_eq!(from_host(&node.address, 22), "open");
+    assert_eq!(get(&node.address, "unknown.test", "/").0, 404);
+    stop_listener(&node, &pid);
+    let again = ok(&run(&env, &["setup-node", "plain"]));
+    assert!(again.contains("nothing changed"), "{again}");
+    // sshd without systemd took the key-only drop-in too (it came with the rootfs)
+    assert!(password_login(&env, &node, "root").contains("Permission denied (publickey)."));
 }
