@@ -38,6 +38,8 @@ mod env;
 #[path = "integration/zero_downtime.rs"]
 mod zero_downtime;
 
+#[path = "integration/claims.rs"]
+mod claims;
 #[path = "integration/defects.rs"]
 mod defects;
 #[path = "integration/faults.rs"]
