@@ -57,5 +57,12 @@ else
   say "creating the Debian 12 rootfs at $rootfs (about a minute, once)"
   SKIFF_LOCAL_ROOTFS=$rootfs bash providers/local-node.sh ensure-rootfs
 fi
+# The Debian 13 rootfs for the second-release suite (tests/integration/debian13.rs).
+if [ -x /var/cache/skiff/rootfs-trixie/usr/sbin/sshd ] && [ -x /var/cache/skiff/rootfs-trixie/lib/systemd/systemd ]; then
+  say "Debian 13 rootfs ready"
+else
+  say "creating the Debian 13 rootfs (about a minute and a half, once)"
+  SKIFF_LOCAL_SUITE=trixie SKIFF_LOCAL_ROOTFS=/var/cache/skiff/rootfs-trixie bash providers/local-node.sh ensure-rootfs
+fi
 bash .ci/fetch-wheels.sh
 say "ready"

@@ -40,6 +40,7 @@ fn main() {
         identity: None,
         force: false,
         repin: false,
+        suite: None,
     };
     let result = transport::block_on(async {
         let created = providers::create(&req, &state, &mut |_: &str, _: String| {}).await?;

@@ -123,7 +123,7 @@ fn die(msg: &str) -> ! {
 /// The frozen set-up rootfs that tests/support/setup.rs builds for this build's assets,
 /// if it is there.
 fn frozen_rootfs() -> Option<PathBuf> {
-    let base = skiff::providers::local::rootfs();
+    let base = skiff::providers::local::rootfs("bookworm");
     let digest = skiff::assets::digest().trim_start_matches("sha256:");
     let name = format!(
         "{}-setup-{}",

@@ -368,6 +368,21 @@ pub struct CreateNodeArgs {
     /// Re-pin the host key of an existing node after a deliberate key change
     #[arg(long)]
     pub repin: bool,
+    /// The release a local node runs (local provider) [default: debian-12]
+    #[arg(long, value_enum, value_name = "OS")]
+    pub os: Option<LocalOsArg>,
+}
+
+/// Releases a local node can run: Debian 12, and Debian 13 (the nearest to Ubuntu 24.04
+/// that this project's test network reaches: newer PHP, Python and NGINX).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LocalOsArg {
+    /// Debian 12 "bookworm"
+    #[value(name = "debian-12")]
+    Debian12,
+    /// Debian 13 "trixie"
+    #[value(name = "debian-13")]
+    Debian13,
 }
 
 /// `skiff setup-node`.

@@ -40,6 +40,8 @@ mod zero_downtime;
 
 #[path = "integration/claims.rs"]
 mod claims;
+#[path = "integration/debian13.rs"]
+mod debian13;
 #[path = "integration/defects.rs"]
 mod defects;
 #[path = "integration/faults.rs"]

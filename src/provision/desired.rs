@@ -72,6 +72,9 @@ pub fn slot_conf(slot: &str) -> String {
 pub enum Distro {
     /// Debian 12 "bookworm" (PHP 8.2, Passenger 6.0 in main). Verified on test nodes.
     Debian12,
+    /// Debian 13 "trixie" (PHP 8.4, Python 3.13, NGINX 1.26). Verified on test nodes
+    /// (`create-node --provider local --os debian-13`).
+    Debian13,
     /// Ubuntu 22.04 "jammy" (PHP 8.1; Passenger in universe). Reasoned, not run here.
     Ubuntu2204,
     /// Ubuntu 24.04 "noble" (PHP 8.3; Passenger in universe). Reasoned, not run here.
@@ -83,6 +86,7 @@ impl Distro {
     pub fn from_os_release(id: &str, version: &str) -> Option<Distro> {
         match (id, version) {
             ("debian", "12") => Some(Distro::Debian12),
+            ("debian", "13") => Some(Distro::Debian13),
             ("ubuntu", "22.04") => Some(Distro::Ubuntu2204),
             ("ubuntu", "24.04") => Some(Distro::Ubuntu2404),
             _ => None,
@@ -93,12 +97,13 @@ impl Distro {
     pub fn label(self) -> &'static str {
         match self {
             Distro::Debian12 => "Debian 12",
+            Distro::Debian13 => "Debian 13",
             Distro::Ubuntu2204 => "Ubuntu 22.04",
             Distro::Ubuntu2404 => "Ubuntu 24.04",
         }
     }
 
-    /// The packages a skiff web host needs. The names are the same on all three today
+    /// The packages a skiff web host needs. The names are the same on all four today
     /// (on Ubuntu, libapache2-mod-passenger and composer come from `universe`).
     /// `bundler` is Bundler's `bundle` command, `composer` brings php-cli with it.
     pub fn packages(self) -> Vec<&'static str> {
