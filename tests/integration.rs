@@ -68,3 +68,5 @@ mod services;
 mod backup;
 #[path = "integration/operate.rs"]
 mod operate;
+#[path = "integration/tls.rs"]
+mod tls;

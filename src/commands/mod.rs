@@ -24,6 +24,7 @@ mod run;
 mod serve;
 mod setup_node;
 mod status;
+mod tls;
 mod update;
 mod versions;
 
@@ -65,6 +66,7 @@ pub fn dispatch(cli: &Cli, printer: &Printer) -> Result<()> {
             command,
         } => run::run(&state_file(cli)?, host, node.as_deref(), *version, command),
         Command::Shell { host, node } => run::shell(&state_file(cli)?, host, node.as_deref()),
+        Command::Tls { action } => tls::run(&state_file(cli)?, action, printer),
         Command::Logs {
             host,
             follow,

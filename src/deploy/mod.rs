@@ -32,6 +32,7 @@ mod locks;
 pub mod pool;
 pub mod remote;
 pub mod status;
+pub mod tls;
 mod update;
 mod versions;
 

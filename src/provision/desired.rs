@@ -117,6 +117,9 @@ impl Distro {
             "sudo",
             "tar",
             "gzip",
+            // ACME certificates ([tls] acme): issued and renewed on the node, by its own
+            // systemd timer (certbot.timer)
+            "certbot",
         ]
     }
 }
@@ -320,6 +323,7 @@ impl Desired {
         ctx.insert("check_port", &crate::deploy::CHECK_PORT);
         ctx.insert("cron_map", crate::deploy::contract::CRON_MAP);
         ctx.insert("access_log", crate::deploy::contract::ACCESS_LOG);
+        ctx.insert("acme_webroot", crate::deploy::contract::ACME_WEBROOT);
         ctx.insert("python_slots", &python_slots);
         ctx.insert("ruby_slots", &ruby_slots);
         ctx.insert(
@@ -345,6 +349,8 @@ impl Desired {
             dir("/etc/skiff/sites/apache", 0o755, "root"),
             dir("/var/lib/skiff", 0o755, "root"),
             dir("/var/lib/skiff/staging", 0o755, user),
+            dir(crate::deploy::contract::TLS_DIR, 0o700, "root"),
+            dir(crate::deploy::contract::ACME_WEBROOT, 0o755, "root"),
             dir("/var/log/skiff", 0o755, user),
             dir(&format!("/home/{user}/.ssh"), 0o700, user),
         ];
@@ -373,6 +379,31 @@ impl Desired {
             DesiredFile::new(
                 "/etc/nginx/snippets/skiff-proxy.conf",
                 r("nginx/skiff-proxy.conf.tera")?,
+                0o644,
+            ),
+            DesiredFile::new(
+                "/etc/nginx/snippets/skiff-app.conf",
+                r("nginx/skiff-app.conf.tera")?,
+                0o644,
+            ),
+            DesiredFile::new(
+                "/etc/nginx/snippets/skiff-acme.conf",
+                r("nginx/skiff-acme.conf.tera")?,
+                0o644,
+            ),
+            DesiredFile::new(
+                "/etc/nginx/snippets/skiff-tls.conf",
+                r("nginx/skiff-tls.conf.tera")?,
+                0o644,
+            ),
+            DesiredFile::new(
+                "/etc/nginx/snippets/skiff-listen-443.conf",
+                r("nginx/skiff-listen-443.conf.tera")?,
+                0o644,
+            ),
+            DesiredFile::new(
+                "/etc/nginx/snippets/skiff-listen-80.conf",
+                r("nginx/skiff-listen-80.conf.tera")?,
                 0o644,
             ),
             DesiredFile::new(
