@@ -401,6 +401,22 @@ pub async fn renew(state: &StateFile, host: &str) -> Result<Vec<String>> {
     Ok(done)
 }
 
+/// `destroy-app`: the app's HTTPS server, relay, certificate and certbot lineage leave
+/// the node (certbot.timer stops renewing it).
+pub async fn remove(session: &Session, app: &str) -> Result<()> {
+    let (status, _, err) = step(session, &[("op", "remove"), ("app", app)]).await?;
+    if status != 0 {
+        return Err(step_error(
+            session,
+            "removing the app's certificate",
+            status,
+            &err,
+            "see the output above".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// A certificate as a node serves it (`skiff-node tls-info`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct CertStatus {
@@ -756,6 +772,19 @@ mod tests {
             map,
             "blog.test skiff_acme_blog;\nprev.blog.test skiff_acme_blog;\n"
         );
+    }
+
+    #[test]
+    fn acme_refuses_wildcard_hosts() {
+        let text = "name = \"w\"\nruntime = \"static\"\nhostnames = [\"w.test\", \"*.w.test\"]\n[tls]\nacme = true\n";
+        let e = AppConfig::parse(Path::new("app.toml"), text).unwrap_err();
+        let shown = format!("{e} {}", e.hint().unwrap_or_default());
+        assert!(shown.contains("wildcard"), "{shown}");
+        assert!(shown.contains("skiff tls add"), "{shown}");
+        let ok = text.replace(", \"*.w.test\"", "");
+        let c = AppConfig::parse(Path::new("app.toml"), &ok).unwrap();
+        let tls = c.tls.unwrap();
+        assert!(tls.acme && tls.redirect && !tls.hsts);
     }
 
     #[test]

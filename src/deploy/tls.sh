@@ -11,6 +11,7 @@
 #   op=install  app cert key site     a custom certificate: skiff-node tls-install
 #   op=renew    app                   skiff-node tls-renew (certbot --force-renewal)
 #   op=info                           skiff-node tls-info: `tls APP SOURCE NOTAFTER STATUS`
+#   op=remove   app                   skiff-node tls-remove (destroy-app)
 #
 # shellcheck disable=SC2154 # the inputs are set by skiff's prelude
 set -eu
@@ -52,6 +53,11 @@ case ${op:-} in
     ;;
   info)
     set -- tls-info
+    ;;
+  remove)
+    # a node set up before skiff had TLS has none to remove (and no tls-remove)
+    grep -q '^  tls-remove)' "$NODE" || exit 0
+    set -- tls-remove "$app"
     ;;
   *)
     die "unknown TLS step: ${op:-}" "$EXIT_USAGE"

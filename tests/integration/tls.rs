@@ -128,6 +128,9 @@ fn acme_certificate_redirect_renewal_and_the_nginx_gate() {
     ok(&out, &format!("update (pebble: {})", pebble.logs()));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["urls"][0], "https://tlsapp.test/", "{report}");
+    let cert = &report["certificates"][&node.name];
+    assert_eq!(cert["source"], "acme", "{report}");
+    assert!(cert["days_left"].as_i64().unwrap() > 30, "{report}");
 
     // HTTPS serves the app, which sees https; every name of the certificate works
     for host in ["tlsapp.test", "www.tlsapp.test"] {
@@ -247,8 +250,24 @@ fn acme_certificate_redirect_renewal_and_the_nginx_gate() {
         "status did not report the failed renewal:\n{text}"
     );
     assert!(
-        text.contains("certificate") && text.contains("nginx -t refused"),
+        text.contains("certificate (acme) expires") && text.contains("nginx -t refused"),
         "{text}"
+    );
+
+    // destroy-app takes the certificate, its renewal and the HTTPS server along
+    ok(
+        &env.skiff()
+            .args(["destroy-app", "tlsapp.test", "--yes"])
+            .output()
+            .unwrap(),
+        "destroy-app",
+    );
+    let left = node
+        .exec("ls /etc/skiff/tls/ /etc/skiff/sites/nginx/ /etc/letsencrypt/renewal/ 2>/dev/null");
+    assert!(!left.contains("tlsapp"), "{left}");
+    assert_eq!(
+        https_get(&node.address, "tlsapp.test", "/", &pebble.root).0,
+        0
     );
 }
 
@@ -421,8 +440,33 @@ fn tls_add_checks_before_upload_then_serves() {
         "custom"
     );
     assert_eq!(head(&node.address, "addapp.test", "/").0, 301);
+    // HTTPS for a name no certificate has: the handshake is refused
+    assert_eq!(
+        https_get(&node.address, "unknown.test", "/", &ca.root()).0,
+        0
+    );
+    // the version hosts stay HTTP, until a wildcard certificate covers them
+    assert_eq!(
+        https_get(&node.address, "1.addapp.test", "/", &ca.root()).0,
+        0
+    );
+    let (wild, wild_key) = ca.issue("wild", &["addapp.test", "*.addapp.test"], &now, &later);
+    let out = add(&wild, &wild_key);
+    ok(&out, "tls add (wildcard)");
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("stay HTTP"));
+    let (code, body) = https_get(&node.address, "1.addapp.test", "/", &ca.root());
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("scheme=https host=1.addapp.test"), "{body}");
+    let status = env
+        .skiff()
+        .args(["status", "addapp.test"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success(), "{text}");
+    assert!(text.contains("certificate (custom) expires"), "{text}");
     // the key is nowhere else on the node
-    let key_text = std::fs::read_to_string(&good_key).unwrap();
+    let key_text = std::fs::read_to_string(&wild_key).unwrap();
     let line = key_text.lines().nth(1).unwrap();
     let found = node.exec_output(&format!(
         "grep -rlF -- '{line}' /var/lib/skiff /etc/nginx /srv/skiff /tmp"
@@ -454,7 +498,7 @@ fn two_nodes_relay_challenges_to_each_other() {
         &env,
         "relay",
         &["relay.test"],
-        "[tls]\nacme = true\nredirect = false\n",
+        "[tls]\nacme = true\nredirect = false\nhsts = true\n",
     );
     let out = env
         .skiff()
@@ -477,6 +521,20 @@ fn two_nodes_relay_challenges_to_each_other() {
     assert!(
         log.trim().parse::<u32>().unwrap_or(0) >= 4,
         "node 1 saw {log} challenge requests"
+    );
+    // hsts = true: HTTPS answers say so
+    let headers = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-D", "-", "-m", "10", "--cacert"])
+        .arg(&pebble.root)
+        .arg("--resolve")
+        .arg(format!("relay.test:443:{}", n1.address))
+        .arg("https://relay.test/")
+        .output()
+        .unwrap();
+    let headers = String::from_utf8_lossy(&headers.stdout).to_ascii_lowercase();
+    assert!(
+        headers.contains("strict-transport-security: max-age=63072000"),
+        "{headers}"
     );
     // redirect = false: plain HTTP serves the app
     assert_eq!(get(&n1.address, "relay.test", "/").0, 200);
