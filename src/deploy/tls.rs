@@ -190,8 +190,10 @@ pub async fn acme_on_node(
     }
 }
 
-/// After `skiff update` switched an app with `[tls] acme = true`: every node orders (or
-/// keeps) its certificate. The account must be set. Whether there was anything to do.
+/// After `skiff update` switched an app with `[tls]`: with `acme = true` every node orders
+/// (or keeps) its certificate (the account must be set); else a node with a certificate
+/// from `skiff tls add` gets the HTTPS server app.toml's `redirect` and `hsts` ask for.
+/// Whether there was anything to do.
 pub async fn after_update(
     cluster: &Cluster,
     sessions: &[(&str, &Session)],
@@ -202,7 +204,28 @@ pub async fn after_update(
         return Ok(false);
     };
     if !tls.acme {
-        return Ok(false);
+        // a custom certificate's HTTPS server follows app.toml's redirect and hsts
+        let site = render_site(&config.name, hostnames, tls, false)?;
+        let wild = render_site(&config.name, hostnames, tls, true)?;
+        for (_, session) in sessions {
+            let vars = [
+                ("op", "site"),
+                ("app", config.name.as_str()),
+                ("site", site.as_str()),
+                ("site_wildcard", wild.as_str()),
+            ];
+            let (status, _, err) = step(session, &vars).await?;
+            if status != 0 {
+                return Err(step_error(
+                    session,
+                    "installing the HTTPS server",
+                    status,
+                    &err,
+                    "NGINX refused it and the previous configuration serves on".into(),
+                ));
+            }
+        }
+        return Ok(true);
     }
     let account = account_of(cluster)?;
     for (node, session) in sessions {
@@ -694,6 +717,7 @@ pub async fn add(
             ("cert", cert_text.as_str()),
             ("key", key_text.as_str()),
             ("site", site.as_str()),
+            ("wildcard", if checked.wildcard { "1" } else { "0" }),
         ];
         let r = step(&session, &vars).await;
         let outcome = match r {

@@ -8,7 +8,11 @@
 #
 #   op=acme     app domains account ca site relay_conf relay force
 #                                     order (or keep) the certificate: skiff-node tls-acme
-#   op=install  app cert key site     a custom certificate: skiff-node tls-install
+#   op=install  app cert key site wildcard
+#                                     a custom certificate: skiff-node tls-install
+#   op=site     app site site_wildcard
+#                                     the HTTPS server again ([tls] without acme):
+#                                     skiff-node tls-site
 #   op=renew    app                   skiff-node tls-renew (certbot --force-renewal)
 #   op=info                           skiff-node tls-info: `tls APP SOURCE NOTAFTER STATUS`
 #   op=remove   app                   skiff-node tls-remove (destroy-app)
@@ -30,7 +34,7 @@ put() { # put FILE VALUE: VALUE into the handed-over folder, when not empty
 }
 
 case ${op:-} in
-  acme | install)
+  acme | install | site)
     printf '%s' "$app" | grep -Eqx '[a-z][a-z0-9-]{0,31}' || die "bad app name: $app" "$EXIT_USAGE"
     d=$(mktemp -d "$STAGING/tls.XXXXXX")
     put site.conf "$site"
@@ -42,9 +46,13 @@ case ${op:-} in
       put relay "$relay"
       set -- tls-acme "$app" "$d"
       if [ "$force" = 1 ]; then set -- "$@" force; fi
+    elif [ "$op" = site ]; then
+      put site-wildcard.conf "$site_wildcard"
+      set -- tls-site "$app" "$d"
     else
       put fullchain.pem "$cert"
       put privkey.pem "$key"
+      if [ "$wildcard" = 1 ]; then : >"$d/wildcard"; fi
       set -- tls-install "$app" "$d"
     fi
     ;;

@@ -407,7 +407,7 @@ pub async fn update(
         .map(|t| (t.name.as_str(), &t.session))
         .collect();
     for (name, _) in &sessions {
-        if config.tls.as_ref().is_some_and(|t| t.acme) {
+        if config.tls.is_some() {
             step(&events, name, "certificate");
         }
     }

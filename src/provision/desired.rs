@@ -324,6 +324,9 @@ impl Desired {
         ctx.insert("cron_map", crate::deploy::contract::CRON_MAP);
         ctx.insert("access_log", crate::deploy::contract::ACCESS_LOG);
         ctx.insert("acme_webroot", crate::deploy::contract::ACME_WEBROOT);
+        // NGINX 1.19.4+ can refuse a TLS handshake without a certificate; Ubuntu 22.04
+        // ships 1.18 (there the first app's HTTPS server answers unknown names)
+        ctx.insert("reject_handshake", &(distro != Distro::Ubuntu2204));
         ctx.insert("python_slots", &python_slots);
         ctx.insert("ruby_slots", &ruby_slots);
         ctx.insert(
@@ -656,5 +659,17 @@ mod tests {
             .find(|f| f.path == "/etc/nginx/conf.d/skiff.conf")
             .unwrap();
         assert!(String::from_utf8_lossy(&f.content).contains("listen [::]:80 default_server;"));
+        let text = |d: &Desired, path: &str| {
+            let f = d.files.iter().find(|f| f.path == path).unwrap();
+            String::from_utf8_lossy(&f.content).into_owned()
+        };
+        let listen = text(&d, "/etc/nginx/snippets/skiff-listen-443.conf");
+        assert!(listen.contains("listen [::]:443 ssl http2;"));
+        assert!(d.packages.contains(&"certbot"));
+        // NGINX 1.18 (Ubuntu 22.04) has no ssl_reject_handshake
+        let conf = |d: &Desired| text(d, "/etc/nginx/conf.d/skiff.conf");
+        assert!(conf(&d).contains("ssl_reject_handshake on;"));
+        let jammy = Desired::build(Distro::Ubuntu2204, &facts, &choices()).unwrap();
+        assert!(!conf(&jammy).contains("ssl_reject_handshake"));
     }
 }

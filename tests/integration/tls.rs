@@ -7,10 +7,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::support::acme::{
-    HttpsLoop, Pebble, https_get, make_ca, make_csr, openssl, pebble_available, served_serial,
+    HttpsLoop, Pebble, https_get, https_headers, make_ca, make_csr, openssl, pebble_available,
+    served_serial,
 };
 use crate::support::{TestEnv, TestNode, nodes_available};
-use crate::update::get;
+use crate::update::{get, run_update};
 
 /// A PHP app that says its version, the scheme it sees and its host.
 fn php_app(env: &TestEnv, name: &str, hosts: &[&str], tls: &str) -> PathBuf {
@@ -96,13 +97,7 @@ fn acme_certificate_redirect_renewal_and_the_nginx_gate() {
     );
 
     // without an account, nothing is deployed
-    let out = env
-        .skiff()
-        .arg("update")
-        .arg(&dir)
-        .args(["--node", &node.name])
-        .output()
-        .unwrap();
+    let out = run_update(&env, &dir, &node);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("skiff tls account"), "{err}");
@@ -186,15 +181,7 @@ fn acme_certificate_redirect_renewal_and_the_nginx_gate() {
     let before = served_serial(&node.address, "tlsapp.test");
     assert!(before.starts_with("serial="), "{before}");
     std::fs::write(dir.join("public/extra.txt"), "x").unwrap();
-    ok(
-        &env.skiff()
-            .arg("update")
-            .arg(&dir)
-            .args(["--node", &node.name])
-            .output()
-            .unwrap(),
-        "second update",
-    );
+    ok(&run_update(&env, &dir, &node), "second update");
     assert_eq!(served_serial(&node.address, "tlsapp.test"), before);
 
     // a forced renewal under a request loop: a new certificate, no failed request
@@ -361,15 +348,7 @@ fn tls_add_checks_before_upload_then_serves() {
     let env = TestEnv::new();
     let node = TestNode::launch_set_up(&env);
     let dir = php_app(&env, "addapp", &["addapp.test"], "");
-    ok(
-        &env.skiff()
-            .arg("update")
-            .arg(&dir)
-            .args(["--node", &node.name])
-            .output()
-            .unwrap(),
-        "update",
-    );
+    ok(&run_update(&env, &dir, &node), "update");
     let ca = TestCa::new(env.root());
     let (now, later, past, older) = (utc(-1), utc(30), utc(-10), utc(-20));
     let (good, good_key) = ca.issue("good", &["addapp.test", "prev.addapp.test"], &now, &later);
@@ -457,6 +436,16 @@ fn tls_add_checks_before_upload_then_serves() {
     let (code, body) = https_get(&node.address, "1.addapp.test", "/", &ca.root());
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("scheme=https host=1.addapp.test"), "{body}");
+    // app.toml's [tls] (no acme) reaches the custom certificate's server at the next update
+    std::fs::write(
+        dir.join("app.toml"),
+        std::fs::read_to_string(dir.join("app.toml")).unwrap() + "[tls]\nhsts = true\n",
+    )
+    .unwrap();
+    ok(&run_update(&env, &dir, &node), "update with [tls] hsts");
+    let headers = https_headers(&node.address, "2.addapp.test", &ca.root());
+    assert!(headers.starts_with("http/2 200"), "{headers}");
+    assert!(headers.contains("strict-transport-security"), "{headers}");
     let status = env
         .skiff()
         .args(["status", "addapp.test"])
@@ -523,15 +512,7 @@ fn two_nodes_relay_challenges_to_each_other() {
         "node 1 saw {log} challenge requests"
     );
     // hsts = true: HTTPS answers say so
-    let headers = Command::new("curl")
-        .args(["-s", "-o", "/dev/null", "-D", "-", "-m", "10", "--cacert"])
-        .arg(&pebble.root)
-        .arg("--resolve")
-        .arg(format!("relay.test:443:{}", n1.address))
-        .arg("https://relay.test/")
-        .output()
-        .unwrap();
-    let headers = String::from_utf8_lossy(&headers.stdout).to_ascii_lowercase();
+    let headers = https_headers(&n1.address, "relay.test", &pebble.root);
     assert!(
         headers.contains("strict-transport-security: max-age=63072000"),
         "{headers}"

@@ -300,6 +300,19 @@ pub fn https_get(address: &str, host: &str, path: &str, root: &Path) -> (u16, St
     (code.trim().parse().unwrap_or(0), body.to_string())
 }
 
+/// The headers (lower case) of `GET https://HOST/` at the node `address`, trusting `root`.
+pub fn https_headers(address: &str, host: &str, root: &Path) -> String {
+    let out = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-D", "-", "-m", "10", "--cacert"])
+        .arg(root)
+        .arg("--resolve")
+        .arg(format!("{host}:443:{address}"))
+        .arg(format!("https://{host}/"))
+        .output()
+        .expect("curl runs");
+    String::from_utf8_lossy(&out.stdout).to_ascii_lowercase()
+}
+
 /// The serial number of the certificate the node at `address` serves for `host`.
 pub fn served_serial(address: &str, host: &str) -> String {
     let out = Command::new("openssl")
