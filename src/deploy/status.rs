@@ -66,6 +66,16 @@ impl CertView {
             std::time::UNIX_EPOCH + std::time::Duration::from_secs(c.not_after),
         )
         .to_string();
+        if c.not_after == 0 {
+            // no certificate yet: a first order that failed
+            return CertView {
+                source: c.source.clone(),
+                expires: "never (no certificate yet)".into(),
+                days_left: 0,
+                ok: false,
+                last: c.last.clone(),
+            };
+        }
         let overdue = c.source == "acme" && days_left < 20;
         CertView {
             source: c.source.clone(),
@@ -78,10 +88,14 @@ impl CertView {
 
     /// One line for people: source, expiry, and what went wrong if something did.
     pub fn line(&self) -> String {
-        let mut s = format!(
-            "certificate ({}) expires {} (in {} days)",
-            self.source, self.expires, self.days_left
-        );
+        let mut s = if self.expires.starts_with("never") {
+            "no certificate yet (HTTP only)".to_string()
+        } else {
+            format!(
+                "certificate ({}) expires {} (in {} days)",
+                self.source, self.expires, self.days_left
+            )
+        };
         if !self.ok {
             if self.last.starts_with("failed") {
                 s.push_str(&format!("; LAST ATTEMPT {}", self.last));

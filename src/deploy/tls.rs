@@ -168,7 +168,8 @@ pub async fn acme_on_node(
             &err,
             format!(
                 "the CA must reach every name over HTTP on port 80 of a node of the app (DNS, firewall); \
-                 whatever served before serves on. Retry with `skiff tls renew {}`",
+                 whatever served before serves on. Then run `skiff update` again (or `skiff tls renew {}` \
+                 when the node had a certificate)",
                 names[0]
             ),
         )),

@@ -413,7 +413,7 @@ pub async fn update(
     }
     let tls = super::tls::after_update(&cluster, &sessions, &config, &hosts).await;
     let mut certificates = BTreeMap::new();
-    if tls.as_ref().is_ok_and(|done| *done) {
+    if config.tls.is_some() {
         for (name, session) in &sessions {
             if let Ok(certs) = super::tls::info(session).await
                 && let Some(c) = certs.iter().find(|c| c.app == app)
@@ -431,9 +431,7 @@ pub async fn update(
             message: format!(
                 "version {n} of `{app}` is live over HTTP, but its certificate is not: {e}{detail}"
             ),
-            hint: e
-                .hint()
-                .or_else(|| Some(format!("retry with `skiff tls renew {main}`"))),
+            hint: e.hint().or_else(|| Some("run `skiff update` again".into())),
         });
     }
     let https = config.tls.as_ref().is_some_and(|t| t.acme);

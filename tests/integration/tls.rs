@@ -527,3 +527,52 @@ fn two_nodes_relay_challenges_to_each_other() {
     );
     assert_eq!(code, 404);
 }
+
+#[test]
+fn a_failed_order_keeps_http_serving_and_status_says_so() {
+    if !nodes_available() || !pebble_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    let node = TestNode::launch_set_up(&env);
+    let pebble = Pebble::start(&env);
+    account(&env, &pebble);
+    // no DNS record for the host yet: the CA cannot validate it
+    let dir = php_app(&env, "failapp", &["failapp.test"], "[tls]\nacme = true\n");
+    let out = run_update(&env, &dir, &node);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("version 1 of `failapp` is live over HTTP, but its certificate is not"),
+        "{err}"
+    );
+    let (code, body) = get(&node.address, "failapp.test", "/");
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("version=1 scheme=http"), "{body}");
+    let status = env
+        .skiff()
+        .args(["status", "failapp.test"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(!status.status.success(), "{text}");
+    assert!(
+        text.contains("no certificate yet") && text.contains("LAST ATTEMPT failed"),
+        "{text}"
+    );
+    // DNS fixed: the next update gets it
+    for h in ["failapp.test", "prev.failapp.test"] {
+        pebble.add_a(h, &node.address);
+    }
+    ok(&run_update(&env, &dir, &node), "update after the DNS fix");
+    let (code, body) = https_get(&node.address, "failapp.test", "/", &pebble.root);
+    assert_eq!(code, 200, "{body}");
+    let status = env
+        .skiff()
+        .args(["status", "failapp.test"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success(), "{text}");
+    assert!(text.contains("certificate (acme) expires"), "{text}");
+}
