@@ -56,6 +56,15 @@ fn account(env: &TestEnv, pebble: &Pebble) {
     ok(&out, "tls account");
 }
 
+/// `skiff status HOST`: whether it exited 0, and what it printed.
+fn status(env: &TestEnv, host: &str) -> (bool, String) {
+    let out = env.skiff().args(["status", host]).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
 /// `curl -I http://HOST/PATH`: (status, Location).
 fn head(address: &str, host: &str, path: &str) -> (u16, String) {
     let out = Command::new("curl")
@@ -226,16 +235,8 @@ fn acme_certificate_redirect_renewal_and_the_nginx_gate() {
         https_get(&node.address, "tlsapp.test", "/", &pebble.root).0,
         200
     );
-    let status = env
-        .skiff()
-        .args(["status", "tlsapp.test"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&status.stdout);
-    assert!(
-        !status.status.success(),
-        "status did not report the failed renewal:\n{text}"
-    );
+    let (fine, text) = status(&env, "tlsapp.test");
+    assert!(!fine, "status did not report the failed renewal:\n{text}");
     assert!(
         text.contains("certificate (acme) expires") && text.contains("nginx -t refused"),
         "{text}"
@@ -446,13 +447,8 @@ fn tls_add_checks_before_upload_then_serves() {
     let headers = https_headers(&node.address, "2.addapp.test", &ca.root());
     assert!(headers.starts_with("http/2 200"), "{headers}");
     assert!(headers.contains("strict-transport-security"), "{headers}");
-    let status = env
-        .skiff()
-        .args(["status", "addapp.test"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&status.stdout);
-    assert!(status.status.success(), "{text}");
+    let (fine, text) = status(&env, "addapp.test");
+    assert!(fine, "{text}");
     assert!(text.contains("certificate (custom) expires"), "{text}");
     // the key is nowhere else on the node
     let key_text = std::fs::read_to_string(&wild_key).unwrap();
@@ -549,13 +545,8 @@ fn a_failed_order_keeps_http_serving_and_status_says_so() {
     let (code, body) = get(&node.address, "failapp.test", "/");
     assert_eq!(code, 200, "{body}");
     assert!(body.contains("version=1 scheme=http"), "{body}");
-    let status = env
-        .skiff()
-        .args(["status", "failapp.test"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&status.stdout);
-    assert!(!status.status.success(), "{text}");
+    let (fine, text) = status(&env, "failapp.test");
+    assert!(!fine, "{text}");
     assert!(
         text.contains("no certificate yet") && text.contains("LAST ATTEMPT failed"),
         "{text}"
@@ -567,12 +558,7 @@ fn a_failed_order_keeps_http_serving_and_status_says_so() {
     ok(&run_update(&env, &dir, &node), "update after the DNS fix");
     let (code, body) = https_get(&node.address, "failapp.test", "/", &pebble.root);
     assert_eq!(code, 200, "{body}");
-    let status = env
-        .skiff()
-        .args(["status", "failapp.test"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&status.stdout);
-    assert!(status.status.success(), "{text}");
+    let (fine, text) = status(&env, "failapp.test");
+    assert!(fine, "{text}");
     assert!(text.contains("certificate (acme) expires"), "{text}");
 }
