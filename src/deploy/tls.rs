@@ -833,6 +833,107 @@ mod tests {
         assert!(check_server("https://x/dir y").is_err());
     }
 
+    /// The checks of `tls add` with real openssl: a chain missing its intermediate, a key
+    /// of another certificate and names that leave a host out are refused, a complete
+    /// chain passes.
+    #[test]
+    fn custom_certificates_are_checked_with_openssl() {
+        if Command::new("openssl").arg("version").output().is_err() {
+            eprintln!("SKIPPED: no openssl on this machine");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let p = |f: &str| dir.path().join(f).to_string_lossy().into_owned();
+        let run = |args: &[&str]| {
+            let out = Command::new("openssl").args(args).output().unwrap();
+            assert!(out.status.success(), "{args:?}: {}", text(&out));
+        };
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        let req = |key: &str, out: &str, cn: &str| {
+            let subj = format!("/CN={cn}");
+            let mut a = vec!["req", "-keyout", key, "-out", out, "-subj", &subj];
+            a.extend(ec);
+            run(&a);
+        };
+        let sign = |csr: &str, ca: &str, ca_key: &str, out: &str, ext: &str| {
+            let e = p(&format!("{out}.ext"));
+            std::fs::write(&e, ext).unwrap();
+            run(&[
+                "x509",
+                "-req",
+                "-in",
+                csr,
+                "-CA",
+                ca,
+                "-CAkey",
+                ca_key,
+                "-CAcreateserial",
+                "-out",
+                out,
+                "-days",
+                "2",
+                "-extfile",
+                &e,
+            ]);
+        };
+        let (root, root_key) = (p("root.pem"), p("root.key"));
+        let mut a = vec![
+            "req", "-x509", "-days", "2", "-keyout", &root_key, "-out", &root,
+        ];
+        a.extend(["-subj", "/CN=root"]);
+        a.extend(ec);
+        run(&a);
+        req(&p("int.key"), &p("int.csr"), "intermediate");
+        sign(
+            &p("int.csr"),
+            &root,
+            &root_key,
+            &p("int.pem"),
+            "basicConstraints=critical,CA:TRUE\nkeyUsage=keyCertSign,cRLSign\n",
+        );
+        req(&p("leaf.key"), &p("leaf.csr"), "blog.test");
+        req(&p("other.key"), &p("other.csr"), "other");
+        sign(
+            &p("leaf.csr"),
+            &p("int.pem"),
+            &p("int.key"),
+            &p("leaf.pem"),
+            "subjectAltName=DNS:blog.test,DNS:prev.blog.test\n",
+        );
+        let leaf = std::fs::read_to_string(p("leaf.pem")).unwrap();
+        let int = std::fs::read_to_string(p("int.pem")).unwrap();
+        std::fs::write(p("full.pem"), format!("{leaf}{int}")).unwrap();
+        let needed = cert_names(&["blog.test".to_string()]);
+        let check = |cert: &str, key: &str, names: &[String]| {
+            check_custom(
+                Path::new(cert),
+                Path::new(key),
+                Some(Path::new(&root)),
+                names,
+                "blog.test",
+            )
+        };
+        let ok = check(&p("full.pem"), &p("leaf.key"), &needed).unwrap();
+        assert_eq!(ok.names, ["blog.test", "prev.blog.test"]);
+        assert!(!ok.wildcard);
+        let e = check(&p("leaf.pem"), &p("leaf.key"), &needed).unwrap_err();
+        assert!(e.to_string().contains("does not verify"), "{e}");
+        let e = check(&p("full.pem"), &p("other.key"), &needed).unwrap_err();
+        assert!(e.to_string().contains("does not belong"), "{e}");
+        let more = cert_names(&["blog.test".to_string(), "www.blog.test".to_string()]);
+        let e = check(&p("full.pem"), &p("leaf.key"), &more).unwrap_err();
+        assert!(
+            e.to_string().contains("does not cover `www.blog.test`"),
+            "{e}"
+        );
+    }
+
     /// The TLS script reads every name of its prelude and defines none of them.
     #[test]
     fn tls_sh_uses_its_contract() {
