@@ -534,7 +534,13 @@ fn a_failed_order_keeps_http_serving_and_status_says_so() {
     let pebble = Pebble::start(&env);
     account(&env, &pebble);
     // no DNS record for the host yet: the CA cannot validate it
-    let dir = php_app(&env, "failapp", &["failapp.test"], "[tls]\nacme = true\n");
+    // (with a web cron every 2 s, which must pass the redirect once HTTPS is on)
+    let dir = php_app(
+        &env,
+        "failapp",
+        &["failapp.test"],
+        "[tls]\nacme = true\n\n[[cron]]\ncalendar = \"*:*:0/2\"\npath = \"/\"\n",
+    );
     let out = run_update(&env, &dir, &node);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
@@ -561,4 +567,25 @@ fn a_failed_order_keeps_http_serving_and_status_says_so() {
     let (fine, text) = status(&env, "failapp.test");
     assert!(fine, "{text}");
     assert!(text.contains("certificate (acme) expires"), "{text}");
+    // plain HTTP redirects now, but the node's own web cron is still served (not 301)
+    assert_eq!(head(&node.address, "failapp.test", "/").0, 301);
+    let log = "/var/log/nginx/skiff-access.log";
+    let from = node
+        .exec(&format!("wc -l < {log}"))
+        .trim()
+        .parse::<usize>()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    let cron = node.exec(&format!(
+        "tail -n +{} {log} | grep ' failapp.test 127.0.0.1 ' || true",
+        from + 1
+    ));
+    assert!(
+        cron.contains("\"GET / HTTP/1.1\" 200"),
+        "no web cron request answered 200:\n{cron}"
+    );
+    assert!(
+        !cron.contains("\" 301 "),
+        "a web cron request was redirected:\n{cron}"
+    );
 }
