@@ -81,3 +81,5 @@ mod services;
 mod backup;
 #[path = "integration/operate.rs"]
 mod operate;
+#[path = "integration/tls.rs"]
+mod tls;

@@ -122,6 +122,9 @@ impl Distro {
             "sudo",
             "tar",
             "gzip",
+            // ACME certificates ([tls] acme): issued and renewed on the node, by its own
+            // systemd timer (certbot.timer)
+            "certbot",
         ]
     }
 }
@@ -325,6 +328,10 @@ impl Desired {
         ctx.insert("check_port", &crate::deploy::CHECK_PORT);
         ctx.insert("cron_map", crate::deploy::contract::CRON_MAP);
         ctx.insert("access_log", crate::deploy::contract::ACCESS_LOG);
+        ctx.insert("acme_webroot", crate::deploy::contract::ACME_WEBROOT);
+        // NGINX 1.19.4+ can refuse a TLS handshake without a certificate; Ubuntu 22.04
+        // ships 1.18 (there the first app's HTTPS server answers unknown names)
+        ctx.insert("reject_handshake", &(distro != Distro::Ubuntu2204));
         ctx.insert("python_slots", &python_slots);
         ctx.insert("ruby_slots", &ruby_slots);
         ctx.insert(
@@ -350,6 +357,8 @@ impl Desired {
             dir("/etc/skiff/sites/apache", 0o755, "root"),
             dir("/var/lib/skiff", 0o755, "root"),
             dir("/var/lib/skiff/staging", 0o755, user),
+            dir(crate::deploy::contract::TLS_DIR, 0o700, "root"),
+            dir(crate::deploy::contract::ACME_WEBROOT, 0o755, "root"),
             dir("/var/log/skiff", 0o755, user),
             dir(&format!("/home/{user}/.ssh"), 0o700, user),
         ];
@@ -378,6 +387,31 @@ impl Desired {
             DesiredFile::new(
                 "/etc/nginx/snippets/skiff-proxy.conf",
                 r("nginx/skiff-proxy.conf.tera")?,
+                0o644,
+            ),
+            DesiredFile::new(
+                "/etc/nginx/snippets/skiff-app.conf",
+                r("nginx/skiff-app.conf.tera")?,
+                0o644,
+            ),
+            DesiredFile::new(
+                "/etc/nginx/snippets/skiff-acme.conf",
+                r("nginx/skiff-acme.conf.tera")?,
+                0o644,
+            ),
+            DesiredFile::new(
+                "/etc/nginx/snippets/skiff-tls.conf",
+                r("nginx/skiff-tls.conf.tera")?,
+                0o644,
+            ),
+            DesiredFile::new(
+                "/etc/nginx/snippets/skiff-listen-443.conf",
+                r("nginx/skiff-listen-443.conf.tera")?,
+                0o644,
+            ),
+            DesiredFile::new(
+                "/etc/nginx/snippets/skiff-listen-80.conf",
+                r("nginx/skiff-listen-80.conf.tera")?,
                 0o644,
             ),
             DesiredFile::new(
@@ -630,5 +664,17 @@ mod tests {
             .find(|f| f.path == "/etc/nginx/conf.d/skiff.conf")
             .unwrap();
         assert!(String::from_utf8_lossy(&f.content).contains("listen [::]:80 default_server;"));
+        let text = |d: &Desired, path: &str| {
+            let f = d.files.iter().find(|f| f.path == path).unwrap();
+            String::from_utf8_lossy(&f.content).into_owned()
+        };
+        let listen = text(&d, "/etc/nginx/snippets/skiff-listen-443.conf");
+        assert!(listen.contains("listen [::]:443 ssl http2;"));
+        assert!(d.packages.contains(&"certbot"));
+        // NGINX 1.18 (Ubuntu 22.04) has no ssl_reject_handshake
+        let conf = |d: &Desired| text(d, "/etc/nginx/conf.d/skiff.conf");
+        assert!(conf(&d).contains("ssl_reject_handshake on;"));
+        let jammy = Desired::build(Distro::Ubuntu2204, &facts, &choices()).unwrap();
+        assert!(!conf(&jammy).contains("ssl_reject_handshake"));
     }
 }

@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use assert_cmd::Command;
 
+pub mod acme;
 pub mod setup;
 pub mod traffic;
 
