@@ -5,11 +5,11 @@
 //! `/.well-known/acme-challenge/` on port 80 for every host, before any redirect, and
 //! relays a token it does not have to the app's other nodes), and certbot's own systemd
 //! timer renews it, so renewal never needs this machine. Every certificate a node
-//! installs (order, renewal, `skiff tls add`) goes through `nginx -t` before NGINX reloads
+//! installs (order, renewal, `skiff tls add HOST --cert FILE --key FILE`) goes through `nginx -t` before NGINX reloads
 //! (`skiff-node tls-deployed`, certbot's deploy hook); a refused one leaves the previous
 //! certificate serving and is recorded for `skiff status`.
 //!
-//! `skiff tls add` checks a custom certificate on this machine before anything is
+//! `skiff tls add HOST --cert FILE --key FILE` checks a custom certificate on this machine before anything is
 //! uploaded, with the `openssl` command (run with arguments, never through a shell): it is
 //! on every machine that has TLS at all, its `verify` does the chain building and date
 //! checks that a parser crate would leave to us, and it reads the private key from its
@@ -193,7 +193,7 @@ pub async fn acme_on_node(
 
 /// After `skiff update` switched an app with `[tls]`: with `acme = true` every node orders
 /// (or keeps) its certificate (the account must be set); else a node with a certificate
-/// from `skiff tls add` gets the HTTPS server app.toml's `redirect` and `hsts` ask for.
+/// from `skiff tls add HOST --cert FILE --key FILE` gets the HTTPS server app.toml's `redirect` and `hsts` ask for.
 /// Whether there was anything to do.
 pub async fn after_update(
     cluster: &Cluster,
@@ -499,7 +499,7 @@ pub async fn info(session: &Session) -> Result<Vec<CertStatus>> {
     Ok(parse_info(&out))
 }
 
-/// What `skiff tls add` found in a certificate file.
+/// What `skiff tls add HOST --cert FILE --key FILE` found in a certificate file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CustomCert {
     /// Its DNS names.
@@ -518,7 +518,7 @@ fn openssl(args: &[&str]) -> Result<std::process::Output> {
         .map_err(|e| {
             Error::usage(
                 format!("cannot run `openssl` on this machine: {e}"),
-                "install it (`sudo apt install openssl`): `skiff tls add` checks certificates with it",
+                "install it (`sudo apt install openssl`): `skiff tls add HOST --cert FILE --key FILE` checks certificates with it",
             )
         })
 }

@@ -1,6 +1,6 @@
 #!/bin/sh
 # skiff's TLS steps on a node, fed to `sh -s` by `skiff update` ([tls] acme), `skiff tls
-# add` and `skiff tls renew` (src/deploy/tls.rs). Inputs arrive as named shell variables
+# add` and `skiff tls renew HOST` (src/deploy/tls.rs). Inputs arrive as named shell variables
 # in a prelude on stdin (a private key among them: never in argv), with the contract
 # (src/deploy/contract.rs, `tls_prelude`): STAGING NODE EXIT_USAGE EXIT_NGINX EXIT_ACME
 # NODE_EXIT_TEST NODE_EXIT_ACME. The files are handed to skiff-node in a private folder
