@@ -833,6 +833,22 @@ pub async fn current_release(
     Ok((state, release))
 }
 
+/// [`current_release`] for a verb that needs one: no current version is a usage error
+/// naming the app and node, with the deploy that makes one.
+pub async fn live_release(session: &Session, app: &str) -> Result<(NodeState, ReleaseView)> {
+    let (state, release) = current_release(session, app).await?;
+    let release = release.ok_or_else(|| {
+        Error::usage(
+            format!(
+                "`{app}` has no current version on node `{}`",
+                session.node()
+            ),
+            "deploy it with `skiff update DIR` first",
+        )
+    })?;
+    Ok((state, release))
+}
+
 /// The content of release `n`'s files `paths` (regular files only; others are left out).
 pub async fn release_files(
     session: &Session,

@@ -367,16 +367,7 @@ async fn app_of(
 }
 
 async fn release_config(session: &Session, app: &str) -> Result<AppConfig> {
-    let (node_state, release) = super::remote::current_release(session, app).await?;
-    let release = release.ok_or_else(|| {
-        Error::usage(
-            format!(
-                "`{app}` has no current version on node `{}`",
-                session.node()
-            ),
-            "deploy it with `skiff update DIR` first",
-        )
-    })?;
+    let (node_state, release) = super::remote::live_release(session, app).await?;
     let files = super::remote::release_files(
         session,
         app,
