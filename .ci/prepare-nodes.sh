@@ -5,7 +5,8 @@
 #   Debian's mirror), openssh-client, iproute2/util-linux/procps (namespaces, mounts),
 #   vagrant (only for `vagrant validate` of vagrant/Vagrantfile), systemd-container
 #   (systemd-nspawn boots the nodes with systemd as PID 1; --no-install-recommends keeps
-#   libnss-mymachines from editing /etc/nsswitch.conf)
+#   libnss-mymachines from editing /etc/nsswitch.conf), pebble (a real ACME server and
+#   its test DNS, pebble-challtestsrv, for the TLS tests: started and stopped by them)
 # - the cached Debian 12 rootfs at ${SKIFF_LOCAL_ROOTFS:-/var/cache/skiff/rootfs-bookworm}
 #   (debootstrap minbase + systemd, dbus, openssh-server python3 rdiff sudo ca-certificates
 #   curl iproute2 procps; about a minute, once), made by the same script skiff embeds for
@@ -27,7 +28,7 @@ say() { printf 'prepare-nodes: %s\n' "$*" >&2; }
 [ "$(id -u)" = 0 ] || { say "needs root (network namespaces, mounts, apt)"; exit 1; }
 
 need=()
-for pkg in debootstrap apt-cacher-ng openssh-client iproute2 util-linux procps vagrant python3-pip systemd-container; do
+for pkg in debootstrap apt-cacher-ng openssh-client iproute2 util-linux procps vagrant python3-pip systemd-container pebble openssl; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -56,6 +57,13 @@ if [ -x "$rootfs/usr/sbin/sshd" ] && [ -x "$rootfs/lib/systemd/systemd" ]; then
 else
   say "creating the Debian 12 rootfs at $rootfs (about a minute, once)"
   SKIFF_LOCAL_ROOTFS=$rootfs bash providers/local-node.sh ensure-rootfs
+fi
+# The Debian 13 rootfs for the second-release suite (tests/integration/debian13.rs).
+if [ -x /var/cache/skiff/rootfs-trixie/usr/sbin/sshd ] && [ -x /var/cache/skiff/rootfs-trixie/lib/systemd/systemd ]; then
+  say "Debian 13 rootfs ready"
+else
+  say "creating the Debian 13 rootfs (about a minute and a half, once)"
+  SKIFF_LOCAL_SUITE=trixie SKIFF_LOCAL_ROOTFS=/var/cache/skiff/rootfs-trixie bash providers/local-node.sh ensure-rootfs
 fi
 bash .ci/fetch-wheels.sh
 say "ready"

@@ -2,7 +2,8 @@
 //! versus a fresh `ssh` process per command, on a real local node.
 //!
 //! Run with `bench/ssh-session.sh` (root, Linux, the local node rootfs). Prints the
-//! medians and their ratio; the fresh `ssh` is the anchor, measured side by side.
+//! medians and their ratio; the fresh `ssh` is the anchor, measured side by side: the
+//! samples of both are interleaved, so a burst of load on the machine hits both alike.
 
 use std::time::{Duration, Instant};
 
@@ -39,6 +40,7 @@ fn main() {
         identity: None,
         force: false,
         repin: false,
+        suite: None,
     };
     let result = transport::block_on(async {
         let created = providers::create(&req, &state, &mut |_: &str, _: String| {}).await?;
@@ -90,11 +92,38 @@ async fn measure(target: &Target, state: &StateFile, runs: usize) -> skiff::Resu
     for _ in 0..5 {
         session.run_ok(&["true"]).await?;
     }
+    let known_hosts = ssh::known_hosts_path(&state.dir());
+    let identity = target.identity.clone().expect("local nodes have a key");
+    let fresh_true = || {
+        let mut cmd = tokio::process::Command::new("ssh");
+        cmd.arg("-i")
+            .arg(&identity)
+            .args(["-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes"])
+            .args(["-o", "StrictHostKeyChecking=yes", "-o", "ControlMaster=no"])
+            .arg("-o")
+            .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
+            .arg(format!("{}@{}", target.user, target.address))
+            .arg("true")
+            .stdin(std::process::Stdio::null());
+        cmd
+    };
+    // Interleaved: one shared-session command, then one fresh `ssh`, in turn (the first
+    // of each pair alternating), so both see the same moments of the machine's load.
     let mut shared = Vec::new();
-    for _ in 0..runs {
-        let t = Instant::now();
-        session.run_ok(&["true"]).await?;
-        shared.push(t.elapsed());
+    let mut fresh = Vec::new();
+    for i in 0..runs {
+        for first_shared in [i % 2 == 0, i % 2 != 0] {
+            if first_shared {
+                let t = Instant::now();
+                session.run_ok(&["true"]).await?;
+                shared.push(t.elapsed());
+            } else {
+                let t = Instant::now();
+                let status = fresh_true().status().await.expect("ssh runs");
+                assert!(status.success());
+                fresh.push(t.elapsed());
+            }
+        }
     }
     let session = std::sync::Arc::new(session);
     let t = Instant::now();
@@ -109,28 +138,6 @@ async fn measure(target: &Target, state: &StateFile, runs: usize) -> skiff::Resu
     let parallel16 = t.elapsed();
     let session = std::sync::Arc::try_unwrap(session).expect("tasks are done");
     session.close().await?;
-
-    let known_hosts = ssh::known_hosts_path(&state.dir());
-    let identity = target.identity.clone().expect("local nodes have a key");
-    let mut fresh = Vec::new();
-    for _ in 0..runs {
-        let t = Instant::now();
-        let status = tokio::process::Command::new("ssh")
-            .arg("-i")
-            .arg(&identity)
-            .args(["-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes"])
-            .args(["-o", "StrictHostKeyChecking=yes", "-o", "ControlMaster=no"])
-            .arg("-o")
-            .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
-            .arg(format!("{}@{}", target.user, target.address))
-            .arg("true")
-            .stdin(std::process::Stdio::null())
-            .status()
-            .await
-            .expect("ssh runs");
-        assert!(status.success());
-        fresh.push(t.elapsed());
-    }
     Ok(Figures {
         connect,
         shared: median(shared),

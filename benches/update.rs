@@ -83,6 +83,16 @@ struct NodeShell {
 }
 
 impl NodeShell {
+    /// The `ssh ...` command line rsync's `-e` takes (same key, same pinned known_hosts).
+    fn rsh(&self) -> String {
+        format!(
+            "ssh -i {} -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=yes \
+             -o ControlMaster=no -o ControlPath=none -o UserKnownHostsFile={}",
+            self.identity.display(),
+            self.known_hosts.display()
+        )
+    }
+
     fn run(&self, cmd: &str) {
         let status = Command::new("ssh")
             .arg("-i")
@@ -113,7 +123,7 @@ fn die(msg: &str) -> ! {
 /// The frozen set-up rootfs that tests/support/setup.rs builds for this build's assets,
 /// if it is there.
 fn frozen_rootfs() -> Option<PathBuf> {
-    let base = skiff::providers::local::rootfs();
+    let base = skiff::providers::local::rootfs("bookworm");
     let digest = skiff::assets::digest().trim_start_matches("sha256:");
     let name = format!(
         "{}-setup-{}",
@@ -294,6 +304,13 @@ fn main() {
         results.push(run);
     }
 
+    // The like-for-like anchor, on the same node in the same run: the same app shipped
+    // the way a plain script (or Capistrano with mod_wsgi) does it, rsync into a new
+    // release folder hard-linked to the last one, a symlink flip, and `apache2ctl
+    // graceful` to load the new code; measured as skiff is, under the same request loop
+    // against its own host.
+    let anchor = anchor_runs(&ssh, &app, runs);
+
     // Anchors side by side, on the same node and machine load:
     // a fresh `ssh NODE true` (the floor of any deploy over ssh), and the stall of an
     // `apache2ctl graceful` (what a deploy that reloads Apache costs every app)
@@ -438,6 +455,10 @@ fn main() {
         "skiff (this run, medians)", wall, served, longest
     );
     println!(
+        "  {:<34} {:>9.2} {:>12.2} {:>10.3}",
+        "side by side: rsync+symlink+graceful", anchor.wall, anchor.served, anchor.longest
+    );
+    println!(
         "  {:<34} {:>9.2} {:>12} {:>10}",
         "side by side: fresh `ssh NODE true`", ssh_true, "-", "-"
     );
@@ -451,6 +472,14 @@ fn main() {
         served / ssh_true,
         graceful_stall / longest.max(0.000_1)
     );
+    println!(
+        "  (rsync anchor: medians of {runs}, {} failed or non-2xx requests; skiff / anchor: \
+         wall {:.2}, served after {:.2}, longest request {:.2})",
+        anchor.failed,
+        wall / anchor.wall,
+        served / anchor.served,
+        longest / anchor.longest.max(0.000_1)
+    );
     println!();
     let verdict = |ok: bool| if ok { "met" } else { "MISSED" };
     println!(
@@ -460,4 +489,115 @@ fn main() {
         verdict(longest < GOAL_LONGEST)
     );
     drop(bench);
+}
+
+/// The rsync anchor's medians: wall time of the deploy commands, time until its host
+/// served the new code (from the start), the longest request meanwhile, and the failed
+/// requests of all its runs.
+struct Anchor {
+    wall: f64,
+    served: f64,
+    longest: f64,
+    failed: usize,
+}
+
+/// Sets up the rsync + symlink + `apache2ctl graceful` anchor on the node (untimed: a
+/// venv with the app's wheel, a mod_wsgi daemon vhost for `anchor.test` behind NGINX)
+/// and measures `runs` one-line-change deploys of the same app under the same loop.
+fn anchor_runs(ssh: &NodeShell, app: &Path, runs: usize) -> Anchor {
+    let host = "anchor.test";
+    let rsync = |n: usize| {
+        let mut cmd = Command::new("rsync");
+        cmd.args(["-az", "--delete", "-e", &ssh.rsh()]);
+        if n > 0 {
+            cmd.arg(format!("--link-dest=/srv/anchor/releases/{}", n - 1));
+        }
+        let status = cmd
+            .arg(format!("{}/", app.display()))
+            .arg(format!("root@{}:/srv/anchor/releases/{n}/", ssh.address))
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap_or_else(|e| die(&format!("rsync: {e}")));
+        if !status.success() {
+            die(&format!("rsync to the anchor failed ({status})"));
+        }
+    };
+    let flip = |n: usize| {
+        ssh.run(&format!(
+            "ln -sfn releases/{n} /srv/anchor/current.new && mv -T /srv/anchor/current.new /srv/anchor/current && apache2ctl graceful"
+        ))
+    };
+    ssh.run(
+        "set -e; command -v rsync >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get -qq install -y rsync >/dev/null; \
+         mkdir -p /srv/anchor/releases",
+    );
+    set_message(&app.join("app.py"), "anchor0");
+    rsync(0);
+    ssh.run(&format!(
+        "set -e; python3 -m venv /srv/anchor/venv; \
+         /srv/anchor/venv/bin/pip install -q --no-index --find-links /srv/anchor/releases/0/wheels skiff-greeting; \
+         ln -sfn releases/0 /srv/anchor/current; chmod -R a+rX /srv/anchor; \
+         printf '%s\\n' '<VirtualHost 127.0.0.1:8080>' '  ServerName {host}' \
+           '  WSGIDaemonProcess anchor processes=2 threads=5 python-home=/srv/anchor/venv python-path=/srv/anchor/current' \
+           '  WSGIProcessGroup anchor' '  WSGIApplicationGroup %{{GLOBAL}}' \
+           '  WSGIScriptAlias / /srv/anchor/current/app.py' \
+           '  <Directory /srv/anchor>' '    Require all granted' '  </Directory>' '</VirtualHost>' \
+           >/etc/apache2/sites-available/anchor.conf; \
+         a2ensite -q anchor >/dev/null; apache2ctl configtest 2>/dev/null; apache2ctl graceful; \
+         printf '%s\\n' 'server {{' '  listen 80;' '  server_name {host};' \
+           '  location / {{ proxy_pass http://127.0.0.1:8080; proxy_set_header Host {host}; }}' '}}' \
+           >/etc/nginx/conf.d/zz-anchor.conf; \
+         nginx -t 2>/dev/null; nginx -s reload; sleep 2"
+    ));
+    let mut walls = Vec::new();
+    let mut served = Vec::new();
+    let mut longest = Vec::new();
+    let mut failed = 0;
+    for n in 1..=runs {
+        let marker = format!("anchor{n}");
+        set_message(&app.join("app.py"), &marker);
+        let mut spec = Spec::new(&ssh.address, host);
+        spec.threads = 2;
+        spec.interval = Duration::from_millis(10);
+        spec.max_requests = 3000;
+        spec.max_time = Duration::from_secs(30);
+        let loop_ = Traffic::start(spec);
+        std::thread::sleep(MARGIN);
+        let t0 = Instant::now();
+        rsync(n);
+        flip(n);
+        walls.push(t0.elapsed().as_secs_f64());
+        // the slot processes restart after graceful returns: watch a while longer
+        std::thread::sleep(Duration::from_secs(3));
+        let t1 = Instant::now();
+        let seen = loop_.stop();
+        let first = seen
+            .samples
+            .iter()
+            .filter(|s| s.sent >= t0)
+            .filter(|s| {
+                s.outcome
+                    .as_ref()
+                    .is_ok_and(|(c, b)| *c == 200 && b.contains(&format!("message={marker} ")))
+            })
+            .map(|s| s.done().duration_since(t0).as_secs_f64())
+            .fold(f64::INFINITY, f64::min);
+        served.push(first);
+        longest.push(
+            seen.longest_between(t0, t1)
+                .map_or(0.0, |s| s.took.as_secs_f64()),
+        );
+        failed += seen.failures().len();
+        eprintln!(
+            "anchor run {n}: wall {:.3} s, served after {first:.3} s, longest request {:.1} ms",
+            walls[walls.len() - 1],
+            longest[longest.len() - 1] * 1000.0
+        );
+    }
+    Anchor {
+        wall: median(walls),
+        served: median(served),
+        longest: median(longest),
+        failed,
+    }
 }

@@ -33,7 +33,8 @@
 #
 # Environment:
 #   SKIFF_LOCAL_HOME    state dir (default /var/lib/skiff-local): key, nodes/, acng/
-#   SKIFF_LOCAL_ROOTFS  Debian rootfs (default /var/cache/skiff/rootfs-bookworm; only read)
+#   SKIFF_LOCAL_SUITE   bookworm | trixie: the Debian release of new nodes (default bookworm)
+#   SKIFF_LOCAL_ROOTFS  Debian rootfs (default /var/cache/skiff/rootfs-SUITE; only read)
 #   SKIFF_LOCAL_TTL     seconds before a forgotten node's PID 1 exits by itself
 #                       (default: never; tests set it)
 #   SKIFF_LOCAL_INIT    systemd | none: the node's PID 1 (default systemd)
@@ -46,7 +47,9 @@ set -eEuo pipefail
 umask 022
 
 H=${SKIFF_LOCAL_HOME:-/var/lib/skiff-local}
-SRC=${SKIFF_LOCAL_ROOTFS:-/var/cache/skiff/rootfs-bookworm}
+SUITE=${SKIFF_LOCAL_SUITE:-bookworm}
+case $SUITE in bookworm | trixie) ;; *) echo "local-node: unknown suite $SUITE (bookworm or trixie)" >&2; exit 2 ;; esac
+SRC=${SKIFF_LOCAL_ROOTFS:-/var/cache/skiff/rootfs-$SUITE}
 TTL=${SKIFF_LOCAL_TTL:-}
 POLICY=${SKIFF_LOCAL_POLICY:-allow}
 INIT=${SKIFF_LOCAL_INIT:-systemd}
@@ -81,9 +84,9 @@ cmd_ensure_rootfs() {
   local mirror
   mirror=$(awk '/^URIs:/ && $2 ~ /\/debian\/?$/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
   mirror=${mirror:-http://deb.debian.org/debian}
-  log "creating the Debian 12 rootfs at $SRC with debootstrap from $mirror (about 1 minute, once)"
+  log "creating the Debian $SUITE rootfs at $SRC with debootstrap from $mirror (about 1 minute, once)"
   rm -rf "$SRC.tmp"; mkdir -p "$(dirname "$SRC")"
-  debootstrap --variant=minbase --include="$PACKAGES" bookworm "$SRC.tmp" "$mirror" >"$SRC.log" 2>&1 \
+  debootstrap --variant=minbase --include="$PACKAGES" "$SUITE" "$SRC.tmp" "$mirror" >"$SRC.log" 2>&1 \
     || { tail -n 20 "$SRC.log" >&2; rm -rf "$SRC.tmp"; die "debootstrap failed; full log in $SRC.log"; }
   rm -f "$SRC.tmp"/etc/ssh/ssh_host_*     # every node makes its own
   # a clean image: each boot makes its own machine id; no journal, no console login
@@ -169,10 +172,14 @@ EOF
   # No DNS in nodes: loopback gives a fast "connection refused" instead of timeouts.
   printf '# skiff local node: no DNS\nnameserver 127.0.0.1\noptions timeout:1 attempts:1\n' >"$R/etc/resolv.conf"
   rm -f "$R/etc/apt/sources.list.d/debian.sources"
+  # the release the rootfs holds (a frozen copy may come from either suite)
+  local codename
+  codename=$(sed -n 's/^VERSION_CODENAME=//p' "$R/etc/os-release" | tr -d '"')
+  codename=${codename:-bookworm}
   cat >"$R/etc/apt/sources.list" <<EOF
-deb http://deb.debian.org/debian bookworm main
-deb http://deb.debian.org/debian bookworm-updates main
-deb http://deb.debian.org/debian-security bookworm-security main
+deb http://deb.debian.org/debian $codename main
+deb http://deb.debian.org/debian $codename-updates main
+deb http://deb.debian.org/debian-security $codename-security main
 EOF
   echo "Acquire::http::Proxy \"http://$HOSTIP:3142\";" >"$R/etc/apt/apt.conf.d/01skiff-local-proxy"
   install -d -m 700 "$R/root/.ssh"

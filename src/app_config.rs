@@ -101,6 +101,29 @@ pub struct AppConfig {
     /// Background workers (current version only), by name.
     #[serde(default)]
     pub processes: BTreeMap<String, ProcessEntry>,
+    /// `[tls]`: HTTPS for the app's hosts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
+}
+
+/// `[tls]`: HTTPS for HOST, its aliases and `prev.HOST`, with a certificate ordered and
+/// renewed on each node (`acme = true`), or one installed by `skiff tls add`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// Order and renew the certificate with ACME (certbot on each node, webroot).
+    #[serde(default)]
+    pub acme: bool,
+    /// Plain HTTP to the app's hosts moves to HTTPS (301), but ACME challenges.
+    #[serde(default = "yes")]
+    pub redirect: bool,
+    /// Send `Strict-Transport-Security` (browsers then refuse plain HTTP for two years).
+    #[serde(default)]
+    pub hsts: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// `[python]`.
@@ -581,6 +604,16 @@ impl AppConfig {
 
     /// Checks what serde cannot. Every error names the file, key, value and fix.
     fn validate(&self, c: &Checker) -> Result<()> {
+        if let Some(tls) = &self.tls
+            && tls.acme
+            && let Some(w) = self.hostnames.iter().find(|h| h.starts_with("*."))
+        {
+            return Err(c.bad(
+                "tls.acme",
+                format!("host `{w}` is a wildcard, which ACME's HTTP challenge cannot prove"),
+                "install a wildcard certificate with `skiff tls add HOST --cert FILE --key FILE` and set `acme = false`",
+            ));
+        }
         names::check_name(&self.name).map_err(|e| {
             c.bad(
                 "name",

@@ -45,9 +45,16 @@ pub static TEMPLATES: &[Asset] = &[
     asset!("templates", "apache/ports.conf.tera"),
     asset!("templates", "apache/skiff-conf.conf.tera"),
     asset!("templates", "apache/skiff-site.conf.tera"),
+    asset!("templates", "nginx/acme-relay.conf.tera"),
+    asset!("templates", "nginx/skiff-acme.conf.tera"),
+    asset!("templates", "nginx/skiff-app.conf.tera"),
+    asset!("templates", "nginx/skiff-listen-443.conf.tera"),
+    asset!("templates", "nginx/skiff-listen-80.conf.tera"),
     asset!("templates", "nginx/skiff-proxy.conf.tera"),
     asset!("templates", "nginx/skiff-routes.map.tera"),
+    asset!("templates", "nginx/skiff-tls.conf.tera"),
     asset!("templates", "nginx/skiff.conf.tera"),
+    asset!("templates", "nginx/tls-site.conf.tera"),
     asset!("templates", "setup/apply.sh.tera"),
     asset!("templates", "setup/apt.sh.tera"),
     asset!("templates", "setup/probe.sh.tera"),
@@ -108,20 +115,31 @@ pub fn server_file(path: &str) -> &'static Asset {
 pub fn digest() -> &'static str {
     static DIGEST: OnceLock<String> = OnceLock::new();
     DIGEST.get_or_init(|| {
-        let mut h = Sha256::new();
-        for (dir, list) in [("templates", TEMPLATES), ("server-files", SERVER_FILES)] {
-            for a in list {
-                h.update(dir.as_bytes());
-                h.update([0]);
-                h.update(a.path.as_bytes());
-                h.update([0]);
-                h.update((a.bytes.len() as u64).to_le_bytes());
-                h.update(a.bytes);
-                h.update([a.executable as u8]);
-            }
-        }
-        format!("sha256:{}", hex::encode(h.finalize()))
+        digest_of(
+            [("templates", TEMPLATES), ("server-files", SERVER_FILES)]
+                .into_iter()
+                .flat_map(|(dir, list)| {
+                    list.iter()
+                        .map(move |a| (dir, a.path, a.bytes, a.executable))
+                }),
+        )
     })
+}
+
+/// The digest of (folder, path, bytes, executable) items: every field counts, each
+/// delimited, so no two different sets of files hash alike by shifting bytes around.
+fn digest_of<'a>(items: impl Iterator<Item = (&'a str, &'a str, &'a [u8], bool)>) -> String {
+    let mut h = Sha256::new();
+    for (dir, path, bytes, executable) in items {
+        h.update(dir.as_bytes());
+        h.update([0]);
+        h.update(path.as_bytes());
+        h.update([0]);
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+        h.update([executable as u8]);
+    }
+    format!("sha256:{}", hex::encode(h.finalize()))
 }
 
 #[cfg(test)]
@@ -162,9 +180,48 @@ mod tests {
         }
     }
 
+    /// The digest names the set-up a node has: any change to any file's bytes, name or
+    /// executable bit must change it (or a node would keep stale files), and the digest
+    /// of the embedded files is the digest of the files on disk.
     #[test]
-    fn digest_is_stable_and_text_is_utf8() {
-        assert_eq!(digest(), digest());
+    fn the_digest_covers_every_byte_name_and_mode_and_text_is_utf8() {
+        let items: Vec<(&str, &str, Vec<u8>, bool)> =
+            [("templates", TEMPLATES), ("server-files", SERVER_FILES)]
+                .into_iter()
+                .flat_map(|(dir, list)| {
+                    list.iter()
+                        .map(move |a| (dir, a.path, a.bytes.to_vec(), a.executable))
+                })
+                .collect();
+        let of = |items: &[(&str, &str, Vec<u8>, bool)]| {
+            digest_of(items.iter().map(|(d, p, b, x)| (*d, *p, b.as_slice(), *x)))
+        };
+        assert_eq!(of(&items), digest());
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let on_disk: Vec<(&str, &str, Vec<u8>, bool)> = items
+            .iter()
+            .map(|(d, p, _, x)| (*d, *p, std::fs::read(root.join(d).join(p)).unwrap(), *x))
+            .collect();
+        assert_eq!(
+            of(&on_disk),
+            digest(),
+            "the embedded files differ from the files on disk"
+        );
+        let mut byte = items.clone();
+        byte[0].2.push(b'\n');
+        let mut mode = items.clone();
+        mode[0].3 = !mode[0].3;
+        let mut moved = items.clone();
+        let half = moved[0].2.len() / 2;
+        let tail = moved[0].2.split_off(half);
+        moved[1].2.splice(0..0, tail);
+        for (what, changed) in [
+            ("a byte", byte),
+            ("a mode", mode),
+            ("bytes moved between files", moved),
+        ] {
+            assert_ne!(of(&changed), digest(), "{what} did not change the digest");
+        }
         assert!(digest().starts_with("sha256:"));
         for a in TEMPLATES.iter().chain(SERVER_FILES) {
             let _ = a.text();

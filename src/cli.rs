@@ -271,6 +271,63 @@ pub enum Command {
         #[arg(short = 'n', long, default_value_t = 100, value_name = "N")]
         lines: u32,
     },
+
+    /// HTTPS: the ACME account, custom certificates, renewals (`[tls]` in app.toml)
+    ///
+    /// Example: skiff tls account --email ops@example.com
+    Tls {
+        /// What to do
+        #[command(subcommand)]
+        action: TlsAction,
+    },
+}
+
+/// `skiff tls` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum TlsAction {
+    /// Set the ACME account `[tls] acme = true` apps order certificates with (in
+    /// cluster.toml; no key is kept there): Let's Encrypt unless --server says otherwise
+    ///
+    /// Example: skiff tls account --email ops@example.com --server staging
+    Account {
+        /// Where the CA sends expiry notices
+        #[arg(long, value_name = "EMAIL")]
+        email: Option<String>,
+        /// The CA's ACME directory URL, `staging` (Let's Encrypt's test CA) or `production`
+        #[arg(long, value_name = "URL")]
+        server: Option<String>,
+        /// A PEM file with the CA certificate the nodes' certbot trusts for --server (a
+        /// private or test CA only)
+        #[arg(long, value_name = "FILE")]
+        ca_bundle: Option<PathBuf>,
+    },
+    /// Install a certificate you have (chain included) on every node of HOST's app,
+    /// checked here first: the key matches, the chain is complete, the dates are valid
+    /// and the names cover every host and prev.HOST (nothing is uploaded otherwise)
+    ///
+    /// Example: skiff tls add blog.example.com --cert fullchain.pem --key privkey.pem
+    Add {
+        /// The app's main host name
+        host: String,
+        /// The certificate chain (PEM): the server's certificate first, then intermediates
+        #[arg(long, value_name = "FILE")]
+        cert: PathBuf,
+        /// Its private key (PEM, no passphrase); installed 0600 on the nodes only
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        /// The root certificate the chain ends at, when this machine does not trust it
+        /// (a private CA)
+        #[arg(long, value_name = "FILE")]
+        ca: Option<PathBuf>,
+    },
+    /// Renew HOST's ACME certificate now on every node of the app (it renews by itself
+    /// 30 days before it expires)
+    ///
+    /// Example: skiff tls renew blog.example.com
+    Renew {
+        /// The app's main host name
+        host: String,
+    },
 }
 
 /// `rollback`'s examples (a const: `after_help` takes an expression).
@@ -368,6 +425,21 @@ pub struct CreateNodeArgs {
     /// Re-pin the host key of an existing node after a deliberate key change
     #[arg(long)]
     pub repin: bool,
+    /// The release a local node runs (local provider) [default: debian-12]
+    #[arg(long, value_enum, value_name = "OS")]
+    pub os: Option<LocalOsArg>,
+}
+
+/// Releases a local node can run: Debian 12, and Debian 13 (the nearest to Ubuntu 24.04
+/// that this project's test network reaches: newer PHP, Python and NGINX).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LocalOsArg {
+    /// Debian 12 "bookworm"
+    #[value(name = "debian-12")]
+    Debian12,
+    /// Debian 13 "trixie"
+    #[value(name = "debian-13")]
+    Debian13,
 }
 
 /// `skiff setup-node`.

@@ -38,6 +38,38 @@ pub struct Cluster {
     /// Apps by their main host name.
     #[serde(default)]
     pub apps: BTreeMap<String, AppState>,
+    /// The ACME account apps with `[tls] acme = true` order their certificates with
+    /// (`skiff tls account`). No private key is ever kept here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsAccount>,
+}
+
+/// Let's Encrypt's production directory: the default ACME server.
+pub const LETSENCRYPT: &str = "https://acme-v02.api.letsencrypt.org/directory";
+/// Let's Encrypt's staging directory (`skiff tls account --server staging`).
+pub const LETSENCRYPT_STAGING: &str = "https://acme-staging-v02.api.letsencrypt.org/directory";
+
+/// `[tls]` in cluster.toml: the operator's ACME account settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsAccount {
+    /// Contact address the CA sends expiry notices to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// The CA's ACME directory URL ([`LETSENCRYPT`] when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<String>,
+    /// A PEM file on this machine with the CA certificate(s) the nodes' certbot trusts for
+    /// `server` (a private or test CA only; public CAs need none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_bundle: Option<PathBuf>,
+}
+
+impl TlsAccount {
+    /// The ACME directory URL orders go to.
+    pub fn server(&self) -> &str {
+        self.server.as_deref().unwrap_or(LETSENCRYPT)
+    }
 }
 
 impl Default for Cluster {
@@ -47,6 +79,7 @@ impl Default for Cluster {
             default_node: None,
             nodes: BTreeMap::new(),
             apps: BTreeMap::new(),
+            tls: None,
         }
     }
 }

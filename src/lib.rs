@@ -28,6 +28,9 @@ pub mod deploy;
 pub mod dev_server;
 pub mod error;
 pub mod failpoint;
+#[doc(hidden)]
+/// Entry points for the fuzz targets in `fuzz/` only (private parsers of node output).
+pub mod fuzzing;
 pub mod names;
 pub mod node_state;
 pub mod operate;

@@ -40,6 +40,10 @@ mod env;
 #[path = "integration/zero_downtime.rs"]
 mod zero_downtime;
 
+#[path = "integration/claims.rs"]
+mod claims;
+#[path = "integration/debian13.rs"]
+mod debian13;
 #[path = "integration/defects.rs"]
 mod defects;
 #[path = "integration/faults.rs"]
@@ -79,3 +83,5 @@ mod services;
 mod backup;
 #[path = "integration/operate.rs"]
 mod operate;
+#[path = "integration/tls.rs"]
+mod tls;

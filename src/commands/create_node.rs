@@ -22,6 +22,10 @@ pub fn run(state: &StateFile, args: &CreateNodeArgs, printer: &Printer) -> Resul
         identity: args.identity.clone(),
         force: args.force,
         repin: args.repin,
+        suite: args.os.map(|os| match os {
+            crate::cli::LocalOsArg::Debian12 => "bookworm",
+            crate::cli::LocalOsArg::Debian13 => "trixie",
+        }),
     };
     let mut status = |verb: &str, msg: String| printer.status(verb, msg);
     let created = transport::block_on(providers::create(&req, state, &mut status))??;

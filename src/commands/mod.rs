@@ -25,6 +25,7 @@ mod run;
 mod serve;
 mod setup_node;
 mod status;
+mod tls;
 mod update;
 mod versions;
 
@@ -102,6 +103,7 @@ pub fn dispatch(cli: &Cli, printer: &Printer) -> Result<()> {
             let (state, host) = app(cli, given.as_deref())?;
             run::shell(&state, &host, node.as_deref())
         }
+        Command::Tls { action } => tls::run(&state_file(cli)?, action, printer),
         Command::Logs {
             app: given,
             follow,

@@ -25,7 +25,7 @@ pub fn run(state: &StateFile, host: Option<&str>, printer: &Printer) -> Result<(
             printer.data(format!("{} (app {})", a.host, a.app));
         }
         for n in &a.nodes {
-            if !(n.healthy && n.drift.is_empty() && n.error.is_none()) {
+            if !(n.healthy && n.drift.is_empty() && n.error.is_none() && n.cert_ok()) {
                 problems += 1;
             }
             if printer.json() {
@@ -54,6 +54,9 @@ pub fn run(state: &StateFile, host: Option<&str>, printer: &Printer) -> Result<(
                 },
                 n.disk_kib as f64 / 1024.0
             ));
+            if let Some(c) = &n.certificate {
+                printer.data(format!("    {}", c.line()));
+            }
             for d in &n.drift {
                 printer.data(format!("    drift: {d}"));
             }
@@ -64,7 +67,9 @@ pub fn run(state: &StateFile, host: Option<&str>, printer: &Printer) -> Result<(
     }
     if problems > 0 {
         return Err(Error::Failed {
-            message: format!("{problems} node(s) unhealthy, drifted or unreachable"),
+            message: format!(
+                "{problems} node(s) unhealthy, drifted, unreachable or with a certificate problem"
+            ),
             hint: Some("each line above says what, with the fix".into()),
         });
     }

@@ -70,6 +70,9 @@ pub fn deploy_and_report(state: &StateFile, req: &UpdateRequest, printer: &Print
             report.app, report.version, report.seconds
         ),
     );
+    for (node, cert) in &report.certificates {
+        printer.status("Certificate", format!("{node}: {}", cert.line()));
+    }
     for url in &report.urls {
         printer.data(url);
     }

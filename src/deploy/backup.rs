@@ -155,12 +155,12 @@ struct Service {
 
 /// `skiff-node backup list APP`'s answer: the services and the tools' versions.
 #[derive(Debug, Default)]
-struct Listing {
+pub(crate) struct Listing {
     services: Vec<Service>,
     tools: Vec<String>,
 }
 
-fn parse_listing(text: &str) -> Listing {
+pub(crate) fn parse_listing(text: &str) -> Listing {
     let mut listing = Listing::default();
     for line in text.lines() {
         if let Some(rest) = line.strip_prefix("service ") {

@@ -120,16 +120,7 @@ pub async fn current_tree(
 type Fetched = (Vec<u8>, crate::sync::manifest::Manifest, Vec<String>);
 
 async fn fetch_release(session: &Session, app: &str) -> Result<Fetched> {
-    let (state, release) = remote::current_release(session, app).await?;
-    let release = release.ok_or_else(|| {
-        Error::usage(
-            format!(
-                "`{app}` has no current version on node `{}`",
-                session.node()
-            ),
-            "deploy it with `skiff update DIR` first",
-        )
-    })?;
+    let (state, release) = remote::live_release(session, app).await?;
     let manifest =
         crate::sync::manifest::Manifest::parse(&release.manifest, "the node's current release")?;
     let hosts = state

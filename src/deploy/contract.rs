@@ -51,6 +51,21 @@ pub const ACCESS_LOG: &str = "/var/log/nginx/skiff-access.log";
 pub const NGINX_ERROR_LOG: &str = "/var/log/nginx/error.log";
 /// Apache's error log (the apps' own errors; skiff's ErrorLogFormat names the host).
 pub const APACHE_ERROR_LOG: &str = "/var/log/apache2/error.log";
+/// TLS: one folder per app (root 0700): `APP/fullchain.pem` (0644) and `APP/privkey.pem`
+/// (0600), the certificate NGINX serves; `APP/site.conf`, the app's HTTPS server blocks
+/// (rendered by the laptop); `APP/source` (`acme` or `custom`); `APP/status`, the last
+/// order's, renewal's or installation's outcome (`ok TIME` or `failed TIME: why`).
+pub const TLS_DIR: &str = "/etc/skiff/tls";
+/// The CA bundle certbot trusts for the ACME server (only when the account names one,
+/// e.g. a test CA): certbot's `REQUESTS_CA_BUNDLE`, here and in its timer's drop-in.
+pub const ACME_CA: &str = "/etc/skiff/tls/acme-ca.pem";
+/// The ACME webroot: NGINX serves `.well-known/acme-challenge/` from it on port 80 for
+/// every host, before any redirect; certbot writes its challenge files there.
+pub const ACME_WEBROOT: &str = "/var/lib/skiff/acme";
+/// The NGINX file that holds an app's HTTPS server (and its port-80 redirect).
+pub fn tls_site(app: &str) -> String {
+    format!("/etc/skiff/sites/nginx/{app}.tls.conf")
+}
 /// Seconds a new release's workers must stay up, unrestarted, before its switch goes on.
 pub const WORKER_GRACE: u32 = 2;
 /// NGINX's loopback-only port where a backend name (`N.APP.KIND.skiff`) is its own
@@ -109,6 +124,8 @@ pub mod exit {
     pub const RELEASE: i32 = 12;
     /// A service could not be made ready (package, server, database).
     pub const SERVICE: i32 = 13;
+    /// A certificate could not be ordered or renewed (the previous one, if any, serves on).
+    pub const ACME: i32 = 14;
     /// A lock is held by someone else (its owner line follows `HELD`).
     pub const LOCK_HELD: i32 = 75;
     /// The node was never set up.
@@ -127,6 +144,15 @@ pub mod exit {
     pub const SYNC_CUT_SHORT: i32 = 7;
     /// Sync `go`: the base is not what skiff expected (the frames say why; stdin unread).
     pub const SYNC_STALE: i32 = 10;
+}
+
+/// Exit codes of `skiff-node` (server-files/bin/skiff-node, whose header lists them too).
+pub mod skiff_node_exit {
+    /// A config test (`nginx -t`, `apache2ctl configtest`) failed; the previous files are
+    /// back in place.
+    pub const CONFIG_TEST: i32 = 3;
+    /// certbot could not order or renew a certificate; the previous one serves on.
+    pub const ACME: i32 = 6;
 }
 
 /// An app's folder on the node.
@@ -201,6 +227,20 @@ pub fn prelude() -> Vec<(&'static str, String)> {
     .into_iter()
     .chain(exit_codes())
     .collect()
+}
+
+/// The TLS steps' contract (src/deploy/tls.sh) as `(NAME, VALUE)` pairs: where files are
+/// handed over, the helper that installs them, and the exit codes they tell apart.
+pub fn tls_prelude() -> Vec<(&'static str, String)> {
+    vec![
+        ("STAGING", STAGING.into()),
+        ("NODE", SKIFF_NODE.into()),
+        ("EXIT_USAGE", exit::USAGE.to_string()),
+        ("EXIT_NGINX", exit::NGINX.to_string()),
+        ("EXIT_ACME", exit::ACME.to_string()),
+        ("NODE_EXIT_TEST", skiff_node_exit::CONFIG_TEST.to_string()),
+        ("NODE_EXIT_ACME", skiff_node_exit::ACME.to_string()),
+    ]
 }
 
 /// The sync's contract as `(NAME, VALUE)` pairs, first in every sync call's prelude.

@@ -38,7 +38,10 @@ pub async fn destroy_app(state: &StateFile, host: &str, events: EventFn) -> Resu
         }
         let routes = routing::render_map(&st);
         let done = match remote::switch(&t.session, &app, &owner, &st, &routes).await {
-            Ok(_) => remote::destroy(&t.session, &app, &owner, &freed).await,
+            Ok(_) => match super::tls::remove(&t.session, &app).await {
+                Ok(()) => remote::destroy(&t.session, &app, &owner, &freed).await,
+                Err(e) => Err(e),
+            },
             Err(e) => Err(e),
         };
         if let Err(e) = done {

@@ -104,4 +104,18 @@ mod tests {
     fn unknown_escapes_stay_as_written() {
         assert_eq!(decode("C:\\path\\"), "C:\\path\\");
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// Any text survives `encode` then `decode`, and is written on one line.
+        #[test]
+        fn encode_decode_round_trips(value in ".*", noise in "[\\\\nr\n\r]{0,12}") {
+            for v in [value.clone(), format!("{noise}{value}{noise}")] {
+                let e = encode(&v);
+                proptest::prop_assert!(!e.contains('\n') && !e.contains('\r'), "{:?}", e);
+                proptest::prop_assert_eq!(decode(&e), v);
+            }
+        }
+    }
 }

@@ -130,12 +130,16 @@ pub async fn history(state: &StateFile, host: &str) -> Result<(String, String, V
     let session = Session::for_node(&node, cluster.node(&node)?, state).await?;
     let text = remote::history(&session, &app).await;
     let _ = session.close().await;
-    let entries = text?
-        .lines()
+    Ok((app, node, entries(&text?)))
+}
+
+/// The entries of a node's deploy log (one JSON object a line); unreadable lines are
+/// skipped.
+pub(crate) fn entries(text: &str) -> Vec<Entry> {
+    text.lines()
         .filter(|l| !l.trim().is_empty())
         .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
-    Ok((app, node, entries))
+        .collect()
 }
 
 #[cfg(test)]

@@ -33,6 +33,7 @@ mod locks;
 pub mod pool;
 pub mod remote;
 pub mod status;
+pub mod tls;
 mod update;
 mod versions;
 

@@ -641,6 +641,13 @@ cron_secret() {
   "$NODE" reload nginx >/dev/null
 }
 
+# deadline_in SECONDS: the epoch time (ms) SECONDS from now; left_until DEADLINE: the
+# seconds left until then (0.000 once past). Warming and the health check each get the
+# release's [health] timeout as a deadline, and a request may only take what is left of
+# it: a slow answer after the deadline is a failure, never a late pass.
+deadline_in() { awk -v t="$1" -v now="$(date +%s.%N)" 'BEGIN { printf "%.3f", now + t }'; }
+left_until() { awk -v d="$1" -v now="$(date +%s.%N)" 'BEGIN { l = d - now; if (l < 0) l = 0; printf "%.3f", l }'; }
+
 # trial_step: load N into SLOT, warm it, health-check it by its backend name
 trial_step() {
   check_slot "$slot"; check_token "$token"
@@ -698,15 +705,18 @@ trial_step() {
     # forwarding headers NGINX would send, so the app sees N.HOST, loopback and http.
     out=$(mktemp)
     rounds=$(awk -v t="$timeout" 'BEGIN{print int(t * 50) + 1}')
+    deadline=$(deadline_in "$timeout")
     ok=0 r=0 got=0
     while [ "$r" -lt "$rounds" ]; do
       r=$((r + 1))
+      left=$(left_until "$deadline")
+      [ "$left" != 0.000 ] || break
       : >"$out.1"
       : >"$out.2"
-      curl -s -o /dev/null -D "$out.1" -m 10 -H "Host: $n.$app.$slot.skiff" -H "X-Forwarded-Host: $vhost" \
+      curl -s -o /dev/null -D "$out.1" -m "$left" -H "Host: $n.$app.$slot.skiff" -H "X-Forwarded-Host: $vhost" \
         -H "X-Forwarded-Proto: http" "http://127.0.0.1:$APACHE_PORT$health" 2>/dev/null &
       c1=$!
-      curl -s -o /dev/null -D "$out.2" -m 10 -H "Host: $n.$app.$slot.skiff" -H "X-Forwarded-Host: $vhost" \
+      curl -s -o /dev/null -D "$out.2" -m "$left" -H "Host: $n.$app.$slot.skiff" -H "X-Forwarded-Host: $vhost" \
         -H "X-Forwarded-Proto: http" "http://127.0.0.1:$APACHE_PORT$health" 2>/dev/null &
       c2=$!
       wait "$c1" "$c2" || true
@@ -734,7 +744,7 @@ trial_step() {
     done
     rm -f "$out" "$out.1" "$out.2"
     if [ "$ok" != 1 ] && [ "$got" -lt 1 ]; then
-      echo "skiff: slot $slot did not answer with release $n within ${timeout}s; the app's error log says:" >&2
+      echo "skiff: slot $slot did not answer $health with release $n within ${timeout}s (app.toml [health] path and timeout); the app's error log says:" >&2
       tail -n 20 /var/log/apache2/error.log >&2 2>/dev/null || true
       exit "$EXIT_NOT_WARM"
     fi
@@ -753,10 +763,13 @@ trial_step() {
   # host can never answer for a version no route points at yet.
   body=$(mktemp)
   rounds=$(awk -v t="$timeout" 'BEGIN{print int(t * 50) + 1}')
+  deadline=$(deadline_in "$timeout")
   r=0 code=000
   while [ "$r" -lt "$rounds" ]; do
     r=$((r + 1))
-    code=$(curl -s -o "$body" -w '%{http_code}' -m 10 -H "Host: $vhost" -H "X-Skiff-Backend: $backend" \
+    left=$(left_until "$deadline")
+    [ "$left" != 0.000 ] || break
+    code=$(curl -s -o "$body" -w '%{http_code}' -m "$left" -H "Host: $vhost" -H "X-Skiff-Backend: $backend" \
       "http://127.0.0.1:$CHECK_PORT$health" 2>/dev/null || true)
     case $code in 2?? | 3??) break ;; esac
     sleep 0.02

@@ -56,7 +56,7 @@ pub type LockAttempt = Lock<Box<Begun>>;
 /// Per-phase seconds reported by the node (`phase NAME SECONDS` lines).
 pub type PhaseTimes = BTreeMap<String, f64>;
 
-fn phases(out: &str) -> PhaseTimes {
+pub(crate) fn phases(out: &str) -> PhaseTimes {
     out.lines()
         .filter_map(|l| {
             let mut parts = l.split_whitespace();
@@ -66,7 +66,7 @@ fn phases(out: &str) -> PhaseTimes {
         .collect()
 }
 
-fn sections(out: &str) -> BTreeMap<String, String> {
+pub(crate) fn sections(out: &str) -> BTreeMap<String, String> {
     let mut map = BTreeMap::new();
     let mut current = String::new();
     for line in out.lines() {
@@ -88,7 +88,7 @@ fn slot_names(prefix: &str, count: usize) -> Vec<String> {
 /// The slots of kind `prefix` (`py`, `rb`) in `begin`'s `---pool` section (one vhost file
 /// name per line), sorted; `None` without the section (a node set up before slots had
 /// files of their own: its pool is setup.toml's count).
-fn pool_slots(pool: Option<&str>, prefix: &str) -> Option<Vec<String>> {
+pub(crate) fn pool_slots(pool: Option<&str>, prefix: &str) -> Option<Vec<String>> {
     let mut slots: Vec<String> = pool?
         .lines()
         .map(str::trim)
@@ -212,7 +212,7 @@ fn switch_failed(session: &Session, status: i32, out: &str, err: &str) -> Error 
 }
 
 /// The owner line after a `HELD` line (exit [`LOCK_HELD`]).
-fn holder(out: &str) -> String {
+pub(crate) fn holder(out: &str) -> String {
     out.lines()
         .skip_while(|l| *l != "HELD")
         .nth(1)
@@ -245,19 +245,21 @@ pub async fn begin(
         }
         _ => return Err(failed(session, "deploy step `begin`", status, &out, &err)),
     }
-    let parts = sections(&out);
-    let state = NodeState::parse(
-        session.node(),
-        parts.get("state").map_or("", String::as_str),
-    )?;
+    Ok(Lock::Taken(Box::new(begun(session.node(), &out)?)))
+}
+
+/// What `begin` printed on success (`---state`, `---setup`, `---pool`, `---env`,
+/// `---found`), read for `node`.
+pub(crate) fn begun(node: &str, out: &str) -> Result<Begun> {
+    let parts = sections(out);
+    let state = NodeState::parse(node, parts.get("state").map_or("", String::as_str))?;
     let setup: toml::Table = toml::from_str(parts.get("setup").map_or("", String::as_str))
         .map_err(|e| Error::Failed {
             message: format!(
-                "node `{}` has an unreadable /var/lib/skiff/setup.toml: {}",
-                session.node(),
+                "node `{node}` has an unreadable /var/lib/skiff/setup.toml: {}",
                 e.message()
             ),
-            hint: Some(format!("re-run `skiff setup-node {}`", session.node())),
+            hint: Some(format!("re-run `skiff setup-node {node}`")),
         })?;
     let count = |key: &str| {
         setup
@@ -267,7 +269,7 @@ pub async fn begin(
             .max(0) as usize
     };
     let pool = parts.get("pool").map(String::as_str);
-    Ok(Lock::Taken(Box::new(Begun {
+    Ok(Begun {
         state,
         python_slots: pool_slots(pool, "py")
             .unwrap_or_else(|| slot_names("py", count("python_slots"))),
@@ -285,7 +287,7 @@ pub async fn begin(
             .map(|f| f.lines().filter_map(|l| l.trim().parse().ok()).collect())
             .unwrap_or_default(),
         systemd: parts.get("env").is_some_and(|e| e.contains("init=systemd")),
-    })))
+    })
 }
 
 /// On the node that holds the app's services, before the others prepare: makes them ready
@@ -360,12 +362,9 @@ fn join(numbers: &[u32]) -> String {
 }
 
 /// What the node printed after taking its node lock: the state and the slot files.
-fn node_view(session: &Session, out: &str) -> Result<NodeView> {
+pub(crate) fn node_view(node: &str, out: &str) -> Result<NodeView> {
     let parts = sections(out);
-    let state = NodeState::parse(
-        session.node(),
-        parts.get("state").map_or("", String::as_str),
-    )?;
+    let state = NodeState::parse(node, parts.get("state").map_or("", String::as_str))?;
     let slot_files = parts
         .get("slots")
         .map(|s| {
@@ -390,7 +389,7 @@ pub async fn node_lock(
     let vars = [("app", app), ("owner", owner), ("brk", brk(break_lock))];
     let (status, out, err) = step(session, "nodelock", &vars, &[]).await?;
     match status {
-        0 => Ok(Lock::Taken(node_view(session, &out)?)),
+        0 => Ok(Lock::Taken(node_view(session.node(), &out)?)),
         LOCK_HELD => Ok(Lock::Held(holder(&out))),
         _ => Err(failed(session, "taking the node lock", status, &out, &err)),
     }
@@ -683,7 +682,7 @@ pub async fn prepare(
     }
     let phases = phases(&out);
     let lock = match status {
-        0 => Lock::Taken(node_view(session, &out)?),
+        0 => Lock::Taken(node_view(session.node(), &out)?),
         LOCK_HELD => Lock::Held(holder(&out)),
         _ => return Err(failed(session, "taking the node lock", status, &out, &err)),
     };
@@ -791,11 +790,13 @@ async fn read_state(
     if status != 0 {
         return Err(failed(session, what, status, &out, &err));
     }
-    let parts = sections(&out);
-    let state = NodeState::parse(
-        session.node(),
-        parts.get("state").map_or("", String::as_str),
-    )?;
+    state_of(session.node(), &out)
+}
+
+/// The sections of a read-only step's output and its `---state` parsed for `node`.
+pub(crate) fn state_of(node: &str, out: &str) -> Result<(BTreeMap<String, String>, NodeState)> {
+    let parts = sections(out);
+    let state = NodeState::parse(node, parts.get("state").map_or("", String::as_str))?;
     Ok((parts, state))
 }
 
@@ -822,14 +823,35 @@ pub async fn current_release(
         "reading the current release",
     )
     .await?;
-    let release = parts
+    Ok((state, release_of(&parts)))
+}
+
+/// The `---release`, `---manifest` and `---meta` sections of `inspect`, if a release is
+/// current.
+pub(crate) fn release_of(parts: &BTreeMap<String, String>) -> Option<ReleaseView> {
+    parts
         .get("release")
         .and_then(|n| n.trim().parse().ok())
         .map(|number| ReleaseView {
             number,
             manifest: parts.get("manifest").cloned().unwrap_or_default(),
             meta: parts.get("meta").cloned().unwrap_or_default(),
-        });
+        })
+}
+
+/// [`current_release`] for a verb that needs one: no current version is a usage error
+/// naming the app and node, with the deploy that makes one.
+pub async fn live_release(session: &Session, app: &str) -> Result<(NodeState, ReleaseView)> {
+    let (state, release) = current_release(session, app).await?;
+    let release = release.ok_or_else(|| {
+        Error::usage(
+            format!(
+                "`{app}` has no current version on node `{}`",
+                session.node()
+            ),
+            "deploy it with `skiff update DIR` first",
+        )
+    })?;
     Ok((state, release))
 }
 
@@ -840,7 +862,6 @@ pub async fn release_files(
     n: u32,
     paths: &[String],
 ) -> Result<BTreeMap<String, Vec<u8>>> {
-    use base64::Engine as _;
     let n = n.to_string();
     let list: String = paths
         .iter()
@@ -852,14 +873,20 @@ pub async fn release_files(
     if status != 0 {
         return Err(failed(session, "reading release files", status, &out, &err));
     }
+    Ok(files_of(&out))
+}
+
+/// The `---file PATH` sections of `files` (base64 bodies), decoded; bad ones are left out.
+pub(crate) fn files_of(out: &str) -> BTreeMap<String, Vec<u8>> {
+    use base64::Engine as _;
     let b64 = base64::engine::general_purpose::STANDARD;
-    Ok(sections(&out)
+    sections(out)
         .into_iter()
         .filter_map(|(name, body)| {
             let path = name.strip_prefix("file ")?.to_string();
             Some((path, b64.decode(body.trim()).ok()?))
         })
-        .collect())
+        .collect()
 }
 
 /// The app's deploy log as this node keeps it (JSON lines; no lock).
@@ -883,6 +910,12 @@ pub async fn history(session: &Session, app: &str) -> Result<String> {
 pub async fn peek(session: &Session, app: Option<&str>) -> Result<Peeked> {
     let vars: Vec<(&str, &str)> = app.map(|a| vec![("app", a)]).unwrap_or_default();
     let (parts, state) = read_state(session, "peek", &vars, "reading the node state").await?;
+    Ok(peeked(&parts, state))
+}
+
+/// What `peek` printed besides the state: the `---units`, `---unitstate` and `---disk`
+/// sections.
+pub(crate) fn peeked(parts: &BTreeMap<String, String>, state: NodeState) -> Peeked {
     let units = parts
         .get("units")
         .map(|text| {
@@ -913,12 +946,12 @@ pub async fn peek(session: &Session, app: Option<&str>) -> Result<Peeked> {
         .get("disk")
         .and_then(|d| d.trim().parse().ok())
         .unwrap_or(0);
-    Ok(Peeked {
+    Peeked {
         state,
         units,
         unit_state,
         disk_kib,
-    })
+    }
 }
 
 /// What `peek` read.

@@ -35,6 +35,78 @@ pub struct NodeStatus {
     pub fix: Option<String>,
     /// Why the node could not be read, if it could not.
     pub error: Option<String>,
+    /// The certificate the node serves for the app (HTTPS), if any.
+    pub certificate: Option<CertView>,
+}
+
+/// An app's certificate on one node, for `status` and `update`.
+#[derive(Debug, Clone, Serialize)]
+pub struct CertView {
+    /// `acme` (renewed on the node) or `custom` (`skiff tls add`).
+    pub source: String,
+    /// When it expires (RFC 3339).
+    pub expires: String,
+    /// Whole days until then (negative: expired).
+    pub days_left: i64,
+    /// False when the last order, renewal or installation failed, it expired, or an ACME
+    /// one is past its renewal time (certbot renews 30 days ahead).
+    pub ok: bool,
+    /// What the node recorded last (`failed TIME why`, or what was installed).
+    pub last: String,
+}
+
+impl CertView {
+    /// The view of a node's certificate record, as of now.
+    pub fn of(c: &super::tls::CertStatus) -> CertView {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let days_left = c.days_left(now);
+        let expires = humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + std::time::Duration::from_secs(c.not_after),
+        )
+        .to_string();
+        if c.not_after == 0 {
+            // no certificate yet: a first order that failed
+            return CertView {
+                source: c.source.clone(),
+                expires: "never (no certificate yet)".into(),
+                days_left: 0,
+                ok: false,
+                last: c.last.clone(),
+            };
+        }
+        let overdue = c.source == "acme" && days_left < 20;
+        CertView {
+            source: c.source.clone(),
+            expires,
+            days_left,
+            ok: c.ok && days_left >= 0 && !overdue,
+            last: c.last.clone(),
+        }
+    }
+
+    /// One line for people: source, expiry, and what went wrong if something did.
+    pub fn line(&self) -> String {
+        let mut s = if self.expires.starts_with("never") {
+            "no certificate yet (HTTP only)".to_string()
+        } else {
+            format!(
+                "certificate ({}) expires {} (in {} days)",
+                self.source, self.expires, self.days_left
+            )
+        };
+        if !self.ok {
+            if self.last.starts_with("failed") {
+                s.push_str(&format!("; LAST ATTEMPT {}", self.last));
+            } else if self.days_left < 0 {
+                s.push_str("; EXPIRED");
+            } else {
+                s.push_str("; RENEWAL OVERDUE (see /var/log/letsencrypt/letsencrypt.log on the node; `skiff tls renew HOST`)");
+            }
+        }
+        s
+    }
 }
 
 /// One app.
@@ -65,7 +137,15 @@ impl NodeStatus {
             drift: Vec::new(),
             fix: None,
             error: None,
+            certificate: None,
         }
+    }
+}
+
+impl NodeStatus {
+    /// Whether the app's certificate here (if it has one) is fine.
+    pub fn cert_ok(&self) -> bool {
+        self.certificate.as_ref().is_none_or(|c| c.ok)
     }
 }
 
@@ -74,7 +154,7 @@ impl AppStatus {
     pub fn ok(&self) -> bool {
         self.nodes
             .iter()
-            .all(|n| n.healthy && n.drift.is_empty() && n.error.is_none())
+            .all(|n| n.healthy && n.drift.is_empty() && n.error.is_none() && n.cert_ok())
     }
 }
 
@@ -206,6 +286,11 @@ async fn node_status(session: &Session, host: &str, recorded: &AppState) -> Resu
         drift,
         fix,
         error: None,
+        certificate: super::tls::info(session)
+            .await?
+            .iter()
+            .find(|c| &c.app == app)
+            .map(CertView::of),
     })
 }
 

@@ -50,6 +50,9 @@ pub struct UpdateReport {
     pub served_after: f64,
     /// Seconds in all.
     pub seconds: f64,
+    /// With `[tls] acme = true`: each node's certificate (node name -> its expiry).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub certificates: BTreeMap<String, super::status::CertView>,
 }
 
 /// The hosts to deploy: `--hostname`s (validated) or app.toml's.
@@ -151,6 +154,9 @@ pub async fn update(
     let hosts = hosts_for(&config, &req.hosts)?;
     let main = routing::main_host(&hosts).expect("checked").to_string();
     let cluster = state.load()?;
+    if config.tls.as_ref().is_some_and(|t| t.acme) {
+        super::tls::account_of(&cluster)?;
+    }
     let nodes: Vec<String> = if req.nodes.is_empty() {
         vec![cluster.pick_node(None)?]
     } else {
@@ -418,12 +424,44 @@ pub async fn update(
     let _ = crate::failpoint::hit("update:finished", None);
     record(state, app, &main, &final_states, Some(services), &events)?;
     let _ = crate::failpoint::hit("update:recorded", None);
+    // [tls] acme: each node orders (or keeps) its certificate now that HOST is served there
+    let sessions: Vec<(&str, &crate::transport::ssh::Session)> = targets
+        .iter()
+        .map(|t| (t.name.as_str(), &t.session))
+        .collect();
+    for (name, _) in &sessions {
+        if config.tls.is_some() {
+            step(&events, name, "certificate");
+        }
+    }
+    let tls = super::tls::after_update(&cluster, &sessions, &config, &hosts).await;
+    let mut certificates = BTreeMap::new();
+    if config.tls.is_some() {
+        for (name, session) in &sessions {
+            if let Ok(certs) = super::tls::info(session).await
+                && let Some(c) = certs.iter().find(|c| c.app == app)
+            {
+                certificates.insert(name.to_string(), super::status::CertView::of(c));
+            }
+        }
+    }
     for t in targets {
         let _ = t.session.close().await;
     }
-    let mut urls = vec![format!("http://{main}/"), format!("http://{n}.{main}/")];
+    if let Err(e) = tls {
+        let detail = e.detail().map(|d| format!("\n{d}")).unwrap_or_default();
+        return Err(Error::Failed {
+            message: format!(
+                "version {n} of `{app}` is live over HTTP, but its certificate is not: {e}{detail}"
+            ),
+            hint: e.hint().or_else(|| Some("run `skiff update` again".into())),
+        });
+    }
+    let https = config.tls.as_ref().is_some_and(|t| t.acme);
+    let scheme = if https { "https" } else { "http" };
+    let mut urls = vec![format!("{scheme}://{main}/"), format!("http://{n}.{main}/")];
     if previous.is_some() {
-        urls.push(format!("http://prev.{main}/"));
+        urls.push(format!("{scheme}://prev.{main}/"));
     }
     Ok(UpdateReport {
         app: config.name.clone(),
@@ -433,6 +471,7 @@ pub async fn update(
         urls,
         served_after,
         seconds: started.elapsed().as_secs_f64(),
+        certificates,
     })
 }
 

@@ -378,7 +378,7 @@ type Reader<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send 
 
 /// Turns the node side's lines into [`LogLine`]s: `tz +HHMM` (the node's offset, for the
 /// error logs' local times), `access`, `error` and `journal` lines.
-struct Parser {
+pub(crate) struct Parser {
     node: String,
     app: String,
     /// The node's offset from UTC, seconds east.
@@ -386,7 +386,7 @@ struct Parser {
 }
 
 impl Parser {
-    fn new(node: &str, app: &str) -> Parser {
+    pub(crate) fn new(node: &str, app: &str) -> Parser {
         Parser {
             node: node.to_string(),
             app: app.to_string(),
@@ -394,7 +394,7 @@ impl Parser {
         }
     }
 
-    fn parse(&mut self, raw: &str) -> Option<LogLine> {
+    pub(crate) fn parse(&mut self, raw: &str) -> Option<LogLine> {
         if let Some(tz) = raw.strip_prefix("tz ") {
             self.tz = parse_offset(tz.trim()).unwrap_or(0);
             return None;
@@ -497,8 +497,14 @@ fn deploy_line(e: &crate::deploy::history::Entry) -> String {
     line
 }
 
+/// The last instant RFC 3339 can write (9999-12-31T23:59:59.999Z), in epoch seconds.
+const LAST_RFC3339: f64 = 253_402_300_799.999;
+
+/// `epoch` as RFC 3339 (UTC, milliseconds), clamped to 1970..=9999: a node's line may
+/// carry any number (`access\t1e300 ...`), and a later year has no RFC 3339 form.
 fn rfc3339(epoch: f64) -> String {
-    let t = UNIX_EPOCH + Duration::from_millis((epoch.max(0.0) * 1000.0).round() as u64);
+    let millis = (epoch.clamp(0.0, LAST_RFC3339) * 1000.0).round() as u64;
+    let t = UNIX_EPOCH + Duration::from_millis(millis);
     humantime::format_rfc3339_millis(t).to_string()
 }
 
@@ -528,12 +534,22 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146097 + doe - 719468
 }
 
-/// Seconds since the epoch of a local time `HH:MM:SS[.frac]` on a civil date, as if UTC.
+/// Seconds since the epoch of a local time `HH:MM:SS[.frac]` on a civil date, as if UTC;
+/// `None` for a field out of its range (year 0..=9999), so no arithmetic overflows.
 fn local_epoch(y: i64, mo: i64, d: i64, clock: &str) -> Option<f64> {
     let mut parts = clock.splitn(3, ':');
     let h: i64 = parts.next()?.parse().ok()?;
     let mi: i64 = parts.next()?.parse().ok()?;
     let s: f64 = parts.next()?.parse().ok()?;
+    let in_range = (0..=9999).contains(&y)
+        && (1..=12).contains(&mo)
+        && (1..=31).contains(&d)
+        && (0..=23).contains(&h)
+        && (0..=59).contains(&mi)
+        && (0.0..61.0).contains(&s);
+    if !in_range {
+        return None;
+    }
     Some((days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60) as f64 + s)
 }
 
@@ -614,6 +630,30 @@ mod tests {
             d.line,
             "2023-11-14T22:13:20Z update v3 failed by ann@laptop pid=7 in 1.2 s (commit 0123456789ab+dirty): health check"
         );
+    }
+
+    /// Found by the `node_output` fuzz target: times no calendar can write or hold.
+    #[test]
+    fn times_out_of_range_do_not_panic() {
+        let mut p = Parser::new("web1", "blog");
+        let far = p
+            .parse("access\t17000000000000123 blog blog.test x")
+            .unwrap();
+        assert_eq!(far.time, "9999-12-31T23:59:59.999Z");
+        let inf = p.parse("access\tinf blog blog.test x").unwrap();
+        assert_eq!(inf.time, "9999-12-31T23:59:59.999Z");
+        let nan = p.parse("access\tNaN blog blog.test x").unwrap();
+        assert_eq!(nan.time, "1970-01-01T00:00:00.000Z");
+        for line in [
+            "error\t[Tue Nov 14 23:13:20 9223372036854775807] boom",
+            "error\t[Tue Nov 14 9223372036854775807:13:20 2023] boom",
+            "error\t[Tue Nov 14 23:9223372036854775807:20 2023] boom",
+            "error\t[Tue Nov 9223372036854775807 23:13:20 2023] boom",
+            "error\t[Tue Nov 14 23:13:1e300 2023] boom",
+            "error\t-999/11/14 23:13:20 [error] x",
+        ] {
+            assert!(p.parse(line).is_none(), "{line}");
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! cluster.toml and its truth (current version, kept releases) on the node.
 
 mod exec;
-mod logs;
+pub(crate) mod logs;
 
 pub use exec::{Place, run, shell};
 pub use logs::{LogKind, LogLine, LogsRequest, logs};

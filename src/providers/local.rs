@@ -28,14 +28,32 @@ pub const DEFAULT_HOME: &str = "/var/lib/skiff-local";
 /// Default cached Debian 12 rootfs (debootstrap, made once).
 pub const DEFAULT_ROOTFS: &str = "/var/cache/skiff/rootfs-bookworm";
 
+/// The Debian suites a local node can run.
+pub const SUITES: &[&str] = &["bookworm", "trixie"];
+
 /// The state dir in use: `SKIFF_LOCAL_HOME` or [`DEFAULT_HOME`].
 pub fn home() -> PathBuf {
     env_path("SKIFF_LOCAL_HOME").unwrap_or_else(|| PathBuf::from(DEFAULT_HOME))
 }
 
-/// The rootfs in use: `SKIFF_LOCAL_ROOTFS` or [`DEFAULT_ROOTFS`].
-pub fn rootfs() -> PathBuf {
-    env_path("SKIFF_LOCAL_ROOTFS").unwrap_or_else(|| PathBuf::from(DEFAULT_ROOTFS))
+/// The suite a new node runs: `chosen` (`create-node --os`), else `SKIFF_LOCAL_SUITE`,
+/// else bookworm.
+pub fn suite(chosen: Option<&'static str>) -> &'static str {
+    chosen
+        .or_else(|| {
+            let v = std::env::var("SKIFF_LOCAL_SUITE").ok()?;
+            SUITES.iter().copied().find(|s| *s == v)
+        })
+        .unwrap_or("bookworm")
+}
+
+/// The rootfs for `suite`: `SKIFF_LOCAL_ROOTFS` (tests point it at a frozen set-up copy)
+/// for the default suite, else `/var/cache/skiff/rootfs-SUITE`.
+pub fn rootfs(suite: &str) -> PathBuf {
+    match env_path("SKIFF_LOCAL_ROOTFS") {
+        Some(p) if suite == "bookworm" || p.to_string_lossy().contains(suite) => p,
+        _ => PathBuf::from(format!("/var/cache/skiff/rootfs-{suite}")),
+    }
 }
 
 fn env_path(var: &str) -> Option<PathBuf> {
@@ -52,8 +70,8 @@ pub fn boots_systemd() -> bool {
 
 /// Whether the cached rootfs is there (with sshd, and systemd when nodes boot it); if
 /// not, [`ensure_rootfs`] makes it.
-pub fn rootfs_ready() -> bool {
-    let root = rootfs();
+pub fn rootfs_ready(suite: &str) -> bool {
+    let root = rootfs(suite);
     root.join("usr/sbin/sshd").exists()
         && (!boots_systemd() || root.join("lib/systemd/systemd").exists())
 }
@@ -153,12 +171,14 @@ fn install_script(home: &Path) -> Result<PathBuf> {
 
 /// Runs `bash local-node.sh ARGS` from `home`; stdout on success, else an error with
 /// the script's last words.
-async fn run_script(home: &Path, args: &[&str], what: &str) -> Result<String> {
+async fn run_script(home: &Path, suite: &str, args: &[&str], what: &str) -> Result<String> {
     let script = install_script(home)?;
     let out = tokio::process::Command::new("bash")
         .arg(&script)
         .args(args)
         .env("SKIFF_LOCAL_HOME", home)
+        .env("SKIFF_LOCAL_SUITE", suite)
+        .env("SKIFF_LOCAL_ROOTFS", rootfs(suite))
         .stdin(std::process::Stdio::null())
         .output()
         .await
@@ -181,17 +201,24 @@ async fn run_script(home: &Path, args: &[&str], what: &str) -> Result<String> {
 
 /// Creates the cached Debian rootfs with debootstrap when it is missing (about a
 /// minute, once per machine).
-pub async fn ensure_rootfs() -> Result<()> {
-    run_script(&home(), &["ensure-rootfs"], "creating the Debian rootfs").await?;
+pub async fn ensure_rootfs(suite: &str) -> Result<()> {
+    run_script(
+        &home(),
+        suite,
+        &["ensure-rootfs"],
+        "creating the Debian rootfs",
+    )
+    .await?;
     Ok(())
 }
 
 /// Brings up a new node with the lowest free number from [`FIRST_NUMBER`] on.
-pub async fn create() -> Result<LocalNode> {
+pub async fn create(suite: &str) -> Result<LocalNode> {
     let home = home();
     let id = new_id();
     let out = run_script(
         &home,
+        suite,
         &["up-auto", &FIRST_NUMBER.to_string(), &id],
         "starting a local node",
     )
@@ -222,7 +249,13 @@ pub async fn destroy(home: &Path, number: u8, id: Option<&str>) -> Result<()> {
     let number_text = number.to_string();
     let mut args = vec!["down", number_text.as_str()];
     args.extend(id);
-    run_script(home, &args, &format!("destroying local node {number}")).await?;
+    run_script(
+        home,
+        suite(None),
+        &args,
+        &format!("destroying local node {number}"),
+    )
+    .await?;
     Ok(())
 }
 

@@ -19,8 +19,12 @@ use crate::names;
 use crate::transport::{Session, Target, ssh};
 
 /// Operating systems skiff provisions: `(os-release ID, VERSION_ID)`.
-pub const SUPPORTED_OS: &[(&str, &str)] =
-    &[("debian", "12"), ("ubuntu", "22.04"), ("ubuntu", "24.04")];
+pub const SUPPORTED_OS: &[(&str, &str)] = &[
+    ("debian", "12"),
+    ("debian", "13"),
+    ("ubuntu", "22.04"),
+    ("ubuntu", "24.04"),
+];
 
 /// What `create-node` was asked to do (the flags, already parsed).
 #[derive(Debug, Clone)]
@@ -41,6 +45,9 @@ pub struct CreateRequest {
     pub force: bool,
     /// Re-pin the host key of an existing node instead of adding one.
     pub repin: bool,
+    /// The Debian suite a local node runs (`bookworm`, `trixie`; local provider only;
+    /// default: `SKIFF_LOCAL_SUITE`, else bookworm).
+    pub suite: Option<&'static str>,
 }
 
 /// What `create-node` did, for the verb to render.
@@ -151,7 +158,19 @@ fn refuse_flags(req: &CreateRequest, provider: &str) -> Result<()> {
     Ok(())
 }
 
+/// `--os` chooses a local node's release; other providers' nodes are what they are.
+fn refuse_os(req: &CreateRequest, provider: &str) -> Result<()> {
+    if req.suite.is_some() {
+        return Err(Error::usage(
+            format!("`--os` is not used with `--provider {provider}`"),
+            "the node runs what it runs; drop `--os` (it chooses a local node's release)",
+        ));
+    }
+    Ok(())
+}
+
 async fn create_ssh(req: &CreateRequest, state: &StateFile, status: Status<'_>) -> Result<Created> {
+    refuse_os(req, "ssh")?;
     let host = req.host.clone().ok_or_else(|| {
         Error::usage(
             "`--provider ssh` needs `--host`",
@@ -259,18 +278,19 @@ async fn create_local(
             local::HOST_HINT,
         ));
     }
-    if !local::rootfs_ready() {
+    let suite = local::suite(req.suite);
+    if !local::rootfs_ready(suite) {
         status(
             "Preparing",
             format!(
-                "the Debian 12 rootfs at `{}` with debootstrap (about 1 minute, once)",
-                local::rootfs().display()
+                "the Debian {suite} rootfs at `{}` with debootstrap (about 1 minute, once)",
+                local::rootfs(suite).display()
             ),
         );
-        local::ensure_rootfs().await?;
+        local::ensure_rootfs(suite).await?;
     }
     status("Starting", format!("local node `{}`", req.name));
-    let made = local::create().await?;
+    let made = local::create(suite).await?;
     let mut data = BTreeMap::new();
     data.insert("number".to_string(), made.number.to_string());
     data.insert("home".to_string(), made.home.display().to_string());
@@ -305,6 +325,7 @@ async fn create_vagrant(
     status: Status<'_>,
 ) -> Result<Created> {
     refuse_flags(req, "vagrant")?;
+    refuse_os(req, "vagrant")?;
     let dir = vagrant::node_dir(state, &req.name);
     status(
         "Starting",

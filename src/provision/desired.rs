@@ -73,6 +73,9 @@ pub fn slot_conf(slot: &str) -> String {
 pub enum Distro {
     /// Debian 12 "bookworm" (PHP 8.2, Passenger 6.0 in main). Verified on test nodes.
     Debian12,
+    /// Debian 13 "trixie" (PHP 8.4, Python 3.13, NGINX 1.26). Verified on test nodes
+    /// (`create-node --provider local --os debian-13`).
+    Debian13,
     /// Ubuntu 22.04 "jammy" (PHP 8.1; Passenger in universe). Reasoned, not run here.
     Ubuntu2204,
     /// Ubuntu 24.04 "noble" (PHP 8.3; Passenger in universe). Reasoned, not run here.
@@ -84,6 +87,7 @@ impl Distro {
     pub fn from_os_release(id: &str, version: &str) -> Option<Distro> {
         match (id, version) {
             ("debian", "12") => Some(Distro::Debian12),
+            ("debian", "13") => Some(Distro::Debian13),
             ("ubuntu", "22.04") => Some(Distro::Ubuntu2204),
             ("ubuntu", "24.04") => Some(Distro::Ubuntu2404),
             _ => None,
@@ -93,7 +97,7 @@ impl Distro {
     /// `/etc/os-release`'s ID: `debian`, `ubuntu`.
     pub fn id(self) -> &'static str {
         match self {
-            Distro::Debian12 => "debian",
+            Distro::Debian12 | Distro::Debian13 => "debian",
             Distro::Ubuntu2204 | Distro::Ubuntu2404 => "ubuntu",
         }
     }
@@ -102,12 +106,13 @@ impl Distro {
     pub fn label(self) -> &'static str {
         match self {
             Distro::Debian12 => "Debian 12",
+            Distro::Debian13 => "Debian 13",
             Distro::Ubuntu2204 => "Ubuntu 22.04",
             Distro::Ubuntu2404 => "Ubuntu 24.04",
         }
     }
 
-    /// The packages a skiff web host needs. The names are the same on all three today
+    /// The packages a skiff web host needs. The names are the same on all four today
     /// (on Ubuntu, libapache2-mod-passenger and composer come from `universe`).
     /// `bundler` is Bundler's `bundle` command, `composer` brings php-cli with it.
     pub fn packages(self) -> Vec<&'static str> {
@@ -126,6 +131,9 @@ impl Distro {
             "sudo",
             "tar",
             "gzip",
+            // ACME certificates ([tls] acme): issued and renewed on the node, by its own
+            // systemd timer (certbot.timer)
+            "certbot",
             // hardening: skiff's firewall table, security updates every day
             "nftables",
             "unattended-upgrades",
@@ -345,6 +353,10 @@ impl Desired {
         ctx.insert("check_port", &crate::deploy::CHECK_PORT);
         ctx.insert("cron_map", crate::deploy::contract::CRON_MAP);
         ctx.insert("access_log", crate::deploy::contract::ACCESS_LOG);
+        ctx.insert("acme_webroot", crate::deploy::contract::ACME_WEBROOT);
+        // NGINX 1.19.4+ can refuse a TLS handshake without a certificate; Ubuntu 22.04
+        // ships 1.18 (there the first app's HTTPS server answers unknown names)
+        ctx.insert("reject_handshake", &(distro != Distro::Ubuntu2204));
         ctx.insert("python_slots", &python_slots);
         ctx.insert("ruby_slots", &ruby_slots);
         ctx.insert(
@@ -377,6 +389,8 @@ impl Desired {
             dir("/etc/skiff/sites/apache", 0o755, "root"),
             dir("/var/lib/skiff", 0o755, "root"),
             dir("/var/lib/skiff/staging", 0o755, user),
+            dir(crate::deploy::contract::TLS_DIR, 0o700, "root"),
+            dir(crate::deploy::contract::ACME_WEBROOT, 0o755, "root"),
             dir("/var/log/skiff", 0o755, user),
             dir(&format!("/home/{user}/.ssh"), 0o700, user),
         ];
@@ -405,6 +419,31 @@ impl Desired {
             DesiredFile::new(
                 "/etc/nginx/snippets/skiff-proxy.conf",
                 r("nginx/skiff-proxy.conf.tera")?,
+                0o644,
+            ),
+            DesiredFile::new(
+                "/etc/nginx/snippets/skiff-app.conf",
+                r("nginx/skiff-app.conf.tera")?,
+                0o644,
+            ),
+            DesiredFile::new(
+                "/etc/nginx/snippets/skiff-acme.conf",
+                r("nginx/skiff-acme.conf.tera")?,
+                0o644,
+            ),
+            DesiredFile::new(
+                "/etc/nginx/snippets/skiff-tls.conf",
+                r("nginx/skiff-tls.conf.tera")?,
+                0o644,
+            ),
+            DesiredFile::new(
+                "/etc/nginx/snippets/skiff-listen-443.conf",
+                r("nginx/skiff-listen-443.conf.tera")?,
+                0o644,
+            ),
+            DesiredFile::new(
+                "/etc/nginx/snippets/skiff-listen-80.conf",
+                r("nginx/skiff-listen-80.conf.tera")?,
                 0o644,
             ),
             DesiredFile::new(
@@ -693,6 +732,18 @@ mod tests {
             .find(|f| f.path == "/etc/nginx/conf.d/skiff.conf")
             .unwrap();
         assert!(String::from_utf8_lossy(&f.content).contains("listen [::]:80 default_server;"));
+        let text = |d: &Desired, path: &str| {
+            let f = d.files.iter().find(|f| f.path == path).unwrap();
+            String::from_utf8_lossy(&f.content).into_owned()
+        };
+        let listen = text(&d, "/etc/nginx/snippets/skiff-listen-443.conf");
+        assert!(listen.contains("listen [::]:443 ssl http2;"));
+        assert!(d.packages.contains(&"certbot"));
+        // NGINX 1.18 (Ubuntu 22.04) has no ssl_reject_handshake
+        let conf = |d: &Desired| text(d, "/etc/nginx/conf.d/skiff.conf");
+        assert!(conf(&d).contains("ssl_reject_handshake on;"));
+        let jammy = Desired::build(Distro::Ubuntu2204, &facts, &choices()).unwrap();
+        assert!(!conf(&jammy).contains("ssl_reject_handshake"));
     }
 
     #[test]

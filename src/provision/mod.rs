@@ -591,8 +591,8 @@ pub async fn setup_node(
         let out = shell.run(&script).await?;
         if !out.success() {
             let output = String::from_utf8_lossy(&out.stderr).into_owned();
-            let hint = if distro != Distro::Debian12 && output.contains("Unable to locate package")
-            {
+            let ubuntu = matches!(distro, Distro::Ubuntu2204 | Distro::Ubuntu2404);
+            let hint = if ubuntu && output.contains("Unable to locate package") {
                 "Passenger for Apache comes from Ubuntu's `universe` component: enable it \
                  (`add-apt-repository universe`), then run setup-node again"
             } else {

@@ -240,4 +240,43 @@ mod tests {
         };
         assert_eq!(o.tail(2), "out");
     }
+
+    /// One argv word for the property tests: pieces a shell gives meaning to (quotes,
+    /// `$(`, backquotes, newlines, backslashes, spaces, a leading `-`, globs, `~`, `#`)
+    /// mixed with any other characters (a NUL cannot be in an argv).
+    fn word() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let piece = prop_oneof![
+            prop::sample::select(vec![
+                "'", "\"", "$(", ")", "`", "\n", "\r", "\t", "\\", " ", "-", "--", "=", "$", "${",
+                "}", "*", "?", "[", "~", "#", "!", ";", "&", "|", "<", ">", "%s",
+            ])
+            .prop_map(String::from),
+            "[^\\x00]{0,4}",
+        ];
+        prop::collection::vec(piece, 0..6).prop_map(|p| p.concat())
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// `/bin/sh` (dash on Debian) turns [`command_line`] back into exactly the argv.
+        #[test]
+        fn any_argv_round_trips_through_bin_sh(
+            argv in proptest::collection::vec(word(), 1..6)
+        ) {
+            let words: Vec<&str> = argv.iter().map(String::as_str).collect();
+            let out = Command::new("/bin/sh")
+                .arg("-c")
+                .arg(format!("printf '%s\\0' {}", command_line(&words)))
+                .output()
+                .expect("/bin/sh runs");
+            proptest::prop_assert!(out.status.success(), "{:?}", out);
+            let mut back: Vec<Vec<u8>> =
+                out.stdout.split(|b| *b == 0).map(<[u8]>::to_vec).collect();
+            back.pop(); // after the last NUL
+            let want: Vec<Vec<u8>> = argv.iter().map(|w| w.as_bytes().to_vec()).collect();
+            proptest::prop_assert_eq!(back, want);
+        }
+    }
 }

@@ -664,7 +664,7 @@ fn key_names(target: &Target) -> Vec<String> {
 }
 
 /// Parses `ssh-keygen -l -F` output: `host TYPE SHA256:...` lines after `# Host` comments.
-fn parse_keygen_list(text: &str) -> Vec<(String, String)> {
+pub(crate) fn parse_keygen_list(text: &str) -> Vec<(String, String)> {
     text.lines()
         .filter(|l| !l.starts_with('#'))
         .filter_map(|l| {

@@ -6,13 +6,13 @@
 //! plain update succeeds with nothing cleaned by hand and leaves no trace of the dead run.
 
 use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::defects::{node_state, python_app, set_message};
 use crate::support::traffic::{Spec, Traffic};
 use crate::support::{TestEnv, TestNode, nodes_available};
-use crate::update::{field, get, releases_on_node};
+use crate::update::{field, get, ok, releases_on_node};
 
 const HOST: &str = "sweep.test";
 
@@ -92,23 +92,24 @@ fn status(env: &TestEnv) -> (Option<i32>, String) {
     )
 }
 
+/// Two set-up nodes with the sweep app deployed on both (message `base`).
+fn deployed_on_two_nodes(env: &TestEnv) -> (TestNode<'_>, TestNode<'_>, PathBuf) {
+    let a = TestNode::launch_set_up(env);
+    let b = TestNode::launch_set_up(env);
+    let dir = python_app(env, "sweep");
+    set_message(&dir, "base");
+    ok(&update(env, &dir, [&a, &b], ""));
+    (a, b, dir)
+}
+
 #[test]
 fn an_update_stopped_at_every_step_leaves_every_node_serving_and_the_next_one_clean() {
     if !nodes_available() {
         return;
     }
     let env = TestEnv::new();
-    let a = TestNode::launch_set_up(&env);
-    let b = TestNode::launch_set_up(&env);
+    let (a, b, dir) = deployed_on_two_nodes(&env);
     let nodes = [&a, &b];
-    let dir = python_app(&env, "sweep");
-    set_message(&dir, "base");
-    let out = update(&env, &dir, nodes, "");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let mut live = "base".to_string();
 
     // per-node points name a node: the second one, so the first has moved on already
@@ -231,11 +232,7 @@ fn an_update_stopped_at_every_step_leaves_every_node_serving_and_the_next_one_cl
         .args(["activate", HOST, &before.to_string()])
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ok(&out);
     assert_eq!(messages(nodes), vec![live.clone(), live.clone()]);
     let (code, report) = status(&env);
     assert_eq!(code, Some(0), "after activate: {report}");
@@ -273,17 +270,8 @@ fn a_config_change_stopped_between_nodes_is_finished_by_running_it_again() {
         return;
     }
     let env = TestEnv::new();
-    let a = TestNode::launch_set_up(&env);
-    let b = TestNode::launch_set_up(&env);
+    let (a, b, _dir) = deployed_on_two_nodes(&env);
     let nodes = [&a, &b];
-    let dir = python_app(&env, "sweep");
-    set_message(&dir, "base");
-    let out = update(&env, &dir, nodes, "");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     let set = |failpoint: &str| {
         let mut cmd = env.skiff();
         cmd.args(["config", HOST, "set", "SWEEP_TOKEN=t1"]);
@@ -306,11 +294,7 @@ fn a_config_change_stopped_between_nodes_is_finished_by_running_it_again() {
         vec!["base".to_string(), "base".to_string()]
     );
     let out = set("");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    ok(&out);
     for n in nodes {
         assert_eq!(
             n.exec("grep -c '^SWEEP_TOKEN=t1$' /etc/skiff/env/sweep.env")

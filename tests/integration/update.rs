@@ -114,9 +114,32 @@ pub fn field<'a>(body: &'a str, key: &str) -> &'a str {
         .unwrap_or("")
 }
 
-/// Every request to Apache on the node so far (all vhosts).
+/// Every request to Apache on the node so far (all vhosts). A positive control first: a
+/// request Apache surely answers (straight to its loopback port, a path no test uses)
+/// must show in what is read here, or a check that some request is *not* in Apache's log
+/// would prove nothing (no log, a moved log, logging off).
 pub fn apache_log(node: &TestNode) -> String {
-    node.exec("cat /var/log/apache2/*access*.log 2>/dev/null || true")
+    let probe = format!(
+        "/skiff-log-probe-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    node.exec(&format!(
+        "curl -s -o /dev/null -m 5 -H 'Host: log-probe.invalid' http://127.0.0.1:8080{probe}"
+    ));
+    let mut log = String::new();
+    let seen = wait_until(std::time::Duration::from_secs(5), || {
+        log = node.exec("cat /var/log/apache2/*access*.log 2>/dev/null || true");
+        log.contains(&probe)
+    });
+    assert!(
+        seen,
+        "Apache's access logs (/var/log/apache2/*access*.log) do not show a request it \
+         answered, so the checks that read them would prove nothing"
+    );
+    log
 }
 
 /// The deploy/rollback/activate story for one dynamic runtime.

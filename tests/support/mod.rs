@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use assert_cmd::Command;
 
+pub mod acme;
 pub mod setup;
 pub mod traffic;
 
@@ -217,10 +218,10 @@ fn node_problem() -> Option<String> {
     if !netns.is_ok_and(|o| o.status.success()) {
         return Some("`ip netns list` does not work (no network namespaces)".into());
     }
-    if !skiff::providers::local::rootfs_ready() {
+    if !skiff::providers::local::rootfs_ready("bookworm") {
         return Some(format!(
             "no Debian rootfs with sshd at `{}`",
-            skiff::providers::local::rootfs().display()
+            skiff::providers::local::rootfs("bookworm").display()
         ));
     }
     None

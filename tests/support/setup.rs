@@ -21,7 +21,7 @@ use super::{TestEnv, TestNode};
 
 /// Where the frozen rootfs for this build's assets lives.
 pub fn set_up_rootfs_path() -> PathBuf {
-    let base = skiff::providers::local::rootfs();
+    let base = skiff::providers::local::rootfs("bookworm");
     use sha2::{Digest, Sha256};
     let mut hash = Sha256::new();
     hash.update(skiff::assets::digest().as_bytes());
@@ -107,7 +107,7 @@ fn remove_stale_siblings(keep: &Path) {
     let Some(parent) = keep.parent() else { return };
     let prefix = format!(
         "{}-setup-",
-        skiff::providers::local::rootfs()
+        skiff::providers::local::rootfs("bookworm")
             .file_name()
             .unwrap()
             .to_string_lossy()
