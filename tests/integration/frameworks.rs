@@ -399,7 +399,13 @@ fn apt_packages_are_installed_before_the_build_and_unknown_ones_fail_first() {
     }
     let env = TestEnv::new();
     let node = TestNode::launch_set_up(&env);
-    assert!(node.exec_output("python3 -c 'import six'").status.code() != Some(0));
+    // a package no set-up node has (python3-six came with unattended-upgrades' deps)
+    assert!(
+        node.exec_output("python3 -c 'import simplejson'")
+            .status
+            .code()
+            != Some(0)
+    );
     let dir = fixture(&env, "python");
     let toml = dir.join("app.toml");
     let base = std::fs::read_to_string(&toml).unwrap();
@@ -407,18 +413,18 @@ fn apt_packages_are_installed_before_the_build_and_unknown_ones_fail_first() {
     std::fs::write(
         &toml,
         base.replace("wheels = \"wheels\"\n", "wheels = \"wheels\"\nsystem_packages = true\n")
-            + "\n[packages]\napt = [\"python3-six\"]\n[build]\ncommands = [\"python -c 'import six; print(six.__version__)' > static/six.txt\"]\n",
+            + "\n[packages]\napt = [\"python3-simplejson\"]\n[build]\ncommands = [\"python -c 'import simplejson; print(simplejson.__version__)' > static/sj.txt\"]\n",
     )
     .unwrap();
     let report = deploy(&env, &node, &dir);
     assert_eq!(report["version"], 1);
-    let (code, body) = get(&node.address, "pyapp.test", "/six.txt");
+    let (code, body) = get(&node.address, "pyapp.test", "/sj.txt");
     assert_eq!(code, 200, "{body}");
-    assert!(body.trim().starts_with("1."), "{body}");
+    assert!(body.trim().starts_with("3."), "{body}");
     let state: toml::Table = toml::from_str(&node.exec("cat /var/lib/skiff/state.toml")).unwrap();
     assert_eq!(
         state["apps"]["pyapp"]["packages"].as_array().unwrap()[0].as_str(),
-        Some("python3-six")
+        Some("python3-simplejson")
     );
     // installed once: the next deploy finds it there
     let out = env
@@ -433,7 +439,7 @@ fn apt_packages_are_installed_before_the_build_and_unknown_ones_fail_first() {
     // an unknown package: the deploy fails before the switch, naming it
     std::fs::write(
         &toml,
-        base.clone() + "\n[packages]\napt = [\"python3-six\", \"no-such-package-skiff\"]\n",
+        base.clone() + "\n[packages]\napt = [\"python3-simplejson\", \"no-such-package-skiff\"]\n",
     )
     .unwrap();
     let out = env
