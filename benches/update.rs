@@ -31,6 +31,17 @@ const ANCHORS: &[(&str, &str, &str, &str)] = &[
 const GOAL_SERVED: f64 = 0.5;
 const GOAL_LONGEST: f64 = 0.1;
 
+/// The request loop every measurement uses: 2 threads, a fresh connection every 10 ms
+/// each (HOST polled about every 5 ms), at most `requests` per thread and 30 s.
+fn bench_loop(address: &str, host: &str, requests: usize) -> Spec {
+    let mut spec = Spec::new(address, host);
+    spec.threads = 2;
+    spec.interval = Duration::from_millis(10);
+    spec.max_requests = requests;
+    spec.max_time = Duration::from_secs(30);
+    spec
+}
+
 /// Traffic before and after each update.
 const MARGIN: Duration = Duration::from_millis(300);
 
@@ -244,13 +255,7 @@ fn main() {
     let mut results = Vec::new();
     for i in 0..runs {
         set_message(&app.join("app.py"), &format!("run{i}"));
-        let mut spec = Spec::new(&address, host);
-        // 2 threads, 10 ms apart each: HOST is polled about every 5 ms
-        spec.threads = 2;
-        spec.interval = Duration::from_millis(10);
-        spec.max_requests = 3000;
-        spec.max_time = Duration::from_secs(30);
-        let loop_ = Traffic::start(spec);
+        let loop_ = Traffic::start(bench_loop(&address, host, 3000));
         std::thread::sleep(MARGIN);
         let t0 = Instant::now();
         let out = bench.run(bench.skiff().args(["--json", "update"]).arg(&app), "update");
@@ -327,12 +332,7 @@ fn main() {
     // request of a quiet node, to compare the update's longest with
     let mut quiet = Vec::new();
     for _ in 0..runs {
-        let mut spec = Spec::new(&address, host);
-        spec.threads = 2;
-        spec.interval = Duration::from_millis(10);
-        spec.max_requests = 3000;
-        spec.max_time = Duration::from_secs(30);
-        let loop_ = Traffic::start(spec);
+        let loop_ = Traffic::start(bench_loop(&address, host, 3000));
         std::thread::sleep(MARGIN);
         let t0 = Instant::now();
         std::thread::sleep(Duration::from_secs_f64(
@@ -348,12 +348,7 @@ fn main() {
     let mut graceful = Vec::new();
     let mut graceful_failed = 0;
     for _ in 0..3 {
-        let mut spec = Spec::new(&address, host);
-        spec.threads = 2;
-        spec.interval = Duration::from_millis(10);
-        spec.max_requests = 1000;
-        spec.max_time = Duration::from_secs(30);
-        let loop_ = Traffic::start(spec);
+        let loop_ = Traffic::start(bench_loop(&address, host, 1000));
         std::thread::sleep(MARGIN);
         let t0 = Instant::now();
         ssh.run("apache2ctl graceful");
@@ -556,12 +551,7 @@ fn anchor_runs(ssh: &NodeShell, app: &Path, runs: usize) -> Anchor {
     for n in 1..=runs {
         let marker = format!("anchor{n}");
         set_message(&app.join("app.py"), &marker);
-        let mut spec = Spec::new(&ssh.address, host);
-        spec.threads = 2;
-        spec.interval = Duration::from_millis(10);
-        spec.max_requests = 3000;
-        spec.max_time = Duration::from_secs(30);
-        let loop_ = Traffic::start(spec);
+        let loop_ = Traffic::start(bench_loop(&ssh.address, host, 3000));
         std::thread::sleep(MARGIN);
         let t0 = Instant::now();
         rsync(n);

@@ -301,6 +301,12 @@ impl Printer {
         self.out(format!("{doc}\n").as_bytes());
     }
 
+    /// [`Printer::json_value`] of a serializable report (every verb's `--json` result).
+    pub fn json_of<T: serde::Serialize + ?Sized>(&self, kind: &str, value: &T) {
+        let value = serde_json::to_value(value).expect("skiff's reports serialize");
+        self.json_value(kind, &value);
+    }
+
     /// Data for stdout as it is: a generated document (completions, the man page).
     pub fn raw(&self, bytes: &[u8]) {
         self.out(bytes);

@@ -20,10 +20,7 @@ pub fn run(
     let progress = progress_line(printer, "Backing up");
     let report = transport::block_on(backup::backup(state, host, to, progress))??;
     if printer.json() {
-        printer.json_value(
-            "backup",
-            &serde_json::to_value(&report).expect("report serializes"),
-        );
+        printer.json_of("backup", &report);
         return Ok(());
     }
     for part in &report.parts {

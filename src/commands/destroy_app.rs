@@ -27,10 +27,7 @@ pub fn run(state: &StateFile, host: &str, printer: &Printer) -> Result<()> {
     }
     let report = transport::block_on(deploy::destroy_app(state, host, event_printer(printer)))??;
     if printer.json() {
-        printer.json_value(
-            "destroy-app",
-            &serde_json::to_value(&report).expect("report serializes"),
-        );
+        printer.json_of("destroy-app", &report);
         return Ok(());
     }
     printer.status(

@@ -16,10 +16,7 @@ pub fn run(state: &StateFile, args: &DiffArgs, printer: &Printer) -> Result<()> 
         args.node.clone(),
     ))??;
     if printer.json() {
-        printer.json_value(
-            "diff",
-            &serde_json::to_value(&report).expect("report serializes"),
-        );
+        printer.json_of("diff", &report);
         return Ok(());
     }
     let against = match report.current {

@@ -23,10 +23,7 @@ pub fn kind(word: &str) -> Option<LogKind> {
 pub fn run(state: &StateFile, req: LogsRequest, printer: &Printer) -> Result<()> {
     let mut show = |line: LogLine| {
         if printer.json() {
-            printer.json_value(
-                "log",
-                &serde_json::to_value(&line).expect("a log line serializes"),
-            );
+            printer.json_of("log", &line);
         } else {
             printer.data(format!("{} | {}", line.node, line.line));
         }

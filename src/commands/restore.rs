@@ -43,10 +43,7 @@ pub fn run(
     let progress = progress_line(printer, "Restoring");
     let report = transport::block_on(backup::restore(state, host, &archive, progress))??;
     if printer.json() {
-        printer.json_value(
-            "restore",
-            &serde_json::to_value(&report).expect("report serializes"),
-        );
+        printer.json_of("restore", &report);
         return Ok(());
     }
     for part in &report.parts {

@@ -11,10 +11,7 @@ use crate::transport;
 pub fn run(state: &StateFile, host: Option<&str>, printer: &Printer) -> Result<()> {
     let apps = transport::block_on(deploy::status::status(state, host))??;
     if printer.json() {
-        printer.json_value(
-            "status",
-            &serde_json::json!({ "apps": serde_json::to_value(&apps).expect("report serializes") }),
-        );
+        printer.json_value("status", &serde_json::json!({ "apps": apps }));
     } else if apps.is_empty() {
         printer.status("Status", "no app is deployed (cluster.toml lists none)");
     }

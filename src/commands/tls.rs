@@ -22,10 +22,7 @@ pub fn run(state: &StateFile, action: &TlsAction, printer: &Printer) -> Result<(
                 ca_bundle.as_deref(),
             )?;
             if printer.json() {
-                printer.json_value(
-                    "tls-account",
-                    &serde_json::to_value(&account).expect("account serializes"),
-                );
+                printer.json_of("tls-account", &account);
             } else {
                 printer.status(
                     "Account",

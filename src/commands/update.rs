@@ -31,10 +31,7 @@ pub fn deploy_and_report(state: &StateFile, req: &UpdateRequest, printer: &Print
     let events = event_printer(printer);
     let report = transport::block_on(deploy::update(state, req, events))??;
     if printer.json() {
-        printer.json_value(
-            "update",
-            &serde_json::to_value(&report).expect("report serializes"),
-        );
+        printer.json_of("update", &report);
         return Ok(());
     }
     for node in &report.nodes {

@@ -34,10 +34,7 @@ pub fn clean(state: &StateFile, host: &str, keep: u32, printer: &Printer) -> Res
 
 fn print_switch(report: &SwitchReport, printer: &Printer, kind: &str, verb: &str) {
     if printer.json() {
-        printer.json_value(
-            kind,
-            &serde_json::to_value(report).expect("report serializes"),
-        );
+        printer.json_of(kind, report);
         return;
     }
     let show = |v: Option<u32>| v.map(|n| n.to_string()).unwrap_or_else(|| "-".into());
@@ -108,10 +105,7 @@ pub fn history(state: &StateFile, host: &str, printer: &Printer) -> Result<()> {
 pub fn versions(state: &StateFile, host: &str, printer: &Printer) -> Result<()> {
     let report = transport::block_on(deploy::versions(state, host))??;
     if printer.json() {
-        printer.json_value(
-            "versions",
-            &serde_json::to_value(&report).expect("report serializes"),
-        );
+        printer.json_of("versions", &report);
         return Ok(());
     }
     printer.data(format!(

@@ -43,6 +43,18 @@ fn kill_masters(env: &TestEnv) {
     }
 }
 
+/// Asserts skiff died by SIGKILL at the failpoint `point` (not before, not after its
+/// end), then takes its SSH masters down too.
+fn killed_there(env: &TestEnv, point: &str, out: &std::process::Output) {
+    assert_eq!(
+        out.status.signal(),
+        Some(9),
+        "{point}: skiff was not killed there: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    kill_masters(env);
+}
+
 /// What each node serves at HOST: its `message`.
 fn messages(nodes: [&TestNode; 2]) -> Vec<String> {
     nodes
@@ -136,14 +148,7 @@ fn an_update_stopped_at_every_step_leaves_every_node_serving_and_the_next_one_cl
             .collect();
         let new = format!("killed-{i}");
         set_message(&dir, &new);
-        let out = update(&env, &dir, nodes, point);
-        assert_eq!(
-            out.status.signal(),
-            Some(9),
-            "{point}: skiff was not killed there: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        kill_masters(&env);
+        killed_there(&env, point, &update(&env, &dir, nodes, point));
         // every node serves, the old code or (after its switch) the killed run's
         let seen = messages(nodes);
         for (n, m) in nodes.iter().zip(&seen) {
@@ -203,14 +208,7 @@ fn an_update_stopped_at_every_step_leaves_every_node_serving_and_the_next_one_cl
     let mut cmd = env.skiff();
     cmd.args(["rollback", HOST])
         .env("SKIFF_FAILPOINT", format!("activate:switch@{}", b.name));
-    let out = cmd.output().unwrap();
-    assert_eq!(
-        out.status.signal(),
-        Some(9),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    kill_masters(&env);
+    killed_there(&env, "activate:switch", &cmd.output().unwrap());
     let seen = messages(nodes);
     assert_ne!(seen[0], seen[1], "the kill came between the switches");
     let (code, report) = status(&env);
@@ -281,14 +279,11 @@ fn a_config_change_stopped_between_nodes_is_finished_by_running_it_again() {
         cmd.output().unwrap()
     };
     let first = env.cluster().apps[HOST].nodes.iter().min().unwrap().clone();
-    let out = set(&format!("config:applied@{first}"));
-    assert_eq!(
-        out.status.signal(),
-        Some(9),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    killed_there(
+        &env,
+        "config:applied",
+        &set(&format!("config:applied@{first}")),
     );
-    kill_masters(&env);
     assert_eq!(
         messages(nodes),
         vec!["base".to_string(), "base".to_string()]

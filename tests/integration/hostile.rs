@@ -10,7 +10,8 @@ use std::process::Output;
 use std::time::Duration;
 
 /// A folder with a state file naming one node that does not exist (an address no one
-/// answers on): a command that got past its checks would try to reach it (exit 3).
+/// answers on) and app `blog.test` on it: a command that got past its checks would try
+/// to reach it (exit 3).
 struct World {
     dir: tempfile::TempDir,
 }
@@ -24,7 +25,7 @@ impl World {
         std::fs::create_dir(dir.path().join("home")).unwrap();
         std::fs::write(
             dir.path().join("cluster.toml"),
-            "schema = 1\ndefault_node = \"web1\"\n[nodes.web1]\naddress = \"10.250.0.254\"\nuser = \"root\"\nprovider = \"ssh\"\n",
+            "schema = 1\ndefault_node = \"web1\"\n[nodes.web1]\naddress = \"10.250.0.254\"\nuser = \"root\"\nprovider = \"ssh\"\n[apps.\"blog.test\"]\nname = \"blog\"\nnodes = [\"web1\"]\n",
         )
         .unwrap();
         World { dir }
@@ -223,7 +224,7 @@ fn hostile_arguments_are_refused_naming_the_argument() {
         (
             "bad env name",
             vec!["config", "blog.test", "set", "1BAD=x"],
-            "blog.test",
+            "1BAD",
         ),
         (
             "unknown app",

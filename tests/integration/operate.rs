@@ -113,26 +113,18 @@ fn run_and_shell_work_in_the_release_as_the_app() {
     );
 
     // stdin passes through
-    let mut child = env
-        .skiff_std()
+    let out = env
+        .skiff()
         .args(["run", HOST, "--", "cat"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
+        .write_stdin("line one\nline two\n")
+        .output()
         .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"line one\nline two\n")
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout), "line one\nline two\n");
 
     // Ctrl-C (SIGINT to skiff, no terminal) stops the command on the node, its children
     // too, and skiff ends; the sleeps are told apart by their unusual lengths
-    let child = Reaped(
+    let mut child = Reaped(
         env.skiff_std()
             .args(["run", HOST, "--", "sh", "-c", "sleep 4242 & sleep 4343"])
             .stdin(Stdio::null())
@@ -141,7 +133,6 @@ fn run_and_shell_work_in_the_release_as_the_app() {
             .spawn()
             .unwrap(),
     );
-    let mut child = child;
     let running = wait_until(Duration::from_secs(10), || {
         !node
             .exec("pgrep -f 'sleep 43[4]3' || true")
@@ -417,35 +408,24 @@ fn config_reaches_the_app_with_the_next_update_and_rolls_back_with_it() {
     );
     // a value from stdin keeps its inner newlines (one trailing newline dropped); a NUL
     // is refused, naming the variable, and nothing changes
-    let mut child = env
-        .skiff_std()
+    ok(&env
+        .skiff()
         .args(["config", HOST, "set", "MULTI", "-", "--no-deploy"])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(b"one\ntwo\n")
-        .unwrap();
-    ok(&child.wait_with_output().unwrap());
+        .write_stdin("one\ntwo\n")
+        .output()
+        .unwrap());
     let got = env
         .skiff()
         .args(["config", HOST, "get", "MULTI"])
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&got.stdout), "one\ntwo\n");
-    let mut child = env
-        .skiff_std()
+    let out = env
+        .skiff()
         .args(["config", HOST, "set", "NUL", "-", "--no-deploy"])
-        .stdin(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
+        .write_stdin("a\0b")
+        .output()
         .unwrap();
-    child.stdin.take().unwrap().write_all(b"a\0b").unwrap();
-    let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("NUL"));
     ok(&env
