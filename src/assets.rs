@@ -79,6 +79,7 @@ pub static SERVER_FILES: &[Asset] = &[
     asset!("server-files", "apache/slot-ruby.conf"),
     asset!("server-files", "bin/skiff-node", true),
     asset!("server-files", "bin/skiff-run", true),
+    asset!("server-files", "lib/appuser.sh"),
     asset!("server-files", "lib/envfile.sh"),
     asset!("server-files", "lib/services.sh"),
     asset!("server-files", "php/prepend.php"),

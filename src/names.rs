@@ -35,6 +35,21 @@ pub fn check_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The system user a Python or Ruby app's processes run as on a node (slots, workers,
+/// cron jobs, `skiff run`), so that one app cannot read another's environment, secrets
+/// or data: `app-NAME`, or for a name longer than 28 characters (user names stop at 32)
+/// its first 19 characters, a dash and 8 hex digits of its sha256. The node computes the
+/// same name (server-files/lib/appuser.sh; a unit test holds the two together).
+pub fn app_user(app: &str) -> String {
+    if app.len() <= 28 {
+        format!("app-{app}")
+    } else {
+        use sha2::{Digest, Sha256};
+        let hash = hex::encode(Sha256::digest(app.as_bytes()));
+        format!("app-{}-{}", &app[..19], &hash[..8])
+    }
+}
+
 /// Host names: RFC 1123 labels, lower case, total length <= 253, at least two labels,
 /// a wildcard only as a whole leading `*.` label, never an IP address.
 pub fn check_hostname(host: &str) -> Result<(), String> {
@@ -302,5 +317,30 @@ mod tests {
         for bad in ["", "-l", "a b", "a@b", "$(id)"] {
             assert!(check_login_user(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn app_users_match_the_nodes_mapping() {
+        let lib = concat!(env!("CARGO_MANIFEST_DIR"), "/server-files/lib/appuser.sh");
+        for app in [
+            "blog",
+            "a",
+            &"x".repeat(28),
+            &"y".repeat(29),
+            "abcdefghijklmnopqrstuvwxyz0123456",
+        ] {
+            let ours = app_user(app);
+            assert!(ours.len() <= 32, "{ours}");
+            let out = std::process::Command::new("sh")
+                .args(["-c", ". \"$0\"; app_user_of \"$1\"", lib, app])
+                .output()
+                .unwrap();
+            assert_eq!(
+                String::from_utf8_lossy(&out.stdout).trim_end(),
+                ours,
+                "{app}"
+            );
+        }
+        assert_eq!(app_user("blog"), "app-blog");
     }
 }

@@ -223,6 +223,7 @@ impl NodeState {
         }
         if let Some(p) = prev
             && let Some(s) = self.slot_of(app, p)
+            && pool.iter().any(|x| x == s)
         {
             return Ok(s.to_string());
         }

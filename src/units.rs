@@ -14,8 +14,18 @@ use crate::deploy::contract;
 use crate::error::Result;
 use crate::provision::render::render;
 
-/// The user workers and command crons run as: the one the app's web processes run as.
-pub const APP_USER: &str = "www-data";
+/// The user an app's processes run as on a node, web, workers, command crons and `skiff
+/// run` alike: a Python or Ruby app's own ([`crate::names::app_user`], made by the first
+/// deploy), so one app cannot read another's environment, secrets or data; www-data for
+/// PHP (mod_php runs every PHP app inside Apache's own processes) and static sites.
+pub fn run_user(config: &AppConfig) -> String {
+    match config.runtime {
+        crate::app_config::Runtime::Python | crate::app_config::Runtime::Ruby => {
+            crate::names::app_user(&config.name)
+        }
+        crate::app_config::Runtime::Php | crate::app_config::Runtime::Static => "www-data".into(),
+    }
+}
 /// The user a web cron's request runs as (it only talks to NGINX on loopback), and its
 /// group (Debian's and Ubuntu's name for nobody's group).
 pub const WEB_CRON_USER: (&str, &str) = ("nobody", "nogroup");
@@ -98,7 +108,7 @@ pub fn for_release(
         ctx.insert("app", app);
         ctx.insert("n", &n);
         ctx.insert("process", name);
-        ctx.insert("user", APP_USER);
+        ctx.insert("user", &run_user(config));
         ctx.insert("runner", contract::RUNNER);
         ctx.insert("job", &format!("{units_dir}/{job}"));
         ctx.insert("signal", &p.signal());
@@ -149,10 +159,11 @@ pub fn for_release(
         ctx.insert("n", &n);
         ctx.insert("index", &i);
         ctx.insert("what", &what.replace('%', "%%"));
+        let app_user = run_user(config);
         let (user, group) = if web {
             WEB_CRON_USER
         } else {
-            (APP_USER, APP_USER)
+            (app_user.as_str(), app_user.as_str())
         };
         ctx.insert("user", user);
         ctx.insert("group", group);
@@ -370,7 +381,10 @@ mod tests {
         let worker = file("skiff_blog_7_worker@.service");
         assert!(worker.contains("KillSignal=SIGINT\n"), "{worker}");
         assert!(worker.contains("TimeoutStopSec=30s\n"));
-        assert!(worker.contains("User=www-data\n"));
+        assert!(
+            worker.contains("User=app-blog\nGroup=app-blog\n"),
+            "{worker}"
+        );
         assert!(worker.contains(
             "ExecStart=/usr/local/share/skiff/bin/skiff-run /srv/skiff/apps/blog/units/7/worker.job\n"
         ));

@@ -54,6 +54,8 @@ mod hostile;
 mod load;
 #[path = "integration/security.rs"]
 mod security;
+#[path = "integration/isolation.rs"]
+mod isolation;
 
 #[path = "integration/node_scripts.rs"]
 mod node_scripts;

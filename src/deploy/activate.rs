@@ -179,7 +179,16 @@ pub(super) async fn ready_to_activate(
         && st.slot_of(app, target).is_none()
     {
         let s = pool::choose_or_grow(
-            &t.session, &t.name, &st, app, target, k, pool, owner, events,
+            &t.session,
+            &t.name,
+            &st,
+            app,
+            target,
+            k,
+            pool,
+            &t.begun.slot_users,
+            owner,
+            events,
         )
         .await?;
         st.slots.insert(

@@ -45,8 +45,9 @@
 #                                     check port; no route changes. The app sees every
 #                                     one of these requests as VHOST (`N.HOST`), never
 #                                     as BACKEND
-#   grow     app owner kind to        the pool is full: add python|ruby slots up to TO
-#                                     (skiff-node slots-grow: one Apache graceful reload)
+#   grow     app owner kind own_slots APP has no free slot of its own: give it SLOTS (free
+#                                     ones no app owns, or new ones; skiff-node
+#                                     slots-own: one Apache graceful reload)
 #   switch   app owner state routes run
 #                                     the app's systemd units become release RUN's (its
 #                                     workers must stay up, else the previous ones run
@@ -283,11 +284,15 @@ deps_step() {
 prepare_step() {
   a=$APPS/$app rel=$APPS/$app/releases/$n
   [ -d "$rel" ] || die "release $n of $app is missing on the node"
-  mkdir -p "$a/meta" "$a/env" "$a/venvs"
-  # the app's files (app.toml with its [env], meta, env snapshots) are for the deploy
-  # user and the web servers (www-data) only, never for every user of the node
-  chmod 0750 "$a" "$a/meta" "$a/env"
-  chgrp www-data "$a" "$a/meta" "$a/env" 2>/dev/null || true
+  # the app's files that hold its environment (meta, env snapshots, units and job files)
+  # are for the deploy user and the app's own user (RUN_USER: a Python or Ruby app's
+  # own, else www-data) only: folders of the app's group, setgid, so every file made in
+  # them is that group's; skiff-node sets them up (and the user) once
+  _dirs=$(stat -c '%a %G' "$a/env" "$a/meta" "$a/units" 2>/dev/null | sort -u) || _dirs=
+  if [ "$_dirs" != "2750 $run_user" ] || [ "$(stat -c '%a %G' "$a")" != "751 $run_user" ]; then
+    "$NODE" app-dirs "$app" "$runtime" >/dev/null
+  fi
+  mkdir -p "$a/venvs"
   # services (`NAME TYPE` lines, the primary database first): made or checked by
   # skiff-node, as root; their credentials join the env snapshot below
   if [ -n "$services" ] && [ -n "$service_files" ]; then
@@ -315,7 +320,6 @@ prepare_step() {
         if [ -n "$services" ]; then service_env; fi
       } >"$envfile.tmp"
     )
-    chgrp www-data "$envfile.tmp"
     mv -f "$envfile.tmp" "$envfile"
   fi
   phase env
@@ -397,9 +401,8 @@ prepare_step() {
   fi
   rm -f "$marker"
   phase build
-  # the meta holds the app's environment: readable by the slots (www-data), no one else
+  # the meta holds the app's environment: readable by the app's user, no one else
   (umask 027 && printf '%s\n' "$meta" >"$a/meta/$n.json.tmp")
-  chgrp www-data "$a/meta/$n.json.tmp" 2>/dev/null || true
   mv -f "$a/meta/$n.json.tmp" "$a/meta/$n.json"
   if [ -n "$docroot" ]; then
     mkdir -p "$a/docroots"
@@ -522,7 +525,7 @@ EOF
     PATH=$VIRTUAL_ENV/bin:$PATH
     export VIRTUAL_ENV PATH
   elif [ "$runtime" = python ]; then
-    mkdir -p "$a/.bin" && chmod 0755 "$a/.bin" # www-data runs it (umask 027 in units_step)
+    mkdir -p "$a/.bin" && chmod 0755 "$a/.bin" # the app's user runs it (umask 027 in units_step)
     ln -sfn "$(command -v python3)" "$a/.bin/python"
     PATH=$a/.bin:$PATH
     export PATH
@@ -538,14 +541,12 @@ units_step() {
   _u=$a/units/$n
   rm -rf "$_u"
   mkdir -p "$_u"
-  chmod 0750 "$a/units" "$_u"
-  chgrp www-data "$a/units" "$_u"
+  chmod 2750 "$_u"
   printf '%s\n' "$units" | while read -r _name _data; do
     [ -n "$_name" ] || continue
     printf '%s' "$_name" | grep -Eqx '[A-Za-z0-9_.@-]{1,200}' || die "bad unit file name: $_name" "$EXIT_USAGE"
     printf '%s' "$_data" | base64 -d >"$_u/$_name.tmp" || die "bad unit file data: $_name" "$EXIT_USAGE"
     chmod 0640 "$_u/$_name.tmp"
-    chgrp www-data "$_u/$_name.tmp"
     mv -f "$_u/$_name.tmp" "$_u/$_name"
   done
   for _t in "$_u"/*.timer; do
@@ -566,7 +567,6 @@ units_step() {
       done
     } >"$a/env/$n.run.tmp"
   )
-  chgrp www-data "$a/env/$n.run.tmp"
   mv -f "$a/env/$n.run.tmp" "$a/env/$n.run"
   phase units
 }
@@ -665,7 +665,9 @@ trial_step() {
         _d=$(slot_dir "$s" "$(kind_of "$s")")
         rm -f "$_d"/before-*.json
         if [ -f "$APPS/$_ra/meta/$_rn.json" ]; then
-          install -m 0640 -g www-data "$APPS/$_ra/meta/$_rn.json" "$_d/slot.json"
+          # (the slot's folder is setgid: slot.json is its owner app's group's)
+          rm -f "$_d/slot.json"
+          install -m 0640 "$APPS/$_ra/meta/$_rn.json" "$_d/slot.json"
           restart_slot "$s" "$(kind_of "$s")" || true
         else
           idle_slot "$s" "$(kind_of "$s")"
@@ -684,7 +686,6 @@ trial_step() {
     if [ -f "$d/slot.json" ]; then cp -p "$d/slot.json" "$d/before-$token.json"; fi
     sed "s/^{/{\"token\":\"$token\",/" "$APPS/$app/meta/$n.json" >"$d/slot.json.tmp"
     chmod 0640 "$d/slot.json.tmp"
-    chgrp www-data "$d/slot.json.tmp" 2>/dev/null || true
     mv -f "$d/slot.json.tmp" "$d/slot.json"
     # A fresh Python slot (freed and restarted by an earlier switch) loads N lazily on its
     # first request (skiff_slot.py): no restart, which Apache would only carry out on its
@@ -854,10 +855,17 @@ case $step in
     # the pool: one vhost file per slot (nodes set up before that: setup.toml's counts)
     if [ -d /etc/apache2/skiff-slots ]; then
       echo "---pool"
+      # `SLOT USER`: the slot vhosts, each with the user its owner file names (www-data:
+      # no app owns it yet)
       for f in /etc/apache2/skiff-slots/*.conf; do
         [ -e "$f" ] || continue
         f=${f##*/}
-        echo "${f%.conf}"
+        f=${f%.conf}
+        _ow=www-data
+        if [ -f "/etc/apache2/skiff-slot-users/$f.conf" ]; then
+          read -r _ _ _ow <"/etc/apache2/skiff-slot-users/$f.conf" || _ow=www-data
+        fi
+        echo "$f $_ow"
       done
     fi
     echo "---env"
@@ -939,8 +947,10 @@ case $step in
     holds "$NODE_LOCK" || die "this run does not hold the node lock" "$EXIT_LOCK_HELD"
     mark "$NODE_LOCK"
     case $kind in python | ruby) ;; *) die "bad slot kind: $kind" "$EXIT_USAGE" ;; esac
-    printf '%s' "$to" | grep -Eqx '[1-9][0-9]?' || die "bad pool size: $to" "$EXIT_USAGE"
-    "$NODE" slots-grow "$kind" "$to"
+    for s in $own_slots; do check_slot "$s"; done
+    [ -n "$own_slots" ] || die "no slots to own" "$EXIT_USAGE"
+    # shellcheck disable=SC2086 # one word per slot, each checked above
+    "$NODE" slots-own "$kind" "$app" $own_slots
     phase grow
     ;;
 

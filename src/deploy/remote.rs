@@ -22,6 +22,8 @@ pub struct Begun {
     pub python_slots: Vec<String>,
     /// The node's Ruby slots (`rb01`...).
     pub ruby_slots: Vec<String>,
+    /// The user each slot runs as (its owner app's, or www-data: no app owns it yet).
+    pub slot_users: BTreeMap<String, String>,
     /// OS recorded by setup-node (part of the venv key).
     pub os: String,
     /// Whether `/etc/skiff/env/APP.env` exists (node-side secrets of the app).
@@ -85,13 +87,13 @@ fn slot_names(prefix: &str, count: usize) -> Vec<String> {
     (1..=count).map(|i| format!("{prefix}{i:02}")).collect()
 }
 
-/// The slots of kind `prefix` (`py`, `rb`) in `begin`'s `---pool` section (one vhost file
-/// name per line), sorted; `None` without the section (a node set up before slots had
+/// The slots of kind `prefix` (`py`, `rb`) in `begin`'s `---pool` section (`SLOT USER`
+/// per vhost file), sorted; `None` without the section (a node set up before slots had
 /// files of their own: its pool is setup.toml's count).
 pub(crate) fn pool_slots(pool: Option<&str>, prefix: &str) -> Option<Vec<String>> {
     let mut slots: Vec<String> = pool?
         .lines()
-        .map(str::trim)
+        .filter_map(|l| l.split_whitespace().next())
         .filter(|l| {
             l.strip_prefix(prefix)
                 .is_some_and(|n| n.len() == 2 && n.bytes().all(|b| b.is_ascii_digit()))
@@ -102,45 +104,55 @@ pub(crate) fn pool_slots(pool: Option<&str>, prefix: &str) -> Option<Vec<String>
     Some(slots)
 }
 
-/// The pool is full: adds slots of `kind` up to number `to` through
-/// `skiff-node slots-grow` (config test, one Apache graceful reload, restored on failure).
-/// Needs the node lock. Returns the new slot names.
-pub async fn grow(
+/// Who each slot of `begin`'s `---pool` section runs as (`SLOT USER` lines; a line
+/// without a user, from an older node, is www-data's).
+pub(crate) fn pool_users(pool: Option<&str>) -> BTreeMap<String, String> {
+    pool.unwrap_or_default()
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let slot = w.next()?;
+            Some((slot.to_string(), w.next().unwrap_or("www-data").to_string()))
+        })
+        .collect()
+}
+
+/// `app` has no free slot of `kind` of its own: gives it `slots` (free ones no app owns,
+/// or new ones) through `skiff-node slots-own` (config test, one Apache graceful reload,
+/// restored on failure), so their processes run as the app's user. Needs the node lock.
+pub async fn own(
     session: &Session,
     app: &str,
     owner: &str,
     kind: SlotKind,
-    to: usize,
-) -> Result<Vec<String>> {
-    let to_text = to.to_string();
+    slots: &[String],
+) -> Result<()> {
+    let list = slots.join(" ");
     let vars = [
         ("app", app),
         ("owner", owner),
         ("kind", kind.name()),
-        ("to", to_text.as_str()),
+        ("own_slots", list.as_str()),
     ];
     let (status, out, err) = step(session, "grow", &vars, &[]).await?;
     if status != 0 {
-        let mut e = failed(session, "growing the slot pool", status, &out, &err);
+        let mut e = failed(
+            session,
+            "giving the app slots of its own",
+            status,
+            &out,
+            &err,
+        );
         if let Error::Remote { hint, .. } = &mut e {
             *hint = Some(format!(
                 "the pool is unchanged; re-run `skiff setup-node {}` (it installs the \
-                 helper that grows the pool), or free slots with `skiff destroy-app HOST`",
+                 helper that gives slots to apps), or free slots with `skiff destroy-app HOST`",
                 session.node()
             ));
         }
         return Err(e);
     }
-    // `pool KIND FROM TO`
-    let from = out
-        .lines()
-        .find_map(|l| {
-            let mut w = l.split_whitespace();
-            (w.next() == Some("pool") && w.next() == Some(kind.name())).then_some(())?;
-            w.next()?.parse::<usize>().ok()
-        })
-        .unwrap_or(to);
-    Ok(slot_names(kind.prefix(), to).split_off(from.min(to)))
+    Ok(())
 }
 
 /// Runs step `name` of node.sh with its named inputs in the prelude (never in argv).
@@ -274,6 +286,7 @@ pub(crate) fn begun(node: &str, out: &str) -> Result<Begun> {
         python_slots: pool_slots(pool, "py")
             .unwrap_or_else(|| slot_names("py", count("python_slots"))),
         ruby_slots: pool_slots(pool, "rb").unwrap_or_else(|| slot_names("rb", count("ruby_slots"))),
+        slot_users: pool_users(pool),
         os: setup
             .get("os")
             .and_then(|v| v.as_str())
@@ -416,6 +429,9 @@ pub async fn node_unlock(session: &Session, app: &str, owner: &str) -> Result<()
 pub struct Prepare {
     /// `python`, `ruby`, `php` or `static`: which tools build commands find first.
     pub runtime: &'static str,
+    /// The user the app's processes run as ([`crate::units::run_user`]): the group of its
+    /// folders that hold its environment.
+    pub run_user: String,
     /// `[packages] apt`, space-separated (names checked by Debian's grammar at load).
     pub packages: String,
     /// Whether a new venv sees the system's Python packages.
@@ -632,6 +648,7 @@ pub async fn prepare(
         ("owner", owner),
         ("n", n.as_str()),
         ("runtime", p.runtime),
+        ("run_user", p.run_user.as_str()),
         ("packages", p.packages.as_str()),
         ("system_site", if p.system_site { "1" } else { "0" }),
         ("meta", p.meta.as_str()),

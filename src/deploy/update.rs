@@ -617,6 +617,7 @@ pub(super) async fn sync_and_build(t: &Target, plan: &Plan<'_>) -> Result<Built>
     };
     let prep = remote::Prepare {
         runtime: config.runtime.as_str(),
+        run_user: crate::units::run_user(config),
         packages: config.packages.apt.join(" "),
         system_site: config.python.as_ref().is_some_and(|p| p.system_packages),
         meta: meta.to_string(),
@@ -725,6 +726,7 @@ pub(super) async fn trial_node(
             n,
             k,
             pool,
+            &t.begun.slot_users,
             plan.owner,
             plan.events,
         )

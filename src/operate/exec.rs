@@ -1,5 +1,5 @@
 //! `skiff run` and `skiff shell`: a command (or an interactive shell) in a release on one
-//! node, as the app's web processes run (`www-data`, in the release folder, with the
+//! node, as the app's web processes run (as the app's user, in the release folder, with the
 //! release's environment). The node's `skiff-run --exec APP N CMD...` reads that
 //! environment itself (meta/N.json, env/N.env): no value is ever on a command line.
 

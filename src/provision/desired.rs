@@ -30,6 +30,9 @@ pub const DEFAULT_RUBY_SLOTS: usize = 8;
 pub const MAX_SLOTS: usize = 99;
 /// Where each slot's Apache vhost lives (`pyNN.conf`, `rbNN.conf`), included by the site.
 pub const SLOT_CONF_DIR: &str = "/etc/apache2/skiff-slots";
+/// Which app owns each slot: `SLOT.conf` holding `Define SKIFF_USER_SLOT USER`, written by
+/// `skiff-node slots-own` (skiff-node's `SLOT_USERS`), never by setup-node.
+pub const SLOT_USERS_DIR: &str = "/etc/apache2/skiff-slot-users";
 /// Fewest and most slots of a kind the memory rule declares.
 const SLOTS_FLOOR: usize = 4;
 const SLOTS_CAP: usize = 8;
@@ -242,6 +245,9 @@ pub struct DesiredDir {
     pub owner: String,
     /// Owner group.
     pub group: String,
+    /// A slot's folder: once an app owns the slot (`skiff-node slots-own`), its group
+    /// and mode (2751) are that app's, and a re-run leaves them so.
+    pub slot: bool,
 }
 
 /// Apache's module, conf and site switches.
@@ -336,6 +342,14 @@ fn dir(path: &str, mode: u32, owner: &str) -> DesiredDir {
         mode,
         owner: owner.into(),
         group: owner.into(),
+        slot: false,
+    }
+}
+
+fn slot_dir(path: &str, owner: &str) -> DesiredDir {
+    DesiredDir {
+        slot: true,
+        ..dir(path, 0o755, owner)
     }
 }
 
@@ -382,6 +396,7 @@ impl Desired {
             dir("/srv/skiff/slots/python", 0o755, "root"),
             dir("/srv/skiff/slots/ruby", 0o755, "root"),
             dir(SLOT_CONF_DIR, 0o755, "root"),
+            dir(SLOT_USERS_DIR, 0o755, "root"),
             dir("/etc/skiff", 0o755, "root"),
             dir("/etc/skiff/env", 0o700, user),
             dir("/etc/skiff/sites", 0o755, "root"),
@@ -538,7 +553,8 @@ impl Desired {
         ));
         dirs.extend(share_dirs.into_iter().map(|p| dir(&p, 0o755, "root")));
         // the slot pools: a vhost file each, folders and entry scripts the deploy user may
-        // touch (`skiff-node slots-grow` makes the same for the slots a deploy adds)
+        // touch (`skiff-node slots-own` makes the same for the slots a deploy adds, and
+        // gives a slot to one app: its owner file, its folder's group)
         for slot in python_slots.iter().chain(&ruby_slots) {
             files.push(DesiredFile::new(
                 format!("{SLOT_CONF_DIR}/{slot}.conf"),
@@ -548,7 +564,7 @@ impl Desired {
         }
         for slot in &python_slots {
             let d = format!("/srv/skiff/slots/python/{slot}");
-            dirs.push(dir(&d, 0o755, user));
+            dirs.push(slot_dir(&d, user));
             files.push(
                 DesiredFile::new(
                     format!("{d}/slot.wsgi"),
@@ -560,7 +576,7 @@ impl Desired {
         }
         for slot in &ruby_slots {
             let d = format!("/srv/skiff/slots/ruby/{slot}");
-            dirs.push(dir(&d, 0o755, user));
+            dirs.push(slot_dir(&d, user));
             dirs.push(dir(&format!("{d}/public"), 0o755, user));
             files.push(
                 DesiredFile::new(

@@ -301,6 +301,8 @@ pub fn compute(
                     hint: Some(format!("move `{}` away, then run setup-node again", d.path)),
                 });
             }
+            // a slot an app owns: the deploy user's, group and mode the app's
+            Some(m) if d.slot && m.owner == d.owner && m.mode == 0o2751 => None,
             Some(m) if m.mode != d.mode || m.owner != d.owner || m.group != d.group => {
                 Some(FileAction::Chmod)
             }
