@@ -239,7 +239,7 @@ impl NodeState {
                     .join(", ")
             ),
             hint: Some(
-                "a deploy grows a full pool by itself up to 99 slots: free slots with `skiff destroy-app HOST`"
+                "a deploy gives an app slots of its own by itself up to 99 slots: free slots with `skiff destroy-app HOST`"
                     .into(),
             ),
         })

@@ -50,12 +50,12 @@ mod defects;
 mod faults;
 #[path = "integration/hostile.rs"]
 mod hostile;
+#[path = "integration/isolation.rs"]
+mod isolation;
 #[path = "integration/load.rs"]
 mod load;
 #[path = "integration/security.rs"]
 mod security;
-#[path = "integration/isolation.rs"]
-mod isolation;
 
 #[path = "integration/node_scripts.rs"]
 mod node_scripts;

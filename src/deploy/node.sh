@@ -286,10 +286,11 @@ prepare_step() {
   [ -d "$rel" ] || die "release $n of $app is missing on the node"
   # the app's files that hold its environment (meta, env snapshots, units and job files)
   # are for the deploy user and the app's own user (RUN_USER: a Python or Ruby app's
-  # own, else www-data) only: folders of the app's group, setgid, so every file made in
-  # them is that group's; skiff-node sets them up (and the user) once
-  _dirs=$(stat -c '%a %G' "$a/env" "$a/meta" "$a/units" 2>/dev/null | sort -u) || _dirs=
-  if [ "$_dirs" != "2750 $run_user" ] || [ "$(stat -c '%a %G' "$a")" != "751 $run_user" ]; then
+  # own, else www-data) only: their folders are RUN_USER's, the deploy user's group's
+  # (setgid), 2770, so the files in them can be 0644; skiff-node sets them up (and the
+  # user) once
+  _dirs=$(stat -c '%a %U' "$a/env" "$a/meta" "$a/units" 2>/dev/null | sort -u) || _dirs=
+  if [ "$_dirs" != "2770 $run_user" ] || [ "$(stat -c '%a %G' "$a")" != "750 $run_user" ]; then
     "$NODE" app-dirs "$app" "$runtime" >/dev/null
   fi
   mkdir -p "$a/venvs"
@@ -314,7 +315,7 @@ prepare_step() {
   if [ -f "$ENVDIR/$app.env" ] || [ -n "$services" ]; then
     envfile=$a/env/$n.env
     (
-      umask 027
+      umask 022
       {
         if [ -f "$ENVDIR/$app.env" ]; then cat "$ENVDIR/$app.env"; fi
         if [ -n "$services" ]; then service_env; fi
@@ -401,8 +402,9 @@ prepare_step() {
   fi
   rm -f "$marker"
   phase build
-  # the meta holds the app's environment: readable by the app's user, no one else
-  (umask 027 && printf '%s\n' "$meta" >"$a/meta/$n.json.tmp")
+  # the meta holds the app's environment: only the app's user and the deploy user enter
+  # meta/ (2770)
+  (umask 022 && printf '%s\n' "$meta" >"$a/meta/$n.json.tmp")
   mv -f "$a/meta/$n.json.tmp" "$a/meta/$n.json"
   if [ -n "$docroot" ]; then
     mkdir -p "$a/docroots"
@@ -525,7 +527,7 @@ EOF
     PATH=$VIRTUAL_ENV/bin:$PATH
     export VIRTUAL_ENV PATH
   elif [ "$runtime" = python ]; then
-    mkdir -p "$a/.bin" && chmod 0755 "$a/.bin" # the app's user runs it (umask 027 in units_step)
+    mkdir -p "$a/.bin" && chmod 0755 "$a/.bin" # the app's user runs it
     ln -sfn "$(command -v python3)" "$a/.bin/python"
     PATH=$a/.bin:$PATH
     export PATH
@@ -541,12 +543,12 @@ units_step() {
   _u=$a/units/$n
   rm -rf "$_u"
   mkdir -p "$_u"
-  chmod 2750 "$_u"
+  chmod 2755 "$_u"
   printf '%s\n' "$units" | while read -r _name _data; do
     [ -n "$_name" ] || continue
     printf '%s' "$_name" | grep -Eqx '[A-Za-z0-9_.@-]{1,200}' || die "bad unit file name: $_name" "$EXIT_USAGE"
     printf '%s' "$_data" | base64 -d >"$_u/$_name.tmp" || die "bad unit file data: $_name" "$EXIT_USAGE"
-    chmod 0640 "$_u/$_name.tmp"
+    chmod 0644 "$_u/$_name.tmp"
     mv -f "$_u/$_name.tmp" "$_u/$_name"
   done
   for _t in "$_u"/*.timer; do
@@ -557,7 +559,7 @@ units_step() {
     done
   done
   (
-    umask 027
+    umask 022 # env/ is 2770: only the app's user and the deploy user enter it
     release_env
     {
       printf '%s\n' "$envlines" | grep '=' || true

@@ -61,7 +61,7 @@ pub fn pool_size(requested: Option<usize>, mem_kib: Option<u64>, on_node: usize)
 }
 
 /// A slot's Apache vhost file: the installed server-file with `@SLOT@` replaced, exactly
-/// what `skiff-node slots-grow` writes for it on the node.
+/// what `skiff-node slots-own` writes for it on the node.
 pub fn slot_conf(slot: &str) -> String {
     let template = if slot.starts_with("py") {
         "apache/slot-python.conf"

@@ -204,7 +204,7 @@ fn backup_then_restore_brings_rows_and_files_back_and_damaged_archives_change_no
         .lines()
         .next()
         .unwrap(),
-        "www-data 750"
+        "app-notes 750"
     );
     assert_eq!(leftovers(&node), "");
 
