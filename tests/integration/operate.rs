@@ -72,7 +72,7 @@ fn run_and_shell_work_in_the_release_as_the_app() {
     assert!(ps.lines().any(|l| l == "ps -eo args"), "{ps}");
     assert!(!ps.contains("hello"), "{ps}");
 
-    // as www-data, in the release folder, `python` the app's (the system python3 here:
+    // as the app's own user, in the release folder, `python` the app's (the system python3 here:
     // no venv); exit 127 is the command's too
     let out = env
         .skiff()
@@ -94,7 +94,7 @@ fn run_and_shell_work_in_the_release_as_the_app() {
     );
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines[0], "www-data", "{text}");
+    assert_eq!(lines[0], "app-op", "{text}");
     assert_eq!(lines[1], "/srv/skiff/apps/op/releases/1", "{text}");
     assert_eq!(lines[2], "/usr/bin/python3", "{text}");
     assert_eq!(lines[3], "/srv/skiff/apps/op/.bin/python", "{text}");
@@ -215,7 +215,7 @@ fn run_and_shell_work_in_the_release_as_the_app() {
     let out = child.wait_with_output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains(&format!("marker-42-www-data-{GREETING}")),
+        text.contains(&format!("marker-42-app-op-{GREETING}")),
         "{text}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );

@@ -220,7 +220,7 @@ fn a_postgresql_app_keeps_its_rows_and_files_and_its_password_stays_on_the_node(
     assert_eq!(
         node.exec("stat -c '%U %a' /srv/skiff/data/notes/uploads")
             .trim(),
-        "www-data 750"
+        "app-notes 750"
     );
 
     // cluster.toml knows where the data lives (no credentials); destroy-node names it

@@ -503,7 +503,7 @@ fn a_slot_that_does_not_load_by_itself_is_restarted() {
     deploy(&env, &node, &dir); // py02; the next one goes to py03
     node.exec(
         "set -e; d=/srv/skiff/slots/python/py03; \
-         install -m 0640 -g www-data /srv/skiff/apps/pyapp/meta/1.json $d/slot.json; \
+         install -m 0640 /srv/skiff/apps/pyapp/meta/1.json $d/slot.json; \
          /usr/local/share/skiff/bin/skiff-node wsgi-restart py03 >/dev/null; \
          i=0; until curl -s -m 5 -H 'Host: 1.pyapp.py03.skiff' http://127.0.0.1:8080/ | grep -q version=1; do \
            i=$((i + 1)); [ $i -lt 100 ] || exit 1; sleep 0.1; done; \
