@@ -286,11 +286,11 @@ prepare_step() {
   [ -d "$rel" ] || die "release $n of $app is missing on the node"
   # the app's files that hold its environment (meta, env snapshots, units and job files)
   # are for the deploy user and the app's own user (RUN_USER: a Python or Ruby app's
-  # own, else www-data) only: their folders are RUN_USER's, the deploy user's group's
-  # (setgid), 2770, so the files in them can be 0644; skiff-node sets them up (and the
-  # user) once
-  _dirs=$(stat -c '%a %U' "$a/env" "$a/meta" "$a/units" 2>/dev/null | sort -u) || _dirs=
-  if [ "$_dirs" != "2770 $run_user" ] || [ "$(stat -c '%a %G' "$a")" != "750 $run_user" ]; then
+  # own, else www-data) only: their folders are the deploy user's and RUN_USER's group's,
+  # setgid, 2750, so every file made there is that group's; APP/ is 0750 to a group of
+  # the app's user and www-data; skiff-node sets them up (and the user) once
+  _dirs=$(stat -c '%a %G' "$a/env" "$a/meta" "$a/units" 2>/dev/null | sort -u) || _dirs=
+  if [ "$_dirs" != "2750 $run_user" ] || [ "$(stat -c '%a' "$a")" != 750 ]; then
     "$NODE" app-dirs "$app" "$runtime" >/dev/null
   fi
   mkdir -p "$a/venvs"
@@ -315,7 +315,7 @@ prepare_step() {
   if [ -f "$ENVDIR/$app.env" ] || [ -n "$services" ]; then
     envfile=$a/env/$n.env
     (
-      umask 022
+      umask 027
       {
         if [ -f "$ENVDIR/$app.env" ]; then cat "$ENVDIR/$app.env"; fi
         if [ -n "$services" ]; then service_env; fi
@@ -402,9 +402,8 @@ prepare_step() {
   fi
   rm -f "$marker"
   phase build
-  # the meta holds the app's environment: only the app's user and the deploy user enter
-  # meta/ (2770)
-  (umask 022 && printf '%s\n' "$meta" >"$a/meta/$n.json.tmp")
+  # the meta holds the app's environment: readable by the app's group (meta/ is setgid)
+  (umask 027 && printf '%s\n' "$meta" >"$a/meta/$n.json.tmp")
   mv -f "$a/meta/$n.json.tmp" "$a/meta/$n.json"
   if [ -n "$docroot" ]; then
     mkdir -p "$a/docroots"
@@ -543,12 +542,12 @@ units_step() {
   _u=$a/units/$n
   rm -rf "$_u"
   mkdir -p "$_u"
-  chmod 2755 "$_u"
+  chmod 2750 "$_u"
   printf '%s\n' "$units" | while read -r _name _data; do
     [ -n "$_name" ] || continue
     printf '%s' "$_name" | grep -Eqx '[A-Za-z0-9_.@-]{1,200}' || die "bad unit file name: $_name" "$EXIT_USAGE"
     printf '%s' "$_data" | base64 -d >"$_u/$_name.tmp" || die "bad unit file data: $_name" "$EXIT_USAGE"
-    chmod 0644 "$_u/$_name.tmp"
+    chmod 0640 "$_u/$_name.tmp"
     mv -f "$_u/$_name.tmp" "$_u/$_name"
   done
   for _t in "$_u"/*.timer; do
@@ -559,7 +558,7 @@ units_step() {
     done
   done
   (
-    umask 022 # env/ is 2770: only the app's user and the deploy user enter it
+    umask 027 # env/ is setgid: N.run is the app's group's
     release_env
     {
       printf '%s\n' "$envlines" | grep '=' || true

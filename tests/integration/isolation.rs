@@ -163,6 +163,35 @@ fn an_app_cannot_read_another_apps_environment() {
             );
         }
     }
+    // NGINX and PHP's user (www-data) enter a Python app's folder for its static files,
+    // but not what holds its environment; the app cannot change its own units (root
+    // installs them); no one else enters the folder at all
+    let alpha_env = env_file(&node, "alpha");
+    for (user, cmd) in [
+        ("www-data", format!("cat {alpha_env}")),
+        (
+            "www-data",
+            "cat /srv/skiff/apps/alpha/meta/1.json".to_string(),
+        ),
+        (
+            "app-alpha",
+            "touch /srv/skiff/apps/alpha/units/planted".to_string(),
+        ),
+        (
+            "app-alpha",
+            "touch /srv/skiff/apps/alpha/env/planted".to_string(),
+        ),
+        (
+            "nobody",
+            "cat /srv/skiff/apps/alpha/releases/1/app.toml".to_string(),
+        ),
+        ("app-beta", "ls /srv/skiff/apps/alpha/releases".to_string()),
+    ] {
+        let out = node.exec_output(&format!("runuser -u {user} -- {cmd}"));
+        assert!(!out.status.success(), "{user} could: {cmd}");
+    }
+    // positive control: www-data reads the app's static files (NGINX serves them)
+    node.exec("runuser -u www-data -- ls /srv/skiff/apps/alpha/releases/1/app.py");
     // `skiff run` runs as the app's user too
     let out = env
         .skiff()
