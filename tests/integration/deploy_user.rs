@@ -92,6 +92,12 @@ fn deploys_log_in_as_the_deploy_user_and_never_as_root() {
     );
     assert_eq!(owners, "", "files deploys wrote that skiff does not own");
 
+    // the deploy user's groups: the apps' files, the web servers' logs, the journal
+    let groups = node.exec("id -nG skiff");
+    for g in ["www-data", "adm", "systemd-journal"] {
+        assert!(groups.split_whitespace().any(|w| w == g), "{groups}");
+    }
+
     let logins = logins_since(&node, &since);
     assert!(
         !logins.is_empty(),
@@ -118,4 +124,57 @@ fn deploys_log_in_as_the_deploy_user_and_never_as_root() {
             "sudo ran something else: {line}"
         );
     }
+}
+
+/// A node deployed to as root before: setup-node's plan names the folders holding root's
+/// files, and the run gives them to the deploy user (their groups kept).
+#[test]
+fn setup_node_gives_the_files_of_root_deploys_to_the_deploy_user() {
+    if !nodes_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    let node = TestNode::launch_set_up(&env);
+    node.exec(
+        "mkdir -p /srv/skiff/apps/old/meta /var/lib/skiff/history && chgrp www-data /srv/skiff/apps/old/meta \
+         && echo '{}' > /srv/skiff/apps/old/meta/1.json && echo '{}' > /var/lib/skiff/history/old.jsonl \
+         && chown root /srv/skiff/apps/old /srv/skiff/apps/old/meta /var/lib/skiff/history/old.jsonl",
+    );
+    let out = env
+        .skiff()
+        .args(["setup-node", &node.name, "--dry-run"])
+        .output()
+        .unwrap();
+    ok(&out);
+    let plan = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        plan.contains("give /srv/skiff/apps's root-owned files to skiff")
+            && plan.contains("give /var/lib/skiff/history's root-owned files to skiff"),
+        "{plan}"
+    );
+    ok(&env
+        .skiff()
+        .args(["setup-node", &node.name])
+        .output()
+        .unwrap());
+    assert_eq!(
+        node.exec("find /srv/skiff/apps /var/lib/skiff/history -user root"),
+        ""
+    );
+    assert_eq!(
+        node.exec("stat -c '%U:%G' /srv/skiff/apps/old/meta").trim(),
+        "skiff:www-data"
+    );
+    // and a second run has nothing left to give
+    let out = env
+        .skiff()
+        .args(["setup-node", &node.name, "--dry-run"])
+        .output()
+        .unwrap();
+    ok(&out);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("Nothing to change"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }

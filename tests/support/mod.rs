@@ -338,7 +338,7 @@ impl<'a> TestNode<'a> {
     pub fn exec_output(&self, cmd: &str) -> std::process::Output {
         StdCommand::new("nsenter")
             .args(["--target", &self.init_pid().to_string()])
-            .args(["--all", "--root", "--wd=/", "--"])
+            .args(["--all", "--root", "--wd", "--"])
             .args([
                 "env",
                 "-i",
