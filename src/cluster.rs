@@ -112,8 +112,12 @@ impl std::fmt::Display for Provider {
 pub struct Node {
     /// Address or DNS name.
     pub address: String,
-    /// Login user.
+    /// Login user: setup-node's (root, or a sudoer), and deploys' until `deploy_user` is set.
     pub user: String,
+    /// The user deploys log in as (setup-node's `skiff`, recorded once a key login and its
+    /// `sudo -n skiff-node` are confirmed); `user` stays the admin login (setup-node).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deploy_user: Option<String>,
     /// SSH port.
     #[serde(default = "default_port")]
     pub port: u16,
@@ -138,6 +142,23 @@ pub struct Node {
 
 fn default_port() -> u16 {
     22
+}
+
+/// A unix login name skiff accepts in cluster.toml.
+fn valid_login_name(user: &str) -> bool {
+    !(user.is_empty()
+        || user.len() > 32
+        || user.starts_with('-')
+        || user
+            .chars()
+            .any(|c| !(c.is_ascii_alphanumeric() || "._-".contains(c))))
+}
+
+impl Node {
+    /// Who deploys log in as: `deploy_user` once setup-node recorded it, else `user`.
+    pub fn deploy_login(&self) -> &str {
+        self.deploy_user.as_deref().unwrap_or(&self.user)
+    }
 }
 
 /// What a node was last set up with.
@@ -245,18 +266,18 @@ impl Cluster {
                     "write an address like `203.0.113.7` or `web1.example.com`",
                 ));
             }
-            if node.user.is_empty()
-                || node.user.len() > 32
-                || node.user.starts_with('-')
-                || node
-                    .user
-                    .chars()
-                    .any(|c| !(c.is_ascii_alphanumeric() || "._-".contains(c)))
-            {
+            if !valid_login_name(&node.user) {
                 return Err(problem(
                     format!("{key}.user"),
                     format!("`{}` is not a valid login name", node.user),
                     "write a unix user name like `root` or `deploy`",
+                ));
+            }
+            if let Some(deploy) = node.deploy_user.as_deref().filter(|u| !valid_login_name(u)) {
+                return Err(problem(
+                    format!("{key}.deploy_user"),
+                    format!("`{deploy}` is not a valid login name"),
+                    "write the deploy user setup-node made (`skiff`), or remove the line to deploy as `user`",
                 ));
             }
             if node.port == 0 {
@@ -654,6 +675,7 @@ mod tests {
                 os: Some("debian 12".into()),
                 setup: None,
                 provider_data: BTreeMap::new(),
+                deploy_user: None,
             },
         );
         c.default_node = Some("web1".into());

@@ -34,6 +34,9 @@ mod sync;
 #[path = "integration/update.rs"]
 mod update;
 
+#[path = "integration/deploy_user.rs"]
+mod deploy_user;
+
 #[path = "integration/env.rs"]
 mod env;
 

@@ -40,7 +40,7 @@ pub fn run(state: &StateFile, args: &SetupNodeArgs, printer: &Printer) -> Result
         firewall: !args.no_firewall,
     };
     let login = provision::KeyLogin {
-        target: transport::Target::for_node(&name, &node),
+        target: transport::Target::admin_for_node(&name, &node),
         ssh_dir: state.dir(),
     };
     let started = Instant::now();
@@ -57,7 +57,7 @@ pub fn run(state: &StateFile, args: &SetupNodeArgs, printer: &Printer) -> Result
     };
     let outcome = transport::block_on(async {
         let t = Instant::now();
-        let session = Session::for_node(&name, &node, state).await?;
+        let session = Session::admin_for_node(&name, &node, state).await?;
         say(
             "Connected",
             format!(
@@ -95,6 +95,30 @@ pub fn run(state: &StateFile, args: &SetupNodeArgs, printer: &Printer) -> Result
         let stale = node.setup.as_ref().is_none_or(|s| {
             s.digest != outcome.digest || s.skiff_version != env!("CARGO_PKG_VERSION")
         });
+        // deploys log in as the deploy user only once setup-node confirmed it works
+        let deploy_user = match &outcome.deploy_login {
+            Some(Ok(user)) => Some(user.clone()),
+            Some(Err(why)) => {
+                printer.status(
+                    "Note",
+                    format!(
+                        "deploys keep logging in as `{}`: {why} (run `skiff setup-node {name}` \
+                         again once that works)",
+                        node.user
+                    ),
+                );
+                None
+            }
+            None => node.deploy_user.clone(),
+        };
+        if deploy_user != node.deploy_user {
+            state.update(&mut super::waiting_notice(printer), |c| {
+                if let Some(n) = c.nodes.get_mut(&name) {
+                    n.deploy_user = deploy_user.clone();
+                }
+                Ok(())
+            })?;
+        }
         if outcome.changed || stale {
             let stamp = SetupStamp {
                 time: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
@@ -122,6 +146,7 @@ pub fn run(state: &StateFile, args: &SetupNodeArgs, printer: &Printer) -> Result
             "steps": outcome.steps,
             "seconds": (total * 1000.0).round() / 1000.0,
             "digest": outcome.digest,
+            "deploy_user": outcome.deploy_login.as_ref().and_then(|r| r.as_ref().ok()),
         });
         printer.json_value("setup-node", &doc);
         return Ok(());
@@ -155,6 +180,7 @@ fn verb(step: &str) -> String {
         "firewall" => "Firewall",
         "key-only-ssh" => "Hardened",
         "key-only-ssh-skipped" => "Skipped",
+        "deploy-user" => "Confirmed",
         "check" => "Checked",
         "stamp" => "Stamped",
         other => other,
@@ -183,6 +209,19 @@ fn print_plan(plan: &Plan, printer: &Printer) {
     }
     if let Some(user) = &plan.create_user {
         printer.data(format!("  create user: {user}"));
+    }
+    if !plan.add_groups.is_empty() {
+        printer.data(format!(
+            "  add user {} to groups: {}",
+            provision::DEPLOY_USER,
+            plan.add_groups.join(" ")
+        ));
+    }
+    for d in &plan.migrate {
+        printer.data(format!(
+            "  give {d}'s root-owned files to {} (deployed to as root before)",
+            provision::DEPLOY_USER
+        ));
     }
     for d in &plan.dirs {
         let action = match d.action {

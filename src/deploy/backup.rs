@@ -216,7 +216,7 @@ fn remote_failed(
 async fn skiff_node(session: &Session, args: &[&str], what: String) -> Result<String> {
     let mut argv = vec![contract::SKIFF_NODE];
     argv.extend_from_slice(args);
-    let out = session.run(&argv).await?;
+    let out = session.run(&session.as_root(&argv)).await?;
     if !out.success() {
         return Err(remote_failed(
             session,
@@ -397,7 +397,9 @@ async fn write_archive(
             &manifest.app,
             &service.name,
         ];
-        let out = session.run_to_writer(&argv, &mut sink).await?;
+        let out = session
+            .run_to_writer(&session.as_root(&argv), &mut sink)
+            .await?;
         let (sha256, size) = sink.finish();
         if !out.success() {
             let what = format!("dumping service `{}` ({})", service.name, service.kind);
@@ -840,7 +842,9 @@ async fn restore_on(
             &part.sha256,
             &size,
         ];
-        let out = session.run_with_input(&argv, reader).await?;
+        let out = session
+            .run_with_input(&session.as_root(&argv), reader)
+            .await?;
         if !out.success() {
             let hint = if out.status == Some(NODE_PART_DAMAGED) {
                 "the part was damaged on the way; nothing was changed: run the restore again"
@@ -854,7 +858,7 @@ async fn restore_on(
     progress(BackupProgress::Restoring);
     let mut argv = vec![contract::SKIFF_NODE, "restore", "apply", app];
     argv.extend(archive.manifest.parts.iter().map(|p| p.service.as_str()));
-    let out = session.run(&argv).await?;
+    let out = session.run(&session.as_root(&argv)).await?;
     if !out.success() {
         let hint = "the old data still serves and the partial copies were removed; see the \
                     output above";

@@ -24,11 +24,12 @@ pub const SLOTS: &str = "/srv/skiff/slots";
 /// Node-side secrets: `APP.env`.
 pub const ENVDIR: &str = "/etc/skiff/env";
 /// Backups taken on the node before a release command (`[deploy] backup_before_release`):
-/// `APP/N/NAME`, root only.
+/// `APP/N/NAME`, the deploy user's only (0700).
 pub const BACKUPS_DIR: &str = "/var/backups/skiff";
 /// The deploy log: `APP.jsonl`, one JSON line per run (see `deploy::history`).
 pub const HISTORY_DIR: &str = "/var/lib/skiff/history";
-/// Services' credentials, root only: `APP/NAME.env` and `APP/NAME.json`.
+/// Services' credentials, root's, readable by the deploy user's group (0750/0640, made by
+/// `skiff-node service-ensure` and `service-put`): `APP/NAME.env` and `APP/NAME.json`.
 pub const SERVICES_DIR: &str = "/etc/skiff/services";
 /// Files services' folders: `APP/NAME`, owned by www-data, outside every release.
 pub const DATA_DIR: &str = "/srv/skiff/data";
@@ -38,7 +39,9 @@ pub const RUNNER: &str = "/usr/local/share/skiff/bin/skiff-run";
 /// `env_encode`; the format is `env_file`'s), sourced by node.sh and skiff-run.
 pub const ENV_LIB: &str = "/usr/local/share/skiff/lib/envfile.sh";
 /// The node's web-cron secret (`SKIFF_CRON_SECRET=HEX`, root only): made by the first
-/// switch that enables a web cron, read by systemd for the web cron's unit.
+/// switch that enables a web cron (`skiff-node cron-secret`, which keeps its own copy of
+/// this path and of [`CRON_MAP`], [`SYSTEMD_DIR`], [`APPS`] and [`STATE`]: a unit test
+/// holds them together), read by systemd for the web cron's unit.
 pub const CRON_SECRET: &str = "/etc/skiff/cron.secret";
 /// The NGINX map entry that recognises the secret (`"HEX" 1;`), included by skiff.conf.
 pub const CRON_MAP: &str = "/etc/nginx/skiff-cron.map";
@@ -218,9 +221,6 @@ pub fn prelude() -> Vec<(&'static str, String)> {
         ("SERVICES_DIR", SERVICES_DIR.into()),
         ("HISTORY_DIR", HISTORY_DIR.into()),
         ("BACKUPS_DIR", BACKUPS_DIR.into()),
-        ("CRON_SECRET", CRON_SECRET.into()),
-        ("CRON_MAP", CRON_MAP.into()),
-        ("SYSTEMD_DIR", SYSTEMD_DIR.into()),
         ("ENV_LIB", ENV_LIB.into()),
         ("WORKER_GRACE", WORKER_GRACE.to_string()),
     ]
@@ -281,12 +281,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn skiff_node_keeps_the_firewall_paths_of_the_contract() {
+    fn skiff_node_keeps_the_paths_of_the_contract() {
         let text = crate::assets::server_file("bin/skiff-node").text();
         for line in [
             format!("FIREWALL={FIREWALL}"),
             format!("FIREWALL_DIR={FIREWALL_DIR}"),
             format!("FIREWALL_TABLE='{FIREWALL_TABLE}'"),
+            format!("APPS={APPS}"),
+            format!("STATE={STATE}"),
+            format!("SYSTEMD_DIR={SYSTEMD_DIR}"),
+            format!("CRON_SECRET={CRON_SECRET}"),
+            format!("CRON_MAP={CRON_MAP}"),
         ] {
             assert!(text.lines().any(|l| l == line), "skiff-node lacks `{line}`");
         }

@@ -81,6 +81,11 @@ umask 022
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export PATH
 
+# Deploys log in as the node's deploy user (`skiff`); root work goes through skiff-node
+# (which validates every argument), by `sudo -n` unless this step runs as root (a node
+# whose cluster.toml has no deploy_user yet). Nothing else here runs as root.
+if [ "$(id -u)" = 0 ]; then as_root() { "$@"; }; else as_root() { sudo -n "$@"; }; fi
+
 # The node's paths, ports and exit codes come in the prelude too, from one place in Rust
 # (src/deploy/contract.rs): APPS LOCKS NODE_LOCK STATE SETUP NODE STAGING SLOTS ENVDIR
 # CHECK_PORT APACHE_PORT and EXIT_USAGE EXIT_NGINX EXIT_BUILD EXIT_NOT_WARM EXIT_HEALTH
@@ -177,7 +182,7 @@ install_routes() {
   mkdir -p "$STAGING"
   _f=$(mktemp "$STAGING/routes.XXXXXX")
   printf '%s' "$1" >"$_f"
-  if ! "$NODE" routes "$_f" >/dev/null; then
+  if ! as_root "$NODE" routes "$_f" >/dev/null; then
     rm -f "$_f"
     echo "skiff: NGINX refused the new routing table; the previous one is back in place" >&2
     return 1
@@ -192,8 +197,8 @@ kind_of() { case $1 in py*) echo python ;; rb*) echo ruby ;; esac; }
 # restart_slot SLOT KIND: only this slot's processes
 restart_slot() {
   case $2 in
-    python) "$NODE" wsgi-restart "$1" >/dev/null ;;
-    ruby) "$NODE" passenger-restart "$1" >/dev/null ;;
+    python) as_root "$NODE" wsgi-restart "$1" >/dev/null ;;
+    ruby) as_root "$NODE" passenger-restart "$1" >/dev/null ;;
   esac
 }
 
@@ -291,21 +296,23 @@ prepare_step() {
   # the app's user and www-data; skiff-node sets them up (and the user) once
   _dirs=$(stat -c '%a %G' "$a/env" "$a/meta" "$a/units" 2>/dev/null | sort -u) || _dirs=
   if [ "$_dirs" != "2750 $run_user" ] || [ "$(stat -c '%a' "$a")" != 750 ]; then
-    "$NODE" app-dirs "$app" "$runtime" >/dev/null
+    as_root "$NODE" app-dirs "$app" "$runtime" >/dev/null
   fi
   mkdir -p "$a/venvs"
   # services (`NAME TYPE` lines, the primary database first): made or checked by
   # skiff-node, as root; their credentials join the env snapshot below
   if [ -n "$services" ] && [ -n "$service_files" ]; then
     # another node of the app holds the services: their credentials, as it made them
-    # and pointing at it (the `services` step there), kept here root-only
-    (umask 077 && mkdir -p "$SERVICES_DIR/$app")
+    # and pointing at it (the `services` step there), installed by skiff-node service-put
+    mkdir -p "$STAGING"
+    _sf=$(mktemp -d "$STAGING/services.XXXXXX")
     printf '%s\n' "$service_files" | while read -r _name _data; do
       [ -n "$_name" ] || continue
       printf '%s' "$_name" | grep -Eqx '[a-z][a-z0-9-]{0,31}\.(env|json)' || die "bad service file name: $_name" "$EXIT_USAGE"
-      (umask 077 && printf '%s' "$_data" | base64 -d >"$SERVICES_DIR/$app/$_name.tmp") || die "bad service file: $_name" "$EXIT_USAGE"
-      mv -f "$SERVICES_DIR/$app/$_name.tmp" "$SERVICES_DIR/$app/$_name"
-    done
+      (umask 077 && printf '%s' "$_data" | base64 -d >"$_sf/$_name") || die "bad service file: $_name" "$EXIT_USAGE"
+    done || { rm -rf "$_sf"; exit "$EXIT_USAGE"; }
+    as_root "$NODE" service-put "$app" "$_sf" >&2 || { rm -rf "$_sf"; exit "$EXIT_SERVICE"; }
+    rm -rf "$_sf"
     phase services
   elif [ -n "$services" ]; then
     ensure_services
@@ -330,7 +337,7 @@ prepare_step() {
       printf '%s' "$p" | grep -Eqx '[a-z0-9][a-z0-9+.-]{1,127}' || die "bad package name: $p" "$EXIT_USAGE"
     done
     # shellcheck disable=SC2086 # one word per package, each checked above
-    "$NODE" apt-install $packages >&2 || exit "$EXIT_PACKAGES"
+    as_root "$NODE" apt-install $packages >&2 || exit "$EXIT_PACKAGES"
     phase packages
   fi
   if [ -n "$venv" ]; then
@@ -432,7 +439,7 @@ backup_services() {
   (umask 077 && mkdir -p "$_bd")
   printf '%s\n' "$services" | while read -r _sn _st; do
     [ -n "$_sn" ] || continue
-    (umask 077 && "$NODE" backup dump "$app" "$_sn" >"$_bd/$_sn.tmp") ||
+    (umask 077 && as_root "$NODE" backup dump "$app" "$_sn" >"$_bd/$_sn.tmp") ||
       { rm -f "$_bd/$_sn.tmp"; die "could not back up service $_sn before the release command" "$EXIT_RELEASE"; }
     mv -f "$_bd/$_sn.tmp" "$_bd/$_sn"
     echo "backed up $_sn to $_bd/$_sn" >&2
@@ -460,7 +467,7 @@ ensure_services() {
   printf '%s\n' "$services" | while read -r _sn _st; do
     [ -n "$_sn" ] || continue
     # shellcheck disable=SC2086 # addresses: one word each, checked by skiff-node
-    "$NODE" service-ensure "$app" "$_sn" "$_st" ${allow:-} >&2 || exit "$EXIT_SERVICE"
+    as_root "$NODE" service-ensure "$app" "$_sn" "$_st" ${allow:-} >&2 || exit "$EXIT_SERVICE"
   done
 }
 
@@ -588,26 +595,24 @@ units_to() {
     echo "skiff: the app has workers or cron and this node has no systemd as PID 1" >&2
     return 1
   fi
+  # (systemd's side through skiff-node units: it checks the names and the unit files)
   if [ "$_cur" = "$_un" ]; then
     # shellcheck disable=SC2086 # unit names: one word each, checked when written
-    [ -z "$_new" ] || systemctl start $_new
+    [ -z "$_new" ] || as_root "$NODE" units "$1" start $_new
     return 0
   fi
   # shellcheck disable=SC2086
-  [ -z "$_old" ] || systemctl disable --now --quiet $_old 2>/dev/null || true
-  rm -f "$SYSTEMD_DIR/skiff_$1_"*
+  [ -z "$_old" ] || as_root "$NODE" units "$1" stop $_old || true
   if [ -n "$_un" ] && [ -d "$_ua/units/$_un" ]; then
-    for _f in "$_ua/units/$_un"/skiff_*; do
-      if [ -f "$_f" ]; then install -m 0644 "$_f" "$SYSTEMD_DIR/"; fi
-    done
+    as_root "$NODE" units "$1" install "$_un" || return 1
     echo "$_un" >"$_ua/units/current"
   else
+    as_root "$NODE" units "$1" install none || return 1
     rm -f "$_ua/units/current"
   fi
-  systemctl daemon-reload
   [ -n "$_new" ] || return 0
   # shellcheck disable=SC2086
-  systemctl enable --now --quiet $_new 2>/dev/null || true
+  as_root "$NODE" units "$1" enable $_new || true
   _workers=$(printf '%s\n' "$_new" | grep '\.service$' || true)
   [ -n "$_workers" ] || return 0
   sleep "$WORKER_GRACE"
@@ -626,21 +631,9 @@ units_to() {
   return 1
 }
 
-# cron_secret: the node's web-cron secret and NGINX's map entry for it, made once
-# (NGINX reloaded then); a node that has both is left alone.
-cron_secret() {
-  if [ -s "$CRON_SECRET" ] && [ -s "$CRON_MAP" ]; then return 0; fi
-  _sec=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
-  mkdir -p "$(dirname "$CRON_SECRET")"
-  (
-    umask 077
-    printf 'SKIFF_CRON_SECRET=%s\n' "$_sec" >"$CRON_SECRET.tmp"
-    printf '"%s" 1;\n' "$_sec" >"$CRON_MAP.tmp"
-  )
-  mv -f "$CRON_SECRET.tmp" "$CRON_SECRET"
-  mv -f "$CRON_MAP.tmp" "$CRON_MAP"
-  "$NODE" reload nginx >/dev/null
-}
+# cron_secret: the node's web-cron secret and NGINX's map entry for it, made once by
+# skiff-node (NGINX reloaded then); a node that has both is left alone.
+cron_secret() { as_root "$NODE" cron-secret; }
 
 # deadline_in SECONDS: the epoch time (ms) SECONDS from now; left_until DEADLINE: the
 # seconds left until then (0.000 once past). Warming and the health check each get the
@@ -755,7 +748,7 @@ trial_step() {
   fi
   # The switch reloads NGINX: its config must load now, so that a broken file planted
   # anywhere fails this trial (and every node aborts) rather than one node's switch.
-  if ! _t=$(nginx -t 2>&1); then
+  if ! _t=$(as_root "$NODE" check nginx 2>&1); then
     printf '%s\n' "$_t" >&2
     die "nginx -t fails on this node, so no version can be switched here; nothing was changed" "$EXIT_NGINX"
   fi
@@ -794,25 +787,30 @@ trial_step() {
 # switch_step: the routing table (nginx -t, reload), then state.toml
 switch_step() {
   [ -z "$run" ] || check_n "$run"
-  printf '%s' "$state" >"$STATE.tmp"
+  # state.toml's folder is root's: the new state goes in through skiff-node (state)
+  mkdir -p "$STAGING"
+  _state_file=$(mktemp "$STAGING/state.XXXXXX")
+  printf '%s' "$state" >"$_state_file"
+  chmod 0644 "$_state_file"
   _prev=$(cat "$APPS/$app/units/current" 2>/dev/null || true)
   if [ -n "$run" ] && grep -qs -e ' --web ' "$APPS/$app/units/$run"/*.service &&
     grep -qs '\.timer$' "$APPS/$app/units/$run/enable"; then
     cron_secret
   fi
   if ! units_to "$app" "$run"; then
-    rm -f "$STATE.tmp"
+    rm -f "$_state_file"
     units_to "$app" "$_prev" >/dev/null || true
     echo "skiff: a worker of version $run did not stay up; version ${_prev:-(none)}'s workers and timers run again" >&2
     exit "$EXIT_WORKERS"
   fi
   phase units
   if ! install_routes "$routes"; then
-    rm -f "$STATE.tmp"
+    rm -f "$_state_file"
     units_to "$app" "$_prev" >/dev/null || true
     exit "$EXIT_NGINX"
   fi
-  mv -f "$STATE.tmp" "$STATE"
+  as_root "$NODE" state "$_state_file" || { rm -f "$_state_file"; die "could not write $STATE"; }
+  rm -f "$_state_file"
   phase switch
 }
 
@@ -951,7 +949,7 @@ case $step in
     for s in $own_slots; do check_slot "$s"; done
     [ -n "$own_slots" ] || die "no slots to own" "$EXIT_USAGE"
     # shellcheck disable=SC2086 # one word per slot, each checked above
-    "$NODE" slots-own "$kind" "$app" $own_slots
+    as_root "$NODE" slots-own "$kind" "$app" $own_slots
     phase grow
     ;;
 

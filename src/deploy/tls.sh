@@ -73,7 +73,8 @@ case ${op:-} in
 esac
 
 rc=0
-"$NODE" "$@" || rc=$?
+# as the deploy user: skiff-node through sudo -n (its sudoers rule); as root: directly
+if [ "$(id -u)" = 0 ]; then "$NODE" "$@" || rc=$?; else sudo -n "$NODE" "$@" || rc=$?; fi
 case $rc in
   0) ;;
   "$NODE_EXIT_TEST") exit "$EXIT_NGINX" ;;

@@ -45,6 +45,7 @@ pub async fn run(
     let id = run_id();
     let line = exec_argv(&place, &id, argv.iter().map(String::as_str));
     let argv: Vec<&str> = line.iter().map(String::as_str).collect();
+    let argv = session.as_root(&argv);
     let status = forwarding_signals(&session, &id, session.run_inherited(&argv)).await;
     let _ = session.close().await;
     status
@@ -76,7 +77,8 @@ where
         _ = term.recv() => "TERM",
     };
     let send = |sig: &'static str| async move {
-        let _ = session.run(&[contract::RUNNER, "--signal", id, sig]).await;
+        let argv = session.as_root(&[contract::RUNNER, "--signal", id, sig]);
+        let _ = session.run(&argv).await;
     };
     send(sig).await;
     tokio::select! {
@@ -117,6 +119,7 @@ pub async fn shell(state: &StateFile, host: &str, node: Option<&str>) -> Result<
     let (session, place) = locate(state, host, node, None).await?;
     let line = exec_argv(&place, &run_id(), ["sh", "-c", SHELL]);
     let argv: Vec<&str> = line.iter().map(String::as_str).collect();
+    let argv = session.as_root(&argv);
     let status = tokio::task::block_in_place(|| session.run_tty(&argv));
     let _ = session.close().await;
     status

@@ -218,6 +218,7 @@ async fn create_ssh(req: &CreateRequest, state: &StateFile, status: Status<'_>) 
         os: None,
         setup: None,
         provider_data: BTreeMap::new(),
+        deploy_user: None,
     };
     let target = target_of(&req.name, &node);
     // First contact is the moment of pinning: a key pinned for this address by a node
@@ -305,6 +306,7 @@ async fn create_local(
         os: None,
         setup: None,
         provider_data: data,
+        deploy_user: None,
     };
     // A fresh node at a reused address: any key pinned for it belongs to a node gone.
     let target = target_of(&req.name, &node);
@@ -354,6 +356,7 @@ async fn create_vagrant(
         os: None,
         setup: None,
         provider_data: data,
+        deploy_user: None,
     };
     // `vagrant ssh-config` points at a forwarded port on 127.0.0.1 that a re-created VM
     // reuses: a key pinned there belongs to a VM that is gone.
@@ -398,7 +401,7 @@ async fn repin(
 }
 
 fn target_of(name: &str, node: &Node) -> Target {
-    Target::for_node(name, node)
+    Target::admin_for_node(name, node)
 }
 
 /// Connects (pinning the key on first contact), reads the OS, records the node.

@@ -302,6 +302,14 @@ pub struct Desired {
     pub packages: Vec<&'static str>,
     /// The deploy user.
     pub user: &'static str,
+    /// Groups the deploy user must be in: www-data (the apps' files), adm (the web
+    /// servers' logs), and systemd-journal when the node has it (the apps' journal).
+    pub groups: Vec<&'static str>,
+    /// Groups among `groups` that only count when the node has them.
+    pub optional_groups: Vec<&'static str>,
+    /// Folders whose root-owned content becomes the deploy user's (nodes deployed to as
+    /// root before deploys logged in as the deploy user).
+    pub migrate: Vec<&'static str>,
     /// Folders, parents first.
     pub dirs: Vec<DesiredDir>,
     /// Files (the stamp excluded).
@@ -408,6 +416,10 @@ impl Desired {
             dir(crate::deploy::contract::ACME_WEBROOT, 0o755, "root"),
             dir("/var/log/skiff", 0o755, user),
             dir(&format!("/home/{user}/.ssh"), 0o700, user),
+            // what deploys, logged in as the deploy user, write
+            dir(contract::LOCKS, 0o755, user),
+            dir(contract::HISTORY_DIR, 0o755, user),
+            dir(contract::BACKUPS_DIR, 0o700, user),
         ];
         let mut files = vec![
             DesiredFile::new(PORTS_CONF, r("apache/ports.conf.tera")?, 0o644),
@@ -604,6 +616,15 @@ impl Desired {
         Ok(Desired {
             packages: distro.packages(),
             user,
+            groups: vec!["www-data", "adm", "systemd-journal"],
+            optional_groups: vec!["systemd-journal"],
+            migrate: vec![
+                contract::APPS,
+                contract::LOCKS,
+                contract::HISTORY_DIR,
+                contract::BACKUPS_DIR,
+                contract::ENVDIR,
+            ],
             dirs,
             files,
             absent,

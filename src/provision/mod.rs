@@ -36,7 +36,8 @@ use crate::error::{Error, Result};
 use crate::transport::{Output, Session, Target};
 
 pub use desired::{
-    Choices, DEFAULT_PYTHON_SLOTS, DEFAULT_RUBY_SLOTS, Distro, MAX_SLOTS, default_slots, pool_size,
+    Choices, DEFAULT_PYTHON_SLOTS, DEFAULT_RUBY_SLOTS, DEPLOY_USER, Distro, MAX_SLOTS,
+    default_slots, pool_size,
 };
 pub use plan::Plan;
 
@@ -77,6 +78,10 @@ pub struct Outcome {
     pub steps: Vec<StepDone>,
     /// The assets digest the node now records.
     pub digest: String,
+    /// After an apply: `Ok(user)` when a key login of the deploy user and its `sudo -n
+    /// skiff-node version` worked (deploys log in as it from now on), else why not.
+    /// `None` with `--dry-run`.
+    pub deploy_login: Option<std::result::Result<String, String>>,
     /// The operating system found.
     pub os: String,
 }
@@ -106,6 +111,33 @@ impl KeyLogin {
                 .map_err(|why| format!("no key login of `{user}` confirmed ({why})"))?;
         }
         Ok(())
+    }
+
+    /// Logs in as `deploy_user` (a fresh session, its key alone as for every deploy) and
+    /// runs `sudo -n skiff-node version`: what every deploy needs of it. `Err` says why not.
+    pub async fn confirm_deploy(&self, deploy_user: &str) -> std::result::Result<(), String> {
+        crate::transport::ssh::key_login(&self.target, &self.ssh_dir, deploy_user)
+            .await
+            .map_err(|why| format!("no key login of `{deploy_user}` ({why})"))?;
+        let target = Target {
+            user: deploy_user.to_string(),
+            ..self.target.clone()
+        };
+        let session = Session::connect(&target, &self.ssh_dir)
+            .await
+            .map_err(|e| format!("could not log in as `{deploy_user}`: {e}"))?;
+        let node = crate::deploy::contract::SKIFF_NODE;
+        let out = session.run(&["sudo", "-n", node, "version"]).await;
+        let _ = session.close().await;
+        match out {
+            Ok(out) if out.success() => Ok(()),
+            Ok(out) => Err(format!(
+                "`sudo -n {node} version` as `{deploy_user}` failed (exit {}): {}",
+                out.status.map_or("?".into(), |s| s.to_string()),
+                out.tail(3).trim()
+            )),
+            Err(e) => Err(format!("`sudo -n {node} version` as `{deploy_user}`: {e}")),
+        }
     }
 }
 
@@ -334,7 +366,19 @@ fn failing_test(node: &str, facts: &probe::Facts) -> Option<Error> {
 fn apply_detail(step: &str, plan: &Plan) -> Option<String> {
     let count = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
     Some(match step {
-        "users" => format!("user {}", plan.create_user.as_ref()?),
+        "users" => {
+            let mut parts = Vec::new();
+            if let Some(user) = &plan.create_user {
+                parts.push(format!("user {user}"));
+            }
+            if !plan.add_groups.is_empty() {
+                parts.push(format!("groups {}", plan.add_groups.join(" ")));
+            }
+            if parts.is_empty() {
+                return None;
+            }
+            parts.join(", ")
+        }
         "folders" if !plan.dirs.is_empty() => count(plan.dirs.len(), "folder"),
         "files" if !plan.files.is_empty() || !plan.removals.is_empty() => {
             let mut s = count(plan.files.len(), "file");
@@ -572,6 +616,7 @@ pub async fn setup_node(
             steps,
             digest: assets::digest().to_string(),
             os: distro.label().into(),
+            deploy_login: None,
         });
     }
 
@@ -680,12 +725,32 @@ pub async fn setup_node(
             ),
         }
     }
+    // 5. deploys log in as the deploy user from now on, once it can log in and reach
+    // skiff-node through sudo (what every deploy step needs)
+    let t = Instant::now();
+    let deploy_login = match login.confirm_deploy(desired.user).await {
+        Ok(()) => {
+            done(
+                events,
+                &mut steps,
+                "deploy-user",
+                t,
+                format!(
+                    "deploys log in as `{}` (key login and `sudo -n skiff-node` confirmed)",
+                    desired.user
+                ),
+            );
+            Ok(desired.user.to_string())
+        }
+        Err(why) => Err(why),
+    };
     Ok(Outcome {
         plan: first_plan,
         changed,
         steps,
         digest: assets::digest().to_string(),
         os: distro.label().into(),
+        deploy_login: Some(deploy_login),
     })
 }
 

@@ -144,6 +144,11 @@ pub struct Plan {
     pub repair_dpkg: bool,
     /// The deploy user to create.
     pub create_user: Option<String>,
+    /// Groups to add the deploy user to (`usermod -a -G`).
+    pub add_groups: Vec<String>,
+    /// Folders whose root-owned content becomes the deploy user's (`chown`): a node
+    /// deployed to as root before.
+    pub migrate: Vec<String>,
     /// Folders to create or fix.
     pub dirs: Vec<DirChange>,
     /// Files to write.
@@ -176,6 +181,8 @@ impl Plan {
         !(self.packages.is_empty()
             && !self.repair_dpkg
             && self.create_user.is_none()
+            && self.add_groups.is_empty()
+            && self.migrate.is_empty()
             && self.dirs.is_empty()
             && self.files.is_empty()
             && self.removals.is_empty()
@@ -277,6 +284,14 @@ pub fn compute(
             .collect(),
         repair_dpkg: facts.dpkg_pending,
         create_user: (!facts.user_exists).then(|| desired.user.to_string()),
+        add_groups: desired
+            .groups
+            .iter()
+            .filter(|g| !facts.user_groups.contains(**g))
+            .filter(|g| !desired.optional_groups.contains(g) || facts.groups_present.contains(**g))
+            .map(|g| g.to_string())
+            .collect(),
+        migrate: facts.root_owned.clone(),
         dirs: Vec::new(),
         files: Vec::new(),
         removals: Vec::new(),
@@ -547,6 +562,7 @@ mod tests {
             os_version: "12".into(),
             uid: Some(0),
             user_exists: true,
+            user_groups: d.groups.iter().map(|g| g.to_string()).collect(),
             systemd: true,
             firewall: FirewallState::Loaded,
             firewall_unit: true,

@@ -73,6 +73,12 @@ pub struct Facts {
     pub user_exists: bool,
     /// The login user's authorized keys.
     pub login_keys: Vec<String>,
+    /// The deploy user's groups (`id -nG`).
+    pub user_groups: BTreeSet<String>,
+    /// Groups the node has, among those the deploy user must be in.
+    pub groups_present: BTreeSet<String>,
+    /// Folders (of `Desired::migrate`) holding something root owns.
+    pub root_owned: Vec<String>,
     /// Paths that exist, with type, mode and owner.
     pub stat: BTreeMap<String, Meta>,
     /// Content of files that differ from what skiff would write (and of line files).
@@ -129,6 +135,8 @@ pub fn script(desired: &Desired, login_user: &str, services_lib: &str) -> Result
     ctx.insert("packages", &desired.packages);
     ctx.insert("user", desired.user);
     ctx.insert("login_user", login_user);
+    ctx.insert("groups", &desired.groups);
+    ctx.insert("migrate", &desired.migrate);
     let mut stat_paths: Vec<&str> = desired.dirs.iter().map(|d| d.path.as_str()).collect();
     stat_paths.extend(desired.all_files().map(|f| f.path.as_str()));
     stat_paths.push(&desired.sshd.path);
@@ -188,6 +196,13 @@ pub fn parse(node: &str, out: &str) -> Result<Facts> {
             ["dpkg_pending", v] => f.dpkg_pending = *v == "1",
             ["user", v] => f.user_exists = *v == "1",
             ["key", rest @ ..] => f.login_keys.push(rest.join("\t")),
+            ["groups", names] => {
+                f.user_groups = names.split_whitespace().map(str::to_string).collect();
+            }
+            ["group", name] => {
+                f.groups_present.insert(name.to_string());
+            }
+            ["root_owned", path] => f.root_owned.push(path.to_string()),
             ["stat", path, kind, mode, owner, group] => {
                 let mode = u32::from_str_radix(mode, 8).unwrap_or(0);
                 f.stat.insert(

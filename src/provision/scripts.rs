@@ -48,6 +48,8 @@ pub fn apply_script(plan: &Plan, desired: &Desired, services_lib: &str) -> Resul
     ctx.insert("services_lib", services_lib);
     ctx.insert("user", desired.user);
     ctx.insert("create_user", &plan.create_user.is_some());
+    ctx.insert("add_groups", &plan.add_groups.join(","));
+    ctx.insert("migrate", &plan.migrate);
     let dirs: Vec<serde_json::Value> = plan
         .dirs
         .iter()

@@ -57,8 +57,18 @@ pub struct Target {
 }
 
 impl Target {
-    /// The target for a node recorded in cluster.toml.
+    /// The target deploys use for a node recorded in cluster.toml: its deploy user once
+    /// setup-node recorded one (`deploy_user`), else its login user.
     pub fn for_node(name: &str, node: &crate::cluster::Node) -> Target {
+        Target {
+            user: node.deploy_login().to_string(),
+            ..Target::admin_for_node(name, node)
+        }
+    }
+
+    /// The admin target of a node (its `user`, root or a sudoer): what setup-node, the
+    /// providers and create-node's probe log in as.
+    pub fn admin_for_node(name: &str, node: &crate::cluster::Node) -> Target {
         Target {
             node: name.to_string(),
             address: node.address.clone(),

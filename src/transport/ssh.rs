@@ -50,6 +50,7 @@ pub fn known_hosts_path(ssh_dir: &Path) -> PathBuf {
 #[derive(Debug)]
 pub struct Session {
     node: String,
+    user: String,
     inner: openssh::Session,
     permits: Semaphore,
     round_trips: AtomicU64,
@@ -99,6 +100,7 @@ impl Session {
         match builder.connect_mux(&target.address).await {
             Ok(inner) => Ok(Session {
                 node: target.node.clone(),
+                user: target.user.clone(),
                 inner,
                 permits: Semaphore::new(MAX_CHANNELS),
                 round_trips: AtomicU64::new(0),
@@ -107,9 +109,26 @@ impl Session {
         }
     }
 
-    /// Connects to a node recorded in cluster.toml, with skiff's known_hosts beside it.
+    /// Connects to a node recorded in cluster.toml as its deploy user (see
+    /// [`Target::for_node`]), with skiff's known_hosts beside it.
     pub async fn for_node(name: &str, node: &Node, state: &StateFile) -> Result<Session> {
         Session::connect(&Target::for_node(name, node), &state.dir()).await
+    }
+
+    /// Connects to a node as its admin login user (`user`): setup-node only.
+    pub async fn admin_for_node(name: &str, node: &Node, state: &StateFile) -> Result<Session> {
+        Session::connect(&Target::admin_for_node(name, node), &state.dir()).await
+    }
+
+    /// `argv` as root: through `sudo -n` unless the session logged in as root. For the
+    /// commands the deploy user's sudoers rule allows (skiff-node, skiff-run).
+    pub fn as_root<'a>(&self, argv: &[&'a str]) -> Vec<&'a str> {
+        let sudo: &[&str] = if self.user == "root" {
+            &[]
+        } else {
+            &["sudo", "-n"]
+        };
+        sudo.iter().chain(argv).copied().collect()
     }
 
     /// The node's name, for messages.

@@ -458,6 +458,7 @@ fn list_nodes_json_parses() {
                         os: Some("debian 12".into()),
                         setup: None,
                         provider_data: Default::default(),
+                        deploy_user: None,
                     },
                 );
             }

@@ -131,7 +131,7 @@ fn a_postgresql_app_keeps_its_rows_and_files_and_its_password_stays_on_the_node(
         )
         .lines()
         .collect::<Vec<_>>(),
-        ["600 root", "600 root"]
+        ["600 skiff", "600 skiff"]
     );
     assert_eq!(
         node.exec("head -c 5 /var/backups/skiff/notes/1/db"),
@@ -199,11 +199,14 @@ fn a_postgresql_app_keeps_its_rows_and_files_and_its_password_stays_on_the_node(
         ["body", "id"]
     );
 
-    // secrets: 0600 root on the node, in no laptop file and no output
+    // secrets: 0640 root:skiff on the node (the deploy user puts them in the env
+    // snapshot), in no laptop file and no output
     let creds = "/etc/skiff/services/notes/db.env";
     assert_eq!(
-        node.exec(&format!("stat -c '%a %U' {creds}")).trim(),
-        "600 root"
+        node.exec(&format!(
+            "stat -c '%a %U:%G' {creds} /etc/skiff/services/notes"
+        )),
+        "640 root:skiff\n750 root:skiff\n"
     );
     let password = node.exec(&format!("sed -n 's/^PGPASSWORD=//p' {creds}"));
     let password = password.trim();
@@ -349,9 +352,9 @@ fn a_two_node_app_reaches_its_database_on_the_first_node_and_no_one_else_does() 
     );
     assert_eq!(
         other
-            .exec("stat -c '%a %U' /etc/skiff/services/notes/db.env")
+            .exec("stat -c '%a %U:%G' /etc/skiff/services/notes/db.env")
             .trim(),
-        "600 root"
+        "640 root:skiff"
     );
 }
 
@@ -418,8 +421,8 @@ fn a_php_app_on_mariadb_keeps_its_rows() {
     let (_, body) = get(&node.address, "board.test", "/");
     assert!(body.contains("message=one rows=first,second"), "{body}");
     assert_eq!(
-        node.exec("stat -c '%a %U' /etc/skiff/services/board/db.env")
+        node.exec("stat -c '%a %U:%G' /etc/skiff/services/board/db.env")
             .trim(),
-        "600 root"
+        "640 root:skiff"
     );
 }

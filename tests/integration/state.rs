@@ -33,6 +33,7 @@ fn node(i: usize) -> Node {
         os: None,
         setup: None,
         provider_data: Default::default(),
+        deploy_user: None,
     }
 }
 

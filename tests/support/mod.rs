@@ -298,8 +298,9 @@ impl<'a> TestNode<'a> {
         }
     }
 
-    /// Runs a shell command on the node as root over plain ssh (checked against skiff's
-    /// pinned key) and returns what it printed; panics if it fails.
+    /// Runs a shell command on the node as root (entering its namespaces from the host:
+    /// no login, so the node's auth log holds only skiff's) and returns what it printed;
+    /// panics if it fails.
     pub fn exec(&self, cmd: &str) -> String {
         let out = self.exec_output(cmd);
         assert!(
@@ -313,24 +314,44 @@ impl<'a> TestNode<'a> {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// [`TestNode::exec`] without the success check.
+    /// The host PID of the node's PID 1 (a reboot in the node makes a new one).
+    pub fn init_pid(&self) -> u32 {
+        let script = skiff::providers::local::home().join("local-node.sh");
+        let out = StdCommand::new("bash")
+            .arg(&script)
+            .args(["init-pid", &self.number.to_string()])
+            .output()
+            .expect("bash runs");
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.trim().parse().unwrap_or_else(|_| {
+            panic!(
+                "no PID 1 for node {} ({}): {}",
+                self.name,
+                script.display(),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+    }
+
+    /// [`TestNode::exec`] without the success check: `sh -c CMD` as root in the node's
+    /// namespaces and root (nsenter), with a login's PATH and HOME, stdin empty.
     pub fn exec_output(&self, cmd: &str) -> std::process::Output {
-        StdCommand::new("ssh")
-            .arg("-i")
-            .arg(&self.identity)
-            .args(["-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes"])
-            .args(["-o", "StrictHostKeyChecking=yes", "-o", "ConnectTimeout=5"])
-            .arg("-o")
-            .arg(format!(
-                "UserKnownHostsFile={}",
-                self.env.known_hosts().display()
-            ))
-            .arg(format!("root@{}", self.address))
-            .arg("--")
-            .arg(cmd)
+        StdCommand::new("nsenter")
+            .args(["--target", &self.init_pid().to_string()])
+            .args(["--all", "--root", "--wd", "--"])
+            .args([
+                "env",
+                "-i",
+                "HOME=/root",
+                "USER=root",
+                "LOGNAME=root",
+                "LANG=C.UTF-8",
+            ])
+            .arg("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+            .args(["/bin/sh", "-c", cmd])
             .stdin(std::process::Stdio::null())
             .output()
-            .expect("ssh runs")
+            .expect("nsenter runs")
     }
 
     /// Destroys the node now (asserting success) instead of on drop.
