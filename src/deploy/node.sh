@@ -548,8 +548,9 @@ units_step() {
   [ -d /run/systemd/system ] || die "workers and cron need systemd as the node's PID 1; this node has none" "$EXIT_NO_SYSTEMD"
   _u=$a/units/$n
   rm -rf "$_u"
-  mkdir -p "$_u"
-  chmod 2750 "$_u"
+  # 0750, and setgid from units/ (no chmod: the kernel drops a folder's setgid bit when
+  # its owner, the deploy user, is not in the folder's group)
+  (umask 027 && mkdir -p "$_u")
   printf '%s\n' "$units" | while read -r _name _data; do
     [ -n "$_name" ] || continue
     printf '%s' "$_name" | grep -Eqx '[A-Za-z0-9_.@-]{1,200}' || die "bad unit file name: $_name" "$EXIT_USAGE"

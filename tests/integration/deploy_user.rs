@@ -73,7 +73,7 @@ fn deploys_log_in_as_the_deploy_user_and_never_as_root() {
         .output()
         .unwrap();
     ok(&out);
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "www-data\n");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "app-least\n");
     let out = env
         .skiff()
         .args(["logs", HOST, "--kind", "access", "--since", "10m"])
