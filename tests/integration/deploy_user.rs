@@ -124,6 +124,30 @@ fn deploys_log_in_as_the_deploy_user_and_never_as_root() {
             "sudo ran something else: {line}"
         );
     }
+
+    // what the deploy user may not do as root: a shell, a unit of its own making that
+    // runs as root, a job file run as root
+    let as_skiff = |cmd: &str| node.exec_output(&format!("runuser -u skiff -- sh -c '{cmd}'"));
+    let shell = as_skiff("sudo -n /bin/sh -c id");
+    assert!(!shell.status.success(), "sudo gave skiff a shell");
+    node.exec(
+        "runuser -u skiff -- sh -c 'mkdir -p /srv/skiff/apps/least/units/99 && printf \"[Service]\\nUser=root\\nExecStart=/usr/local/share/skiff/bin/skiff-run /tmp/x\\n\" > /srv/skiff/apps/least/units/99/skiff_least_99_evil.service'",
+    );
+    let forged = as_skiff("sudo -n /usr/local/share/skiff/bin/skiff-node units least install 99");
+    assert_eq!(forged.status.code(), Some(2), "{forged:?}");
+    assert!(
+        String::from_utf8_lossy(&forged.stderr).contains("User=root is not an app user"),
+        "{forged:?}"
+    );
+    assert_eq!(
+        node.exec("ls /etc/systemd/system | grep -c evil || true")
+            .trim(),
+        "0"
+    );
+    node.exec("runuser -u skiff -- sh -c 'printf \"kind command\\ndir /\\ncommand id\\n\" > /var/lib/skiff/staging/job'");
+    let job = as_skiff("sudo -n /usr/local/share/skiff/bin/skiff-run /var/lib/skiff/staging/job");
+    assert_eq!(job.status.code(), Some(2), "{job:?}");
+    node.exec("rm -rf /srv/skiff/apps/least/units/99 /var/lib/skiff/staging/job");
 }
 
 /// A node deployed to as root before: setup-node's plan names the folders holding root's
