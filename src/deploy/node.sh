@@ -83,7 +83,19 @@ export PATH
 # Deploys log in as the node's deploy user (`skiff`); root work goes through skiff-node
 # (which validates every argument), by `sudo -n` unless this step runs as root (a node
 # whose cluster.toml has no deploy_user yet). Nothing else here runs as root.
-if [ "$(id -u)" = 0 ]; then as_root() { "$@"; }; else as_root() { sudo -n "$@"; }; fi
+# A sudo that refuses (no sudoers rule: a node set up by an older skiff) is named with its fix.
+if [ "$(id -u)" = 0 ]; then
+  as_root() { "$@"; }
+else
+  as_root() {
+    sudo -n "$@" || {
+      _rc=$?
+      sudo -n -l "$1" >/dev/null 2>&1 ||
+        die "$(id -un) may not run $1 as root (sudo -n): run \`skiff setup-node\` for this node (it writes /etc/sudoers.d/skiff)"
+      return "$_rc"
+    }
+  }
+fi
 
 # The node's paths, ports and exit codes come in the prelude too, from one place in Rust
 # (src/deploy/contract.rs): APPS LOCKS NODE_LOCK STATE SETUP NODE STAGING SLOTS ENVDIR
