@@ -202,3 +202,37 @@ fn setup_node_gives_the_files_of_root_deploys_to_the_deploy_user() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// When the deploy user cannot log in (here: no login shell), setup-node says why and
+/// deploys keep logging in as the node's `user`; a run that works records it again.
+#[test]
+fn setup_node_keeps_the_login_user_until_the_deploy_user_works() {
+    if !nodes_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    let node = TestNode::launch_set_up(&env);
+    node.exec("usermod -s /usr/sbin/nologin skiff");
+    let out = env
+        .skiff()
+        .args(["setup-node", &node.name])
+        .output()
+        .unwrap();
+    ok(&out);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("deploys keep logging in as `root`") && said.contains("`skiff`"),
+        "{said}"
+    );
+    let deploy_user = |env: &TestEnv| env.cluster().node(&node.name).unwrap().deploy_user.clone();
+    assert_eq!(deploy_user(&env), None);
+    deploy(&env, &node, &app(&env));
+    assert_eq!(get(&node.address, HOST, "/"), (200, "none\n".into()));
+    node.exec("usermod -s /bin/bash skiff");
+    ok(&env
+        .skiff()
+        .args(["setup-node", &node.name])
+        .output()
+        .unwrap());
+    assert_eq!(deploy_user(&env).as_deref(), Some("skiff"));
+}
