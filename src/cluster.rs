@@ -675,7 +675,7 @@ mod tests {
                 os: Some("debian 12".into()),
                 setup: None,
                 provider_data: BTreeMap::new(),
-                deploy_user: None,
+                deploy_user: Some("skiff".into()),
             },
         );
         c.default_node = Some("web1".into());
@@ -786,6 +786,13 @@ mod tests {
                 "nodes.web1.user",
                 "`ro ot` is not a valid login name",
                 4,
+            ),
+            (
+                "deploy user with a dash first",
+                with("deploy_user = \"-oProxyCommand\"\n"),
+                "nodes.web1.deploy_user",
+                "`-oProxyCommand` is not a valid login name",
+                6,
             ),
             (
                 "port 0",

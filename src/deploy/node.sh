@@ -84,7 +84,19 @@ export PATH
 # Deploys log in as the node's deploy user (`skiff`); root work goes through skiff-node
 # (which validates every argument), by `sudo -n` unless this step runs as root (a node
 # whose cluster.toml has no deploy_user yet). Nothing else here runs as root.
-if [ "$(id -u)" = 0 ]; then as_root() { "$@"; }; else as_root() { sudo -n "$@"; }; fi
+# A sudo that refuses (no sudoers rule: a node set up by an older skiff) is named with its fix.
+if [ "$(id -u)" = 0 ]; then
+  as_root() { "$@"; }
+else
+  as_root() {
+    sudo -n "$@" || {
+      _rc=$?
+      sudo -n -l "$1" >/dev/null 2>&1 ||
+        die "$(id -un) may not run $1 as root (sudo -n): run \`skiff setup-node\` for this node (it writes /etc/sudoers.d/skiff)"
+      return "$_rc"
+    }
+  }
+fi
 
 # The node's paths, ports and exit codes come in the prelude too, from one place in Rust
 # (src/deploy/contract.rs): APPS LOCKS NODE_LOCK STATE SETUP NODE STAGING SLOTS ENVDIR
@@ -584,7 +596,8 @@ units_step() {
 # = none). The current ones stop (each with its stop signal, then its stop timeout,
 # then SIGKILL: systemd's), N's are installed, enabled (they come back after a reboot)
 # and started, and N's workers must stay up, unrestarted, for WORKER_GRACE seconds.
-# Returns 1 (their journal tails under `---workers`) when one did not.
+# Returns 1 (their journal tails under `---workers`) when one did not, 2 when skiff-node
+# refused N's unit files (its reason on stderr).
 units_to() {
   _ua=$APPS/$1 _un=$2
   _cur=$(cat "$_ua/units/current" 2>/dev/null || true)
@@ -605,10 +618,10 @@ units_to() {
   # shellcheck disable=SC2086
   [ -z "$_old" ] || as_root "$NODE" units "$1" stop $_old || true
   if [ -n "$_un" ] && [ -d "$_ua/units/$_un" ]; then
-    as_root "$NODE" units "$1" install "$_un" || return 1
+    as_root "$NODE" units "$1" install "$_un" || return 2
     echo "$_un" >"$_ua/units/current"
   else
-    as_root "$NODE" units "$1" install none || return 1
+    as_root "$NODE" units "$1" install none || return 2
     rm -f "$_ua/units/current"
   fi
   [ -n "$_new" ] || return 0
@@ -798,10 +811,16 @@ switch_step() {
     grep -qs '\.timer$' "$APPS/$app/units/$run/enable"; then
     cron_secret
   fi
-  if ! units_to "$app" "$run"; then
+  _u=0
+  units_to "$app" "$run" || _u=$?
+  if [ "$_u" != 0 ]; then
     rm -f "$_state_file"
     units_to "$app" "$_prev" >/dev/null || true
-    echo "skiff: a worker of version $run did not stay up; version ${_prev:-(none)}'s workers and timers run again" >&2
+    if [ "$_u" = 2 ]; then
+      echo "skiff: skiff-node refused the units of version $run (above); version ${_prev:-(none)}'s workers and timers run again" >&2
+    else
+      echo "skiff: a worker of version $run did not stay up; version ${_prev:-(none)}'s workers and timers run again" >&2
+    fi
     exit "$EXIT_WORKERS"
   fi
   phase units

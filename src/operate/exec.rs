@@ -125,7 +125,8 @@ pub async fn shell(state: &StateFile, host: &str, node: Option<&str>) -> Result<
     status
 }
 
-/// `skiff-run --exec APP N ID ARGV...`: the node-side argv.
+/// `skiff-run --exec APP N ID ARGV...`: the node-side argv (the session runs it as root:
+/// `sudo -n` when it logged in as the deploy user, see [`Session::as_root`]).
 fn exec_argv<'a>(place: &Place, id: &str, argv: impl IntoIterator<Item = &'a str>) -> Vec<String> {
     let mut out = vec![
         contract::RUNNER.to_string(),

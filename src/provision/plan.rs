@@ -616,6 +616,26 @@ mod tests {
     }
 
     #[test]
+    fn the_deploy_user_joins_its_groups_and_gets_root_deploys_files() {
+        let d = desired();
+        let mut f = set_up(&d);
+        f.user_groups = ["skiff", "www-data"]
+            .iter()
+            .map(|g| g.to_string())
+            .collect();
+        // a node without systemd-journal: that group is not asked for
+        f.groups_present = ["www-data", "adm"].iter().map(|g| g.to_string()).collect();
+        f.root_owned = vec![crate::deploy::contract::APPS.to_string()];
+        let plan = compute("n1", "Debian 12", &d, &d, &f).unwrap();
+        assert_eq!(plan.add_groups, ["adm"]);
+        assert_eq!(plan.migrate, [crate::deploy::contract::APPS]);
+        assert!(plan.needs_apply());
+        f.groups_present.insert("systemd-journal".into());
+        let plan = compute("n1", "Debian 12", &d, &d, &f).unwrap();
+        assert_eq!(plan.add_groups, ["adm", "systemd-journal"]);
+    }
+
+    #[test]
     fn a_set_up_node_has_an_empty_plan() {
         let d = desired();
         let plan = compute("n1", "Debian 12", &d, &d, &set_up(&d)).unwrap();

@@ -222,6 +222,25 @@ mod tests {
     }
 
     #[test]
+    fn deploys_log_in_as_the_deploy_user_and_setup_node_as_the_admin() {
+        let mut node: crate::cluster::Node =
+            toml::from_str("address = \"10.0.0.1\"\nuser = \"root\"\nprovider = \"local\"\n")
+                .unwrap();
+        assert_eq!(Target::for_node("n", &node).user, "root");
+        node.deploy_user = Some("skiff".into());
+        assert_eq!(Target::for_node("n", &node).user, "skiff");
+        let admin = Target::admin_for_node("n", &node);
+        assert_eq!(admin.user, "root");
+        assert_eq!(
+            Target {
+                user: "root".into(),
+                ..Target::for_node("n", &node)
+            },
+            admin
+        );
+    }
+
+    #[test]
     fn known_hosts_name_brackets_other_ports() {
         let mut t = Target {
             node: "n".into(),

@@ -85,7 +85,7 @@ fn deploys_log_in_as_the_deploy_user_and_never_as_root() {
     }
     // the worker runs as the app's user, from units skiff-node installed
     let ps = node.exec("ps -o user= -C sleep | sort -u");
-    assert_eq!(ps.trim(), "www-data", "{ps}");
+    assert_eq!(ps.trim(), "app-least", "{ps}");
     // what the deploys wrote is the deploy user's
     let owners = node.exec(
         "find /srv/skiff/apps/least /var/lib/skiff/locks /var/lib/skiff/history /var/lib/skiff/state.toml ! -user skiff",
@@ -124,6 +124,30 @@ fn deploys_log_in_as_the_deploy_user_and_never_as_root() {
             "sudo ran something else: {line}"
         );
     }
+
+    // what the deploy user may not do as root: a shell, a unit of its own making that
+    // runs as root, a job file run as root
+    let as_skiff = |cmd: &str| node.exec_output(&format!("runuser -u skiff -- sh -c '{cmd}'"));
+    let shell = as_skiff("sudo -n /bin/sh -c id");
+    assert!(!shell.status.success(), "sudo gave skiff a shell");
+    node.exec(
+        "runuser -u skiff -- sh -c 'mkdir -p /srv/skiff/apps/least/units/99 && printf \"[Service]\\nUser=root\\nExecStart=/usr/local/share/skiff/bin/skiff-run /tmp/x\\n\" > /srv/skiff/apps/least/units/99/skiff_least_99_evil.service'",
+    );
+    let forged = as_skiff("sudo -n /usr/local/share/skiff/bin/skiff-node units least install 99");
+    assert_eq!(forged.status.code(), Some(2), "{forged:?}");
+    assert!(
+        String::from_utf8_lossy(&forged.stderr).contains("User=root is not an app user"),
+        "{forged:?}"
+    );
+    assert_eq!(
+        node.exec("ls /etc/systemd/system | grep -c evil || true")
+            .trim(),
+        "0"
+    );
+    node.exec("runuser -u skiff -- sh -c 'printf \"kind command\\ndir /\\ncommand id\\n\" > /var/lib/skiff/staging/job'");
+    let job = as_skiff("sudo -n /usr/local/share/skiff/bin/skiff-run /var/lib/skiff/staging/job");
+    assert_eq!(job.status.code(), Some(2), "{job:?}");
+    node.exec("rm -rf /srv/skiff/apps/least/units/99 /var/lib/skiff/staging/job");
 }
 
 /// A node deployed to as root before: setup-node's plan names the folders holding root's
@@ -177,4 +201,38 @@ fn setup_node_gives_the_files_of_root_deploys_to_the_deploy_user() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+}
+
+/// When the deploy user cannot log in (here: no login shell), setup-node says why and
+/// deploys keep logging in as the node's `user`; a run that works records it again.
+#[test]
+fn setup_node_keeps_the_login_user_until_the_deploy_user_works() {
+    if !nodes_available() {
+        return;
+    }
+    let env = TestEnv::new();
+    let node = TestNode::launch_set_up(&env);
+    node.exec("usermod -s /usr/sbin/nologin skiff");
+    let out = env
+        .skiff()
+        .args(["setup-node", &node.name])
+        .output()
+        .unwrap();
+    ok(&out);
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains("deploys keep logging in as `root`") && said.contains("`skiff`"),
+        "{said}"
+    );
+    let deploy_user = |env: &TestEnv| env.cluster().node(&node.name).unwrap().deploy_user.clone();
+    assert_eq!(deploy_user(&env), None);
+    deploy(&env, &node, &app(&env));
+    assert_eq!(get(&node.address, HOST, "/"), (200, "none\n".into()));
+    node.exec("usermod -s /bin/bash skiff");
+    ok(&env
+        .skiff()
+        .args(["setup-node", &node.name])
+        .output()
+        .unwrap());
+    assert_eq!(deploy_user(&env).as_deref(), Some("skiff"));
 }

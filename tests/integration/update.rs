@@ -446,9 +446,10 @@ fn a_lock_held_elsewhere_is_named_and_a_dead_local_one_is_broken() {
     let node = TestNode::launch_set_up(&env);
     let dir = fixture(&env, "static");
     deploy(&env, &node, &dir);
+    // (as the deploy user, whom every skiff logs in as)
     node.exec(
-        "mkdir /var/lib/skiff/locks/site.lock && \
-         echo 'alice@other-laptop pid=4242 since=2026-01-01T00:00:00Z' > /var/lib/skiff/locks/site.lock/owner",
+        "runuser -u skiff -- sh -c \"mkdir /var/lib/skiff/locks/site.lock && \
+         echo 'alice@other-laptop pid=4242 since=2026-01-01T00:00:00Z' > /var/lib/skiff/locks/site.lock/owner\"",
     );
     let out = env
         .skiff()
